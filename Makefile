@@ -1,0 +1,43 @@
+# The two commands a newcomer needs are `make run` and `make test`; everything else is for maintainers.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements/lock.txt
+export PYTHONPATH := $(CURDIR)/service:$(CURDIR)
+
+HOST ?= 127.0.0.1
+PORT ?= 8080
+STACK ?= dev
+
+.PHONY: run test lint plan bench fixtures lock clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# One stamp per requirements group: `make run` installs only what the service needs.
+$(VENV)/.service: requirements/service.txt requirements/lock.txt | $(BIN)/python
+	$(PIP) -r requirements/service.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.service requirements/infra.txt requirements/dev.txt requirements/lock.txt
+	$(PIP) -r requirements/service.txt -r requirements/infra.txt -r requirements/dev.txt
+	touch $@
+
+run: $(VENV)/.service ## Serve the API on the bundled tiny.en model (WHISPER_* variables pass through).
+	HOST=$(HOST) PORT=$(PORT) $(BIN)/python -m whisper_api
+
+test: $(VENV)/.dev ## Every test: service, infra (mock runtime), Dockerfiles, workflows, policies.
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.dev ## Linters that run offline.
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+plan: $(VENV)/.dev ## Evaluate the Pulumi program for STACK on the mock runtime and print its resources.
+	$(BIN)/python scripts/plan --stack $(STACK)
+
+lock: $(VENV)/.dev ## Re-pin every transitive dependency after changing requirements/*.txt.
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^pip==' > requirements/lock.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,32 @@
+"""Facts that the service and the infrastructure must agree on, defined once.
+
+This module has no dependencies so that the Pulumi program can import it too: the port, the
+probe paths and the names of the environment variables that `infra/` sets on Cloud Run are
+read from here, never copied.
+"""
+
+from typing import Final
+
+PORT: Final = 8080
+HEALTH_PATH: Final = "/healthz"
+READY_PATH: Final = "/readyz"
+METRICS_PATH: Final = "/metrics"
+
+ENV_PREFIX: Final = "WHISPER_"
+
+# Environment variables that the infrastructure sets on the container (see settings.Settings).
+ENV_ENGINE: Final = "WHISPER_ENGINE"
+ENV_MODEL: Final = "WHISPER_MODEL"
+ENV_DEVICE: Final = "WHISPER_DEVICE"
+ENV_COMPUTE_TYPE: Final = "WHISPER_COMPUTE_TYPE"
+# Requests one instance admits at once (inferring + waiting). Cloud Run's
+# max_instance_request_concurrency is set to the same number, so that Cloud Run scales out
+# instead of piling requests onto a full instance.
+ENV_QUEUE_SIZE: Final = "WHISPER_QUEUE_SIZE"
+ENV_REQUEST_TIMEOUT: Final = "WHISPER_REQUEST_TIMEOUT_S"
+
+ENGINES: Final = ("faster-whisper", "openai-whisper")
+DEFAULT_ENGINE: Final = "faster-whisper"
+# The model a production image bakes in, and the one a fresh checkout runs on.
+DEFAULT_IMAGE_MODEL: Final = "large-v3-turbo"
+BUNDLED_MODEL: Final = "tiny.en"

@@ -1,0 +1,63 @@
+"""The service's whole configuration: one pydantic-settings class read from `WHISPER_*` variables.
+
+Read once at start-up (`get_settings`) and passed down; nothing else reads the environment.
+"""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from whisper_api import contract
+
+Engine = Literal["faster-whisper", "openai-whisper"]
+Device = Literal["auto", "cpu", "cuda"]
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; each field is documented in the README's settings table."""
+
+    model_config = SettingsConfigDict(env_prefix=contract.ENV_PREFIX, extra="ignore")
+
+    # Model and engine
+    engine: Engine = Field(contract.DEFAULT_ENGINE, description="Inference engine.")
+    model: str = Field(
+        contract.BUNDLED_MODEL,
+        description="Model name (resolved under model_dir, or the bundled tiny.en) or a local path.",
+    )
+    model_dir: Path | None = Field(None, description="Folder of models baked into the image.")
+    device: Device = Field("auto", description="auto picks cuda when a GPU is visible.")
+    compute_type: str = Field(
+        "auto",
+        description="auto: int8 (CPU) / float16 (GPU) for faster-whisper; float32 / float16 for openai-whisper.",
+    )
+    cpu_threads: int = Field(0, ge=0, description="CPU threads for inference; 0 means all cores.")
+    beam_size: int = Field(5, ge=1, le=10, description="Beam size for decoding.")
+    vad_filter: bool = Field(True, description="Skip non-speech with Silero VAD (faster-whisper).")
+    batch_size: int = Field(0, ge=0, description="faster-whisper batched inference; 0 means sequential.")
+
+    # Limits and concurrency
+    max_upload_mb: float = Field(25, gt=0, description="Largest upload accepted (413 above).")
+    max_audio_seconds: float = Field(3 * 3600, gt=0, description="Longest audio accepted.")
+    max_prompt_chars: int = Field(4000, ge=0, description="Longest prompt accepted.")
+    workers: int = Field(1, ge=1, description="Inferences run at once in this process.")
+    queue_size: int = Field(
+        8,
+        ge=1,
+        description="Requests admitted at once (running + waiting); 429 beyond. Cloud Run concurrency.",
+    )
+    request_timeout_s: float = Field(300, gt=0, description="Deadline for one request.")
+    shutdown_grace_s: float = Field(8, ge=0, description="Time to finish in-flight work on SIGTERM.")
+
+    # Access and logging
+    api_key: SecretStr | None = Field(None, description="Require `Authorization: Bearer <key>`.")
+    api_key_file: Path | None = Field(None, description="Read the API key from a mounted secret.")
+    log_level: str = Field("INFO", description="Log level.")
+    log_json: bool = Field(True, description="Cloud Logging JSON lines (false: plain text).")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
