@@ -30,3 +30,13 @@ DEFAULT_ENGINE: Final = "faster-whisper"
 # The model a production image bakes in, and the one a fresh checkout runs on.
 DEFAULT_IMAGE_MODEL: Final = "large-v3-turbo"
 BUNDLED_MODEL: Final = "tiny.en"
+ENV_MODEL_DIR: Final = "WHISPER_MODEL_DIR"
+
+# The container image (service/Dockerfile). Models are baked at build time under MODEL_DIR:
+# faster-whisper models as CTranslate2 folders `<MODEL_DIR>/<name>/`, openai-whisper models as
+# checkpoints `<MODEL_DIR>/<name>.pt`. The service never downloads a model at start.
+MODEL_DIR: Final = "/models"
+BUILD_ARG_ENGINE: Final = "WHISPER_ENGINE"
+BUILD_ARG_MODEL: Final = "WHISPER_MODEL"
+IMAGE_TARGET_GPU: Final = "gpu"
+IMAGE_TARGET_CPU: Final = "cpu"
