@@ -1,0 +1,3 @@
+"""OpenAI-compatible Whisper API service."""
+
+__version__ = "0.1.0"

@@ -6,7 +6,7 @@ rendered from it. HTTP request/response models live here too, below the engine-n
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 Task = Literal["transcribe", "translate"]
 ResponseFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
@@ -59,3 +59,131 @@ class Transcript(BaseModel):
     @property
     def words(self) -> list[Word]:
         return [word for segment in self.segments for word in segment.words or []]
+
+
+# --- HTTP models: the OpenAI audio API's requests, the error envelope, models list and probes ---
+
+
+class ErrorBody(BaseModel):
+    message: str = Field(description="What went wrong, for a human.")
+    type: str = Field(description="invalid_request_error, authentication_error, rate_limit_error, server_error.")
+    param: str | None = Field(None, description="The request field at fault, if one is.")
+    code: str | None = Field(None, description="A stable machine-readable code, e.g. file_too_large.")
+
+
+class ErrorResponse(BaseModel):
+    """OpenAI's error envelope: every non-2xx response of the service has this shape."""
+
+    error: ErrorBody
+
+
+class TranslationRequest(BaseModel):
+    """The multipart fields of `POST /v1/audio/translations` (OpenAI's names and defaults)."""
+
+    model: str = Field(
+        "whisper-1", description="`whisper-1` (an alias) or the served model's name (see /v1/models)."
+    )
+    prompt: str | None = Field(
+        None, description="Text to guide the style or continue a previous segment; in the audio's language."
+    )
+    response_format: ResponseFormat = Field("json", description="json, text, srt, vtt or verbose_json.")
+    temperature: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Sampling temperature in [0, 1]. 0 (the default) lets the engine raise it step by step "
+        "when decoding fails its quality thresholds, as OpenAI does.",
+    )
+
+
+class TranscriptionRequest(TranslationRequest):
+    """The multipart fields of `POST /v1/audio/transcriptions` besides `file`."""
+
+    language: str | None = Field(
+        None, description="ISO-639-1 code of the audio's language (e.g. `en`); detected when omitted."
+    )
+    timestamp_granularities: list[TimestampGranularity] = Field(
+        default_factory=list,
+        alias="timestamp_granularities[]",
+        description="`word` and/or `segment` (default segment); requires response_format=verbose_json.",
+    )
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class Liveness(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    """What `/readyz` reports: which engine and model answer, and on what hardware."""
+
+    ready: bool
+    engine: str
+    model: str | None = None
+    device: str | None = None
+    compute_type: str | None = None
+    cuda_available: bool | None = None
+    gpu_name: str | None = None
+    versions: dict[str, str] = Field(default_factory=dict, description="service, engine, python, ...")
+    error: str | None = Field(None, description="Why the model failed to load, if it did.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Response bodies, in OpenAI's shapes (formats.render builds them from a Transcript)
+# ---------------------------------------------------------------------------------------------
+
+
+class TranscriptionJson(BaseModel):
+    """`response_format=json` (the default): the text only."""
+
+    text: str
+
+
+class WordOut(BaseModel):
+    word: str
+    start: float
+    end: float
+
+
+class SegmentOut(BaseModel):
+    id: int
+    seek: int
+    start: float
+    end: float
+    text: str
+    tokens: list[int]
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+
+
+class TranscriptionVerbose(BaseModel):
+    """`response_format=verbose_json`. As OpenAI: `segments` unless only word granularity was
+    asked for, `words` only when it was; a field left out is absent, not null."""
+
+    task: Task
+    language: str = Field(description="The language's English name in lower case, e.g. `english`.")
+    duration: float = Field(description="Seconds of audio.")
+    text: str
+    segments: list[SegmentOut] | None = None
+    words: list[WordOut] | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_lists(self, handler: SerializerFunctionWrapHandler):  # no return type: keeps the schema
+        data = handler(self)
+        for key in ("segments", "words"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data

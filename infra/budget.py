@@ -1,0 +1,87 @@
+"""A monthly budget on the project's spend, so that an idle GPU left running is noticed early."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp as gcp
+
+CURRENT_SPEND = "CURRENT_SPEND"
+FORECASTED_SPEND = "FORECASTED_SPEND"
+
+
+@dataclass(frozen=True)
+class BudgetAlertsArgs:
+    project: str
+    service_name: str
+    billing_account: str
+    amount: int
+    currency: str
+    thresholds: Sequence[float]
+    forecast_thresholds: Sequence[float]
+    emails: Sequence[str]
+
+
+class BudgetAlerts(pulumi.ComponentResource):
+    """A billing.Budget scoped to this project with current and forecasted thresholds, emailing alerts."""
+
+    def __init__(
+        self,
+        name: str,
+        args: BudgetAlertsArgs,
+        opts: pulumi.ResourceOptions | None = None,
+        depends_on: Sequence[pulumi.Resource] = (),
+    ) -> None:
+        super().__init__("whisper:infra:BudgetAlerts", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self, depends_on=list(depends_on))
+        # The Budget API wants a quota project even with user credentials (ADC): bill the calls to
+        # this project instead of failing with "requires a quota project".
+        billing_provider = gcp.Provider(
+            f"{name}-provider",
+            project=args.project,
+            billing_project=args.project,
+            user_project_override=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.channels = [
+            gcp.monitoring.NotificationChannel(
+                f"{name}-email-{index}",
+                project=args.project,
+                type="email",
+                display_name=f"{args.service_name} budget: {email}",
+                labels={"email_address": email},
+                opts=child,
+            )
+            for index, email in enumerate(args.emails)
+        ]
+        project_number = gcp.organizations.get_project_output(project_id=args.project).number
+        threshold_rules = [
+            gcp.billing.BudgetThresholdRuleArgs(threshold_percent=value, spend_basis=CURRENT_SPEND)
+            for value in args.thresholds
+        ] + [
+            gcp.billing.BudgetThresholdRuleArgs(threshold_percent=value, spend_basis=FORECASTED_SPEND)
+            for value in args.forecast_thresholds
+        ]
+        self.budget = gcp.billing.Budget(
+            f"{name}-budget",
+            billing_account=args.billing_account,
+            display_name=f"{args.service_name} ({args.project})",
+            amount=gcp.billing.BudgetAmountArgs(
+                specified_amount=gcp.billing.BudgetAmountSpecifiedAmountArgs(
+                    currency_code=args.currency, units=str(args.amount)
+                )
+            ),
+            budget_filter=gcp.billing.BudgetBudgetFilterArgs(
+                projects=[pulumi.Output.concat("projects/", project_number)],
+            ),
+            threshold_rules=threshold_rules,
+            all_updates_rule=gcp.billing.BudgetAllUpdatesRuleArgs(
+                monitoring_notification_channels=[channel.id for channel in self.channels],
+                # Billing admins keep getting the default emails as well.
+                disable_default_iam_recipients=False,
+            ),
+            opts=pulumi.ResourceOptions(parent=self, provider=billing_provider, depends_on=list(depends_on)),
+        )
+        self.register_outputs({"budget": self.budget.name})

@@ -1,0 +1,353 @@
+"""Evaluate the program on Pulumi's mock runtime: no cloud credentials, no pulumi CLI, no Docker.
+
+Shared by the tests (tests/infra/) and `scripts/plan`, so that what reviewers read is what is tested.
+Only the cloud is mocked: the program, its config validation and every resource's inputs are real.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+
+from infra.shared import REPO_ROOT
+
+MOCK_PROJECT_NUMBER = "123456789012"
+GET_PROJECT = "gcp:organizations/getProject:getProject"
+GET_CLIENT_CONFIG = "gcp:organizations/getClientConfig:getClientConfig"
+MOCK_ACCESS_TOKEN = "mock-access-token"  # noqa: S105 - a placeholder the mocks hand out
+
+
+@dataclass(frozen=True)
+class RecordedResource:
+    """One registered resource: its type token, logical name, inputs (camelCase) and options."""
+
+    type: str
+    name: str
+    urn: str
+    inputs: Mapping[str, Any]
+    outputs: Mapping[str, Any]
+    parent_urn: str
+    protect: bool
+    custom: bool
+    secret_inputs: frozenset[str] = frozenset()
+
+    @property
+    def parent(self) -> str:
+        """The parent's logical name ('' for top-level resources)."""
+        return self.parent_urn.rsplit("::", 1)[-1] if "::" in self.parent_urn else ""
+
+
+@dataclass
+class Plan:
+    """Everything one evaluation declared, in registration order."""
+
+    resources: list[RecordedResource] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def of_type(self, type_: str) -> list[RecordedResource]:
+        return [resource for resource in self.resources if resource.type == type_]
+
+    def one(self, type_: str) -> RecordedResource:
+        found = self.of_type(type_)
+        if len(found) != 1:
+            raise LookupError(f"expected one {type_}, found {len(found)}")
+        return found[0]
+
+    def named(self, name: str) -> RecordedResource:
+        return next(resource for resource in self.resources if resource.name == name)
+
+
+class CloudMocks(pulumi.runtime.Mocks):
+    """Stands in for the providers: echoes inputs and adds the computed outputs the program reads."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        inputs = dict(args.inputs)
+        state = {**inputs, **_computed_outputs(args.typ, args.name, inputs)}
+        resource_id = state.get("name") if args.typ.endswith("NotificationChannel") else None
+        return str(resource_id or f"{args.name}-id"), state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        token = args.token  # the data source's type token, not a credential
+        if token == GET_PROJECT:
+            project_id = args.args.get("projectId", "mock-project")
+            return {"projectId": project_id, "number": MOCK_PROJECT_NUMBER, "name": project_id}
+        if token == GET_CLIENT_CONFIG:
+            return {"accessToken": MOCK_ACCESS_TOKEN, "id": "mock", "project": "", "region": "", "zone": ""}
+        return {}
+
+
+def _computed_outputs(type_: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    if type_ == "gcp:serviceaccount/account:Account":
+        email = f"{inputs['accountId']}@{inputs['project']}.iam.gserviceaccount.com"
+        return {"email": email, "member": f"serviceAccount:{email}"}
+    if type_ == "docker-build:index:Image":
+        # A digest that follows the build inputs, like a real build of changed sources would.
+        digest = (
+            "sha256:" + hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+        )
+        repository = str(inputs["tags"][0]).rsplit(":", 1)[0]
+        return {"digest": digest, "ref": f"{repository}@{digest}"}
+    if type_ == "gcp:cloudrunv2/service:Service":
+        return {"uri": f"https://{inputs['name']}-{MOCK_PROJECT_NUMBER}.{inputs['location']}.run.app"}
+    if type_ == "gcp:monitoring/notificationChannel:NotificationChannel":
+        return {"name": f"projects/{inputs['project']}/notificationChannels/{name}"}
+    if type_ == "gcp:billing/budget:Budget":
+        return {"name": f"billingAccounts/{inputs['billingAccount']}/budgets/{name}"}
+    return {}
+
+
+class _RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
+    """The mock monitor, also keeping each registration's parent and `protect` option."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.registrations: list[tuple[str, str, str, str, bool, bool, dict[str, Any]]] = []
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            inputs = pulumi.runtime.rpc.deserialize_properties(request.object)
+            self.registrations.append(
+                (
+                    request.type,
+                    request.name,
+                    response.urn,
+                    request.parent,
+                    bool(request.protect),
+                    bool(request.custom),
+                    dict(inputs),
+                )
+            )
+        return response
+
+
+class _WarningCollector(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def run_program(
+    config: Mapping[str, str],
+    stack: str = "dev",
+    project: str | None = None,
+    program: Callable[[], Mapping[str, Any]] | None = None,
+) -> Plan:
+    """Run `program` (infra.program.main) for `config` (Pulumi's flat `ns:key → string` map) on mocks.
+
+    Raises what the program raises (e.g. infra.config.ConfigError) after the runtime has settled.
+    """
+    if program is None:
+        from infra.program import main as program
+
+    mocks = CloudMocks()
+    monitor = _RecordingMonitor(mocks)
+    collector = _WarningCollector()
+    logger = logging.getLogger(f"infra.mockrun.{stack}")
+    logger.handlers = [collector]
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+
+    pulumi.runtime.set_mocks(
+        mocks, project=project or project_name(), stack=stack, preview=False, logger=logger, monitor=monitor
+    )
+    pulumi.runtime.set_all_config(dict(config), [])
+    plan = Plan()
+
+    @pulumi.runtime.test
+    def evaluate() -> pulumi.Output[Any]:
+        return pulumi.Output.all(**program()).apply(plan.outputs.update)
+
+    evaluate()
+    outputs_by_urn = monitor.get_registered_resources()
+    for type_, name, urn, parent, protect, custom, inputs in monitor.registrations:
+        registered = outputs_by_urn.get(urn)
+        plan.resources.append(
+            RecordedResource(
+                type=type_,
+                name=name,
+                urn=urn,
+                inputs=_plain(inputs),
+                outputs=_plain(registered.state) if registered else {},
+                secret_inputs=_secret_keys(inputs),
+                parent_urn=parent,
+                protect=protect,
+                custom=custom,
+            )
+        )
+    plan.warnings.extend(collector.messages)
+    return plan
+
+
+def _plain(value: Any) -> Any:
+    """Dicts and lists all the way down (the runtime hands back its own mapping types), secrets unwrapped."""
+    if _is_secret(value):
+        return _plain(value["value"])
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _is_secret(value: Any) -> bool:
+    return isinstance(value, Mapping) and value.get(pulumi.runtime.rpc._special_sig_key) == (
+        pulumi.runtime.rpc._special_secret_sig
+    )
+
+
+def _secret_keys(inputs: Mapping[str, Any]) -> frozenset[str]:
+    return frozenset(key for key, value in inputs.items() if _is_secret(value))
+
+
+# --- stack files --------------------------------------------------------------------------------
+
+
+def project_name(root: Path = REPO_ROOT) -> str:
+    return str(yaml.safe_load((root / "Pulumi.yaml").read_text())["name"])
+
+
+def stack_file(stack: str, root: Path = REPO_ROOT) -> Path:
+    return root / f"Pulumi.{stack}.yaml"
+
+
+def load_stack_config(stack: str, root: Path = REPO_ROOT) -> dict[str, str]:
+    """`Pulumi.<stack>.yaml`'s config as the CLI hands it to a program: every value a string."""
+    document = yaml.safe_load(stack_file(stack, root).read_text()) or {}
+    return to_pulumi_config(document.get("config") or {})
+
+
+def to_pulumi_config(values: Mapping[str, Any]) -> dict[str, str]:
+    """YAML values → Pulumi's wire format: strings as-is, booleans lowercase, the rest as JSON."""
+    result: dict[str, str] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping) and "secure" in value:
+            raise ValueError(f"{key} is an encrypted secret; the mock runtime cannot decrypt it")
+        if isinstance(value, str):
+            result[key] = value
+        elif isinstance(value, bool):
+            result[key] = "true" if value else "false"
+        else:
+            result[key] = json.dumps(value)
+    return result
+
+
+# --- rendering (scripts/plan) ---------------------------------------------------------------------
+
+# The settings a reviewer looks for, per resource type (paths into the camelCase inputs).
+KEY_SETTINGS: Mapping[str, tuple[str, ...]] = {
+    "gcp:projects/service:Service": ("service", "disableOnDestroy"),
+    "gcp:artifactregistry/repository:Repository": (
+        "repositoryId",
+        "location",
+        "format",
+        "cleanupPolicies",
+    ),
+    "docker-build:index:Image": ("tags", "target", "platforms", "buildArgs", "push", "cacheTo"),
+    "gcp:serviceaccount/account:Account": ("accountId",),
+    "gcp:projects/iAMMember:IAMMember": ("role", "member"),
+    "gcp:cloudrunv2/service:Service": (
+        "name",
+        "location",
+        "ingress",
+        "deletionProtection",
+        "invokerIamDisabled",
+        "template.serviceAccount",
+        "template.nodeSelector.accelerator",
+        "template.gpuZonalRedundancyDisabled",
+        "template.scaling",
+        "template.maxInstanceRequestConcurrency",
+        "template.timeout",
+        "template.containers.0.image",
+        "template.containers.0.resources",
+        "template.containers.0.startupProbe.httpGet.path",
+        "template.containers.0.livenessProbe.httpGet.path",
+        "template.containers.0.envs",
+    ),
+    "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": ("role", "member"),
+    "gcp:monitoring/notificationChannel:NotificationChannel": ("type", "labels"),
+    "gcp:billing/budget:Budget": ("billingAccount", "amount", "budgetFilter", "thresholdRules"),
+    "pulumi:providers:gcp": ("billingProject", "userProjectOverride"),
+}
+
+
+def lookup(inputs: Mapping[str, Any], path: str) -> Any:
+    """`lookup(inputs, "template.containers.0.image")`; None where the path does not exist."""
+    value: Any = inputs
+    for part in path.split("."):
+        if isinstance(value, Mapping):
+            value = value.get(part)
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return None
+    return value
+
+
+def render_plan(plan: Plan, stack: str) -> str:
+    """The resources as a tree (components, then their children), each with its key settings."""
+    children: dict[str, list[RecordedResource]] = {}
+    for resource in plan.resources:
+        children.setdefault(resource.parent_urn, []).append(resource)
+    roots = sorted(
+        (r for r in plan.resources if r.parent_urn not in {x.urn for x in plan.resources}), key=_sort_key
+    )
+    lines = [f"Stack {stack}: {len(plan.resources)} resources (mock runtime, nothing was created)", ""]
+
+    def emit(resource: RecordedResource, depth: int) -> None:
+        indent = "  " * depth
+        flags = " [protected]" if resource.protect else ""
+        parent = f" (parent: {resource.parent})" if resource.parent else ""
+        lines.append(f"{indent}{resource.name}  {resource.type}{parent}{flags}")
+        for path in KEY_SETTINGS.get(resource.type, ()):
+            value = lookup(resource.inputs, path)
+            if value is not None:
+                lines.append(f"{indent}    {path} = {_compact(value)}")
+        for child in sorted(children.get(resource.urn, []), key=_sort_key):
+            emit(child, depth + 1)
+
+    for root in roots:
+        emit(root, 0)
+    lines += ["", "Outputs:"]
+    lines += [f"  {key} = {value}" for key, value in sorted(plan.outputs.items())]
+    lines += [f"warning: {message}" for message in plan.warnings]
+    return "\n".join(lines)
+
+
+def _sort_key(resource: RecordedResource) -> tuple[bool, str]:
+    return (resource.custom, resource.name)
+
+
+def _compact(value: Any) -> str:
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, Mapping) and set(v) == {"name", "value"} for v in value)
+    ):
+        return ", ".join(f"{v['name']}={v['value']}" for v in value)  # env vars
+    if isinstance(value, str):
+        return value
+    return json.dumps(_whole_numbers(value), sort_keys=True, default=str)
+
+
+def _whole_numbers(value: Any) -> Any:
+    """The runtime turns every number into a float; print 3.0 as 3 again."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Mapping):
+        return {key: _whole_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(item) for item in value]
+    return value

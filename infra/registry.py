@@ -1,0 +1,150 @@
+"""Where the image lives and how it gets there: an Artifact Registry repository that cleans up after
+itself, and the image built from `service/` and pushed with pulumi-docker-build."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_docker_build as docker_build
+import pulumi_gcp as gcp
+
+from infra.shared import SERVICE_DIR, contract
+
+SECONDS_PER_DAY = 86_400
+# Artifact Registry accepts an OAuth access token as the password of this user name.
+TOKEN_USERNAME = "oauth2accesstoken"  # noqa: S105 - a fixed user name, not a secret
+
+
+@dataclass(frozen=True)
+class RegistryArgs:
+    project: str
+    region: str
+    repository_id: str
+    keep_images: int
+    untagged_retention_days: int
+    labels: Mapping[str, str]
+
+
+class Registry(pulumi.ComponentResource):
+    """A Docker repository whose cleanup policies delete old untagged images but keep the newest N.
+
+    Each build moves the tag, leaving the previous image untagged: without these policies every build
+    stays (and bills) until someone deletes it by hand.
+    """
+
+    url: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        args: RegistryArgs,
+        opts: pulumi.ResourceOptions | None = None,
+        depends_on: Sequence[pulumi.Resource] = (),
+    ) -> None:
+        super().__init__("whisper:infra:Registry", name, None, opts)
+        self.repository = gcp.artifactregistry.Repository(
+            f"{name}-repository",
+            project=args.project,
+            location=args.region,
+            repository_id=args.repository_id,
+            format="DOCKER",
+            description="Whisper API images built by Pulumi.",
+            labels=dict(args.labels),
+            cleanup_policy_dry_run=False,
+            cleanup_policies=[
+                gcp.artifactregistry.RepositoryCleanupPolicyArgs(
+                    id="keep-most-recent",
+                    action="KEEP",
+                    most_recent_versions=gcp.artifactregistry.RepositoryCleanupPolicyMostRecentVersionsArgs(
+                        keep_count=args.keep_images,
+                    ),
+                ),
+                gcp.artifactregistry.RepositoryCleanupPolicyArgs(
+                    id="delete-old-untagged",
+                    action="DELETE",
+                    condition=gcp.artifactregistry.RepositoryCleanupPolicyConditionArgs(
+                        tag_state="UNTAGGED",
+                        older_than=f"{args.untagged_retention_days * SECONDS_PER_DAY}s",
+                    ),
+                ),
+            ],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
+        )
+        # <region>-docker.pkg.dev/<project>/<repository>, from the repository's outputs so that
+        # anything using it waits for the repository.
+        self.url = pulumi.Output.concat(
+            self.repository.location,
+            "-docker.pkg.dev/",
+            self.repository.project,
+            "/",
+            self.repository.repository_id,
+        )
+        self.register_outputs({"url": self.url})
+
+
+@dataclass(frozen=True)
+class ServiceImageArgs:
+    registry_url: pulumi.Input[str]
+    image_name: str
+    engine: str
+    model: str
+    tag: str = "latest"
+
+
+class ServiceImage(pulumi.ComponentResource):
+    """The GPU image of `service/`, built for linux/amd64 and pushed; `ref` pins it by digest."""
+
+    ref: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ServiceImageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("whisper:infra:ServiceImage", name, None, opts)
+        image = pulumi.Output.concat(args.registry_url, "/", args.image_name)
+        registry_host = pulumi.Output.from_input(args.registry_url).apply(lambda url: url.split("/", 1)[0])
+        # A short-lived token of whoever runs `pulumi up`: no `gcloud auth configure-docker` needed.
+        access_token = pulumi.Output.secret(gcp.organizations.get_client_config_output().access_token)
+        cache_ref = pulumi.Output.concat(image, ":buildcache")
+        self.image = docker_build.Image(
+            f"{name}-build",
+            context=docker_build.BuildContextArgs(location=_relative(SERVICE_DIR)),
+            dockerfile=docker_build.DockerfileArgs(location=_relative(SERVICE_DIR / "Dockerfile")),
+            target=contract.IMAGE_TARGET_GPU,
+            platforms=[docker_build.Platform.LINUX_AMD64],
+            build_args={contract.BUILD_ARG_ENGINE: args.engine, contract.BUILD_ARG_MODEL: args.model},
+            tags=[pulumi.Output.concat(image, ":", args.tag)],
+            push=True,
+            registries=[
+                docker_build.RegistryArgs(
+                    address=registry_host, username=TOKEN_USERNAME, password=access_token
+                )
+            ],
+            cache_from=[
+                docker_build.CacheFromArgs(registry=docker_build.CacheFromRegistryArgs(ref=cache_ref))
+            ],
+            cache_to=[
+                docker_build.CacheToArgs(
+                    registry=docker_build.CacheToRegistryArgs(
+                        ref=cache_ref,
+                        mode=docker_build.CacheMode.MAX,
+                        image_manifest=True,
+                        oci_media_types=True,
+                    )
+                )
+            ],
+            # `pulumi preview` stays fast and needs no Docker; `up` builds.
+            build_on_preview=False,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.ref = self.image.ref
+        self.register_outputs({"ref": self.ref})
+
+
+def _relative(path: Path) -> str:
+    """`path` relative to the working directory: stable across machines, unlike an absolute path.
+
+    Pulumi runs the program from `main` (infra/), tests and scripts from the repository root.
+    """
+    return Path(os.path.relpath(path, Path.cwd())).as_posix()

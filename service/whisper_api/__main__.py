@@ -1,0 +1,68 @@
+"""`python -m whisper_api`: serve the API with uvicorn on HOST:PORT (default 127.0.0.1:8080).
+
+Prints the URL and the docs link once the model is loaded and warmed; exits non-zero, with the
+reason, when it cannot load (a bad WHISPER_* setting), instead of serving a never-ready server.
+"""
+
+import asyncio
+import logging
+import os
+import sys
+
+import uvicorn
+from fastapi import FastAPI
+
+from whisper_api import contract
+from whisper_api.app import create_app
+from whisper_api.lifecycle import GracefulServer, uvicorn_options
+from whisper_api.settings import Settings, get_settings
+from whisper_api.telemetry import configure_logging
+
+
+def _announce_when_ready(app: FastAPI, server: uvicorn.Server, url: str) -> asyncio.Task[None]:
+    async def watch() -> None:
+        await app.state.load_finished.wait()
+        if app.state.readiness.ready:
+            ready = app.state.readiness
+            print(
+                f"Whisper API ready: {ready.engine} {ready.model} on {ready.device} ({ready.compute_type})\n"
+                f"  API:  {url}/v1\n  Docs: {url}/docs",
+                flush=True,
+            )
+        else:
+            print(f"The model failed to load: {app.state.readiness.error}", file=sys.stderr, flush=True)
+            server.should_exit = True
+
+    return asyncio.create_task(watch())
+
+
+async def serve(settings: Settings, host: str, port: int) -> int:
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        proxy_headers=True,
+        **uvicorn_options(settings),
+    )
+    server = GracefulServer(config, app, grace_s=settings.shutdown_grace_s)
+    shown_host = f"[{host}]" if ":" in host else host
+    watcher = _announce_when_ready(app, server, f"http://{shown_host}:{port}")
+    await server.serve()
+    watcher.cancel()
+    if server.abandoned:  # in-flight work outlived the grace period: do not wait for its threads
+        logging.shutdown()
+        os._exit(1)
+    return 1 if getattr(app.state, "load_error", None) is not None else 0
+
+
+def main() -> int:
+    settings = get_settings()
+    configure_logging(settings)
+    host = os.environ.get("HOST", "127.0.0.1")
+    port = int(os.environ.get("PORT", str(contract.PORT)))
+    return asyncio.run(serve(settings, host, port))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

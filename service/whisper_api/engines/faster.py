@@ -1,0 +1,145 @@
+"""faster-whisper (CTranslate2): the default engine. int8 on CPU, float16 on GPU, VAD on by default."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import ctranslate2
+import numpy as np
+from faster_whisper import BatchedInferencePipeline, WhisperModel
+from faster_whisper.transcribe import Segment as FasterSegment
+
+from whisper_api.engines import choose_compute_type, choose_device
+from whisper_api.engines.base import SAMPLE_RATE
+from whisper_api.models import resolve_model
+from whisper_api.schemas import Segment, TranscribeOptions, Transcript, Word
+from whisper_api.settings import Settings
+
+
+def available_cpus() -> int:
+    """CPUs this process may use (the container's share, not the host's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def to_segment(segment: FasterSegment) -> Segment:
+    words = None
+    if segment.words is not None:
+        words = [
+            Word(word=word.word, start=word.start, end=word.end, probability=word.probability)
+            for word in segment.words
+        ]
+    return Segment(
+        id=segment.id,
+        seek=segment.seek,
+        start=segment.start,
+        end=segment.end,
+        text=segment.text,
+        tokens=list(segment.tokens),
+        temperature=segment.temperature if segment.temperature is not None else 0.0,
+        avg_logprob=segment.avg_logprob,
+        compression_ratio=segment.compression_ratio,
+        no_speech_prob=segment.no_speech_prob,
+        words=words,
+    )
+
+
+class FasterWhisperEngine:
+    """A CTranslate2 WhisperModel. Thread-safe: CTranslate2 runs up to `workers` calls in parallel."""
+
+    name = "faster-whisper"
+
+    def __init__(
+        self,
+        model_path: Path,
+        model_name: str,
+        *,
+        device: str,
+        compute_type: str,
+        cpu_threads: int,
+        workers: int = 1,
+        beam_size: int = 5,
+        vad_filter: bool = True,
+        batch_size: int = 0,
+    ) -> None:
+        self.model = model_name
+        self.model_path = model_path
+        self.device = device
+        self.compute_type = compute_type
+        self.beam_size = beam_size
+        self.vad_filter = vad_filter
+        self.batch_size = batch_size
+        self._whisper = WhisperModel(
+            str(model_path),
+            device=device,
+            compute_type=compute_type,
+            cpu_threads=cpu_threads,
+            num_workers=workers,
+            local_files_only=True,
+        )
+        self._batched = BatchedInferencePipeline(self._whisper) if batch_size > 0 else None
+        self.multilingual = bool(self._whisper.model.is_multilingual)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FasterWhisperEngine:
+        resolved = resolve_model(settings)
+        device = choose_device(settings.device, ctranslate2.get_cuda_device_count())
+        compute_type = choose_compute_type(
+            "faster-whisper", device, settings.compute_type, ctranslate2.get_supported_compute_types(device)
+        )
+        return cls(
+            resolved.path,
+            resolved.name,
+            device=device,
+            compute_type=compute_type,
+            cpu_threads=settings.cpu_threads or available_cpus(),
+            workers=settings.workers,
+            beam_size=settings.beam_size,
+            vad_filter=settings.vad_filter,
+            batch_size=settings.batch_size,
+        )
+
+    def _arguments(self, options: TranscribeOptions) -> dict[str, Any]:
+        arguments: dict[str, Any] = {
+            "language": options.language,
+            "task": options.task,
+            "beam_size": self.beam_size,
+            "initial_prompt": options.prompt or None,
+            "word_timestamps": options.word_timestamps,
+            "without_timestamps": not (options.with_timestamps or options.word_timestamps),
+        }
+        if options.temperature is not None:  # otherwise faster-whisper's fallback schedule
+            arguments["temperature"] = options.temperature
+        return arguments
+
+    def _segments(self, audio: np.ndarray, arguments: dict[str, Any]) -> tuple[Iterable[FasterSegment], Any]:
+        if self._batched is not None:
+            # The batched pipeline cuts the audio into chunks with VAD, so VAD is always on here.
+            return self._batched.transcribe(audio, batch_size=self.batch_size, vad_filter=True, **arguments)
+        return self._whisper.transcribe(audio, vad_filter=self.vad_filter, **arguments)
+
+    def transcribe(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
+        audio = np.ascontiguousarray(audio, dtype=np.float32)
+        segments, info = self._segments(audio, self._arguments(options))
+        # The segments are a lazy generator: consuming it is the inference, over the whole file.
+        return Transcript(
+            task=options.task,
+            language=info.language,
+            duration=len(audio) / SAMPLE_RATE,
+            segments=[to_segment(segment) for segment in segments],
+        )
+
+    def warmup(self) -> None:
+        # VAD drops silence, so run once without it (the decoder) and once with it (Silero's session).
+        silence = np.zeros(SAMPLE_RATE, dtype=np.float32)
+        for vad_filter in (False, True):
+            segments, _ = self._whisper.transcribe(
+                silence, beam_size=self.beam_size, vad_filter=vad_filter, language=None
+            )
+            for _ in segments:
+                pass

@@ -1,0 +1,255 @@
+"""OpenAI's audio endpoints: `POST /v1/audio/transcriptions` and `POST /v1/audio/translations`.
+
+One request: validate the form → read and decode the upload off the event loop → run the engine
+through the scheduler (bounded queue, inference threads) → render the asked-for format. Each step
+is timed on the request's StepTimer for Server-Timing and the log line.
+"""
+
+from http import HTTPStatus
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request, Response, UploadFile
+from pydantic import Field
+from starlette.concurrency import run_in_threadpool
+
+from whisper_api.audio import SAMPLE_RATE, AudioError, decode_audio
+from whisper_api.engines.base import Engine
+from whisper_api.errors import ERROR_RESPONSES, ApiError, invalid_request
+from whisper_api.formats import render
+from whisper_api.routes.health import OPENAI_ALIAS, served_model_names
+from whisper_api.scheduler import Scheduler
+from whisper_api.schemas import (
+    ResponseFormat,
+    Task,
+    TranscribeOptions,
+    TranscriptionJson,
+    TranscriptionRequest,
+    TranscriptionVerbose,
+    TranslationRequest,
+)
+from whisper_api.settings import Settings
+from whisper_api.timing import StepTimer, request_timer
+
+TRANSCRIPTIONS_PATH = "/v1/audio/transcriptions"
+TRANSLATIONS_PATH = "/v1/audio/translations"
+AUDIO_PATHS = (TRANSCRIPTIONS_PATH, TRANSLATIONS_PATH)
+
+router = APIRouter(tags=["audio"])
+
+_FILE_DESCRIPTION = (
+    "The audio file: flac, mp3, mp4, mpeg, mpga, m4a, ogg, wav or webm (recognised by content). "
+    "The whole file is transcribed, however long, up to WHISPER_MAX_AUDIO_SECONDS."
+)
+
+
+class TranscriptionUpload(TranscriptionRequest):
+    file: UploadFile = Field(description=_FILE_DESCRIPTION)
+
+
+class TranslationUpload(TranslationRequest):
+    file: UploadFile = Field(description=_FILE_DESCRIPTION)
+
+
+# The 200 response per response_format, so /docs shows every shape the endpoint returns.
+_TEXT_EXAMPLES = {
+    "text": "The quick brown fox jumps over the lazy dog.",
+    "srt": "1\n00:00:00,000 --> 00:00:04,000\nThe quick brown fox jumps over the lazy dog.\n",
+    "vtt": "WEBVTT\n\n00:00:00.000 --> 00:00:04.000\nThe quick brown fox jumps over the lazy dog.\n",
+}
+AUDIO_RESPONSES: dict[int | str, dict[str, Any]] = {
+    HTTPStatus.OK: {
+        "description": "The transcript in the asked-for `response_format`: `json` (TranscriptionJson), "
+        "`verbose_json` (TranscriptionVerbose), or `text`, `srt` and `vtt` as text/plain.",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/TranscriptionJson"},
+                        {"$ref": "#/components/schemas/TranscriptionVerbose"},
+                    ]
+                }
+            },
+            "text/plain": {
+                "schema": {"type": "string"},
+                "examples": {name: {"value": value} for name, value in _TEXT_EXAMPLES.items()},
+            },
+        },
+    },
+    **ERROR_RESPONSES,
+}
+# Pydantic models referenced above by $ref only; listing them makes FastAPI emit their schemas.
+RESPONSE_MODELS = (TranscriptionJson, TranscriptionVerbose)
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_timer(request: Request) -> StepTimer:
+    return request_timer(request.scope)
+
+
+def get_ready_engine(request: Request) -> Engine:
+    """The loaded engine; 503 while the model is still loading."""
+    engine: Engine | None = request.app.state.engine
+    if engine is None or not request.app.state.readiness.ready:
+        raise ApiError(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "The model is still loading; retry shortly (see /readyz).",
+            type="server_error",
+            code="model_not_ready",
+            headers={"Retry-After": "5"},
+        )
+    return engine
+
+
+def get_scheduler(request: Request) -> Scheduler:
+    return request.app.state.scheduler
+
+
+def _languages() -> frozenset[str]:
+    from faster_whisper.tokenizer import _LANGUAGE_CODES  # the list Whisper's tokenizer knows
+
+    return frozenset(_LANGUAGE_CODES)
+
+
+LANGUAGES = _languages()
+
+
+class AudioJob:
+    """Everything one audio request needs, gathered by dependency injection."""
+
+    def __init__(
+        self,
+        request: Request,
+        settings: Annotated[Settings, Depends(get_settings)],
+        engine: Annotated[Engine, Depends(get_ready_engine)],
+        scheduler: Annotated[Scheduler, Depends(get_scheduler)],
+        timer: Annotated[StepTimer, Depends(get_timer)],
+    ) -> None:
+        self.request = request
+        self.settings = settings
+        self.engine = engine
+        self.scheduler = scheduler
+        self.timer = timer
+
+    async def run(self, upload: UploadFile, options: TranscribeOptions, form: TranslationRequest) -> Response:
+        """Decode, transcribe and render; the upload is closed (and its spool file freed) in any case."""
+        try:
+            async with self.scheduler.admit():
+                with self.timer.step("read"):
+                    data = await upload.read()
+                with self.timer.step("decode"):
+                    audio = await run_in_threadpool(decode_audio, data, self.settings.max_audio_seconds)
+                del data
+                self.timer.audio_seconds = audio.shape[0] / SAMPLE_RATE
+                transcript = await self.scheduler.run(self.timer, self.engine.transcribe, audio, options)
+                with self.timer.step("format"):
+                    granularities = frozenset(getattr(form, "timestamp_granularities", None) or ["segment"])
+                    body, media_type = render(transcript, form.response_format, granularities)
+        except AudioError as error:
+            raise invalid_request(str(error), param="file", code=error.code) from error
+        finally:
+            await upload.close()
+        if isinstance(body, str):
+            return Response(content=body, media_type=media_type)
+        return Response(content=body.model_dump_json(), media_type=media_type)
+
+    def check_model(self, model: str) -> None:
+        served = served_model_names(self.request)
+        if model not in served:
+            raise invalid_request(
+                f"The model '{model}' does not exist on this server; it serves: {', '.join(served)}.",
+                param="model",
+                code="model_not_found",
+            )
+
+    def check_prompt(self, prompt: str | None) -> None:
+        limit = self.settings.max_prompt_chars
+        if prompt is not None and len(prompt) > limit:
+            raise invalid_request(
+                f"The prompt is {len(prompt)} characters long; the limit is {limit}.",
+                param="prompt",
+                code="prompt_too_long",
+            )
+
+    def check_language(self, language: str | None) -> str | None:
+        if language is None or not language.strip():
+            return None
+        code = language.strip().lower()
+        if code not in LANGUAGES:
+            raise invalid_request(
+                f"Unknown language '{language}': use an ISO-639-1 code Whisper supports, e.g. en, de, fr.",
+                param="language",
+                code="unsupported_language",
+            )
+        if code != "en" and not self.engine.multilingual:
+            raise invalid_request(
+                f"The served model '{self.engine.model}' is English-only and cannot transcribe language "
+                f"'{code}'; omit `language`, send `en`, or run a multilingual model.",
+                param="language",
+                code="unsupported_language",
+            )
+        return code
+
+
+def _options(
+    task: Task, form: TranslationRequest, response_format: ResponseFormat, **extra: Any
+) -> TranscribeOptions:
+    return TranscribeOptions(
+        task=task,
+        prompt=form.prompt or None,
+        # OpenAI's semantics: 0 (the default) means "start at 0 and fall back to higher temperatures".
+        temperature=form.temperature or None,
+        with_timestamps=response_format in ("srt", "vtt", "verbose_json"),
+        **extra,
+    )
+
+
+@router.post(
+    TRANSCRIPTIONS_PATH,
+    summary="Transcribe audio",
+    response_class=Response,
+    responses=AUDIO_RESPONSES,
+)
+async def create_transcription(
+    form: Annotated[TranscriptionUpload, Form(media_type="multipart/form-data")],
+    job: Annotated[AudioJob, Depends()],
+) -> Response:
+    """Transcribe the uploaded audio into its own language (OpenAI `audio.transcriptions.create`)."""
+    job.check_model(form.model)
+    job.check_prompt(form.prompt)
+    language = job.check_language(form.language)
+    if form.timestamp_granularities and form.response_format != "verbose_json":
+        raise invalid_request(
+            "timestamp_granularities[] requires response_format=verbose_json.",
+            param="timestamp_granularities[]",
+            code="invalid_value",
+        )
+    options = _options(
+        "transcribe",
+        form,
+        form.response_format,
+        language=language,
+        word_timestamps="word" in form.timestamp_granularities,
+    )
+    return await job.run(form.file, options, form)
+
+
+@router.post(
+    TRANSLATIONS_PATH,
+    summary="Translate audio into English",
+    response_class=Response,
+    responses=AUDIO_RESPONSES,
+)
+async def create_translation(
+    form: Annotated[TranslationUpload, Form(media_type="multipart/form-data")],
+    job: Annotated[AudioJob, Depends()],
+) -> Response:
+    """Transcribe the uploaded audio into English text (OpenAI `audio.translations.create`)."""
+    job.check_model(form.model)
+    job.check_prompt(form.prompt)
+    return await job.run(form.file, _options("translate", form, form.response_format), form)
+
+
+__all__ = ["AUDIO_PATHS", "OPENAI_ALIAS", "TRANSCRIPTIONS_PATH", "TRANSLATIONS_PATH", "router"]

@@ -1,0 +1,201 @@
+"""infra/config.py: every validation error names the key and the fix; good values become typed config."""
+
+from collections.abc import Mapping
+
+import pytest
+
+from infra.config import ConfigError, StackConfig, parse_config
+from infra.mockrun import load_stack_config
+from infra.shared import contract
+
+VALID = {
+    "gcp:project": "my-whisper-dev",
+    "whisper:region": "us-central1",
+    "whisper:cpu": "4",
+    "whisper:memory": "16Gi",
+}
+
+
+def problems(**overrides: str | None) -> list[str]:
+    raw = {**VALID, **{key.replace("__", ":"): value for key, value in overrides.items()}}
+    raw = {key: value for key, value in raw.items() if value is not None}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw)
+    return caught.value.problems
+
+
+def only_problem(**overrides: str | None) -> str:
+    found = problems(**overrides)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_defaults_are_a_cheap_private_service() -> None:
+    cfg = parse_config({"gcp:project": "my-whisper-dev"})
+    assert cfg.engine == contract.DEFAULT_ENGINE
+    assert cfg.model == contract.DEFAULT_IMAGE_MODEL
+    assert (cfg.min_instances, cfg.max_instances) == (0, 1)
+    assert cfg.invoker_members == ()
+    assert cfg.public is False
+    assert cfg.deletion_protection is True
+    assert cfg.budget is None
+    assert cfg.budget_skipped_reason is not None
+    assert "whisper:budget.billingAccount" in cfg.budget_skipped_reason
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_example_stacks_are_valid(stack: str) -> None:
+    assert isinstance(parse_config(load_stack_config(stack)), StackConfig)
+
+
+def test_numbers_from_yaml_floats_are_accepted() -> None:
+    cfg = parse_config({**VALID, "whisper:maxInstances": "3.0", "whisper:cpu": "8.0"})
+    assert (cfg.max_instances, cfg.cpu) == (3, 8)
+
+
+def test_public_grants_all_users_only() -> None:
+    assert parse_config({**VALID, "whisper:public": "true"}).invoker_members == ("allUsers",)
+
+
+def test_env_values_become_strings() -> None:
+    cfg = parse_config({**VALID, "whisper:env": '{"WHISPER_BEAM_SIZE": 5, "WHISPER_VAD_FILTER": false}'})
+    assert cfg.env == {"WHISPER_BEAM_SIZE": "5", "WHISPER_VAD_FILTER": "false"}
+
+
+def test_budget_is_parsed_and_sorted() -> None:
+    budget = (
+        '{"billingAccount": "billingAccounts/012345-6789AB-CDEF01", "amount": 100, '
+        '"thresholds": [1.0, 0.5], "emails": ["ops@example.com"]}'
+    )
+    cfg = parse_config({**VALID, "whisper:budget": budget})
+    assert cfg.budget is not None
+    assert cfg.budget.billing_account == "012345-6789AB-CDEF01"
+    assert cfg.budget.thresholds == (0.5, 1.0)
+    assert cfg.budget.forecast_thresholds == (1.0,)
+    assert cfg.budget.currency == "USD"
+    assert cfg.budget_skipped_reason is None
+
+
+def test_budget_without_billing_account_is_skipped_not_an_error() -> None:
+    cfg = parse_config({**VALID, "whisper:budget": '{"amount": 100, "emails": ["ops@example.com"]}'})
+    assert cfg.budget is None
+    assert "pulumi config set --path 'whisper:budget.billingAccount'" in (cfg.budget_skipped_reason or "")
+
+
+# One case per validation rule: (overrides, the key the message must name, a fragment of the fix).
+CASES: Mapping[str, tuple[dict[str, str | None], str, str]] = {
+    "project missing": ({"gcp__project": None}, "gcp:project", "pulumi config set gcp:project"),
+    "project malformed": ({"gcp__project": "My Project"}, "gcp:project", "pulumi config set gcp:project"),
+    "region without L4": ({"whisper__region": "us-west1"}, "whisper:region", "whisper:region us-central1"),
+    "unknown gpu type": ({"whisper__gpuType": "nvidia-a100"}, "whisper:gpuType", "whisper:gpuType nvidia-l4"),
+    "too few cpus": ({"whisper__cpu": "2"}, "whisper:cpu", "whisper:cpu 4"),
+    "cpu not a number": ({"whisper__cpu": "four"}, "whisper:cpu", "whisper:cpu 4"),
+    "too little memory": ({"whisper__memory": "8Gi"}, "whisper:memory", "whisper:memory 16Gi"),
+    "memory malformed": ({"whisper__memory": "16GB"}, "whisper:memory", "whisper:memory 16Gi"),
+    "max below min": (
+        {"whisper__minInstances": "3", "whisper__maxInstances": "2"},
+        "whisper:maxInstances",
+        "whisper:maxInstances 3",
+    ),
+    "max zero": ({"whisper__maxInstances": "0"}, "whisper:maxInstances", "whisper:maxInstances 1"),
+    "max unbounded": ({"whisper__maxInstances": "1000"}, "whisper:maxInstances", "whisper:maxInstances 1"),
+    "min negative": ({"whisper__minInstances": "-1"}, "whisper:minInstances", "whisper:minInstances 0"),
+    "concurrency zero": ({"whisper__concurrency": "0"}, "whisper:concurrency", "whisper:concurrency 4"),
+    "timeout too long": ({"whisper__timeoutSeconds": "7200"}, "whisper:timeoutSeconds", "timeoutSeconds 300"),
+    "timeout zero": ({"whisper__timeoutSeconds": "0"}, "whisper:timeoutSeconds", "timeoutSeconds 300"),
+    "bool malformed": ({"whisper__public": "maybe"}, "whisper:public", "whisper:public false"),
+    "unknown engine": ({"whisper__engine": "whisper.cpp"}, "whisper:engine", "whisper:engine faster-whisper"),
+    "model with spaces": ({"whisper__model": "large v3"}, "whisper:model", "whisper:model large-v3-turbo"),
+    "service name": ({"whisper__serviceName": "Whisper_API"}, "whisper:serviceName", "serviceName whisper"),
+    "ingress": ({"whisper__ingress": "public"}, "whisper:ingress", "whisper:ingress all"),
+    "public with invokers": (
+        {"whisper__public": "true", "whisper__invokers": '["user:a@example.com"]'},
+        "whisper:public",
+        "pulumi config rm whisper:invokers",
+    ),
+    "allUsers in invokers": (
+        {"whisper__invokers": '["allUsers"]'},
+        "whisper:invokers",
+        "pulumi config set whisper:public true",
+    ),
+    "invoker without prefix": (
+        {"whisper__invokers": '["a@example.com"]'},
+        "whisper:invokers",
+        "whisper:invokers",
+    ),
+    "invoker malformed email": (
+        {"whisper__invokers": '["user:not-an-email"]'},
+        "whisper:invokers",
+        "whisper:invokers",
+    ),
+    "invokers not a list": ({"whisper__invokers": '"user:a@example.com"'}, "whisper:invokers", "invokers"),
+    "keep images": ({"whisper__keepImages": "0"}, "whisper:keepImages", "whisper:keepImages 5"),
+    "retention": (
+        {"whisper__untaggedRetentionDays": "0"},
+        "whisper:untaggedRetentionDays",
+        "RetentionDays 7",
+    ),
+    "unknown key": (
+        {"whisper__maxInstance": "3"},
+        "whisper:maxInstance",
+        "pulumi config rm whisper:maxInstance",
+    ),
+    "env outside prefix": ({"whisper__env": '{"HF_TOKEN": "x"}'}, "whisper:env", "whisper:env.WHISPER_"),
+    "env managed": (
+        {"whisper__env": '{"WHISPER_QUEUE_SIZE": "9"}'},
+        "whisper:env",
+        "pulumi config rm --path",
+    ),
+    "budget account malformed": (
+        {"whisper__budget": '{"billingAccount": "12345", "amount": 100}'},
+        "whisper:budget.billingAccount",
+        "whisper:budget.billingAccount",
+    ),
+    "budget amount missing": (
+        {"whisper__budget": '{"billingAccount": "012345-6789AB-CDEF01"}'},
+        "whisper:budget.amount",
+        "whisper:budget.amount' 100",
+    ),
+    "budget threshold as percent": (
+        {"whisper__budget": '{"billingAccount": "012345-6789AB-CDEF01", "amount": 100, "thresholds": [50]}'},
+        "whisper:budget.thresholds",
+        "0.5 means 50 %",
+    ),
+    "budget threshold zero": (
+        {
+            "whisper__budget": '{"billingAccount": "012345-6789AB-CDEF01", "amount": 100, '
+            '"forecastThresholds": [0]}'
+        },
+        "whisper:budget.forecastThresholds",
+        "budget.forecastThresholds[0]",
+    ),
+    "budget email malformed": (
+        {"whisper__budget": '{"billingAccount": "012345-6789AB-CDEF01", "amount": 100, "emails": ["ops"]}'},
+        "whisper:budget.emails",
+        "budget.emails[0]",
+    ),
+    "budget currency": (
+        {"whisper__budget": '{"billingAccount": "012345-6789AB-CDEF01", "amount": 100, "currency": "usd"}'},
+        "whisper:budget.currency",
+        "budget.currency' USD",
+    ),
+    "budget unknown key": (
+        {"whisper__budget": '{"billingAccount": "012345-6789AB-CDEF01", "amount": 100, "limit": 5}'},
+        "whisper:budget.limit",
+        "pulumi config rm --path 'whisper:budget.limit'",
+    ),
+}
+
+
+@pytest.mark.parametrize("overrides, key, fix", CASES.values(), ids=CASES.keys())
+def test_each_mistake_names_its_key_and_fix(overrides: dict[str, str | None], key: str, fix: str) -> None:
+    message = only_problem(**overrides)
+    assert message.startswith(key), message
+    assert fix in message, message
+
+
+def test_every_mistake_is_reported_at_once() -> None:
+    found = problems(whisper__region="us-west1", whisper__cpu="2", whisper__engine="nope")
+    assert [p.split(" ", 1)[0] for p in found] == ["whisper:region", "whisper:engine", "whisper:cpu"]
+    with pytest.raises(ConfigError, match=r"3 problem\(s\)"):
+        parse_config({**VALID, "whisper:region": "us-west1", "whisper:cpu": "2", "whisper:engine": "nope"})

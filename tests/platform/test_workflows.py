@@ -1,0 +1,248 @@
+"""Invariants of .github/workflows: keyless auth, pinned actions, least privilege, one run per stack."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = ROOT / ".github" / "workflows"
+STACKS = {"dev", "prod"}
+PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
+VERSION_COMMENT = re.compile(r"uses:\s*(\S+)\s+#\s*v\d+\.\d+\.\d+\s*$")
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((WORKFLOWS / name).read_text())
+
+
+def triggers(workflow: dict) -> dict:
+    # PyYAML reads the bare key `on` as the boolean True (YAML 1.1).
+    return workflow.get("on", workflow.get(True))
+
+
+def all_workflows() -> dict[str, dict]:
+    return {path.name: load(path.name) for path in sorted(WORKFLOWS.glob("*.yml"))}
+
+
+def steps(job: dict) -> list[dict]:
+    return job.get("steps", [])
+
+
+def uses(job: dict, action: str) -> list[dict]:
+    return [step for step in steps(job) if step.get("uses", "").startswith(action + "@")]
+
+
+def pulumi_jobs() -> list[tuple[str, str, dict]]:
+    return [
+        (name, job_id, job)
+        for name, workflow in all_workflows().items()
+        for job_id, job in workflow["jobs"].items()
+        if uses(job, "pulumi/actions")
+    ]
+
+
+def test_the_expected_workflows_exist():
+    assert set(all_workflows()) >= {"preview.yml", "deploy-dev.yml", "deploy-prod.yml", "destroy.yml", "drift.yml"}
+
+
+def test_every_action_is_pinned_by_full_sha_with_a_version_comment():
+    for path in WORKFLOWS.glob("*.yml"):
+        for line in path.read_text().splitlines():
+            if "uses:" not in line or line.strip().startswith("#"):
+                continue
+            match = VERSION_COMMENT.search(line)
+            assert match, f"{path.name}: {line.strip()!r} needs a '# vX.Y.Z' comment"
+            assert PINNED.match(match.group(1)), f"{path.name}: {match.group(1)} is not pinned by commit SHA"
+
+
+def test_same_action_is_pinned_to_the_same_sha_everywhere():
+    pins: dict[str, set[str]] = {}
+    for workflow in all_workflows().values():
+        for job in workflow["jobs"].values():
+            for step in steps(job):
+                if "uses" in step:
+                    action, sha = step["uses"].split("@")
+                    pins.setdefault(action, set()).add(sha)
+    assert all(len(shas) == 1 for shas in pins.values()), pins
+
+
+def test_default_permissions_are_empty_and_jobs_ask_for_the_minimum():
+    allowed = {"contents": "read", "id-token": "write", "pull-requests": "write"}
+    for name, workflow in all_workflows().items():
+        assert workflow.get("permissions") == {}, f"{name}: top-level permissions must be {{}}"
+        for job_id, job in workflow["jobs"].items():
+            permissions = job.get("permissions", {})
+            assert permissions.items() <= allowed.items(), f"{name}:{job_id} asks for {permissions}"
+            needs_token = bool(uses(job, "google-github-actions/auth"))
+            assert (permissions.get("id-token") == "write") == needs_token, f"{name}:{job_id} id-token"
+            comments = any(step.get("with", {}).get("comment-on-pr") for step in steps(job))
+            assert ("pull-requests" in permissions) == comments, f"{name}:{job_id} pull-requests"
+
+
+def test_pull_requests_write_only_on_preview():
+    for name, workflow in all_workflows().items():
+        for job in workflow["jobs"].values():
+            if "pull-requests" in job.get("permissions", {}):
+                assert name == "preview.yml"
+
+
+def test_auth_is_workload_identity_federation_and_never_a_json_key():
+    text = "\n".join(path.read_text() for path in WORKFLOWS.glob("*.yml"))
+    assert "credentials_json" not in text
+    assert "GOOGLE_APPLICATION_CREDENTIALS" not in text
+    assert "secrets." not in text, "the workflows need no secrets at all"
+    for name, job_id, job in pulumi_jobs():
+        [auth] = uses(job, "google-github-actions/auth")
+        assert set(auth["with"]) == {"workload_identity_provider", "service_account"}, f"{name}:{job_id}"
+        auth_index = steps(job).index(auth)
+        first_pulumi = steps(job).index(uses(job, "pulumi/actions")[0])
+        assert auth_index < first_pulumi, f"{name}:{job_id}: authenticate before running pulumi"
+
+
+def test_checkout_never_persists_credentials():
+    for name, workflow in all_workflows().items():
+        for job_id, job in workflow["jobs"].items():
+            for step in uses(job, "actions/checkout"):
+                assert step.get("with", {}).get("persist-credentials") is False, f"{name}:{job_id}"
+
+
+def test_every_pulumi_job_has_a_concurrency_group_per_stack():
+    for name, job_id, job in pulumi_jobs():
+        concurrency = job.get("concurrency")
+        assert concurrency, f"{name}:{job_id} has no concurrency group"
+        group = concurrency["group"]
+        assert any(token in group for token in ("matrix.stack", "inputs.stack", "-dev", "-prod")), group
+        if name != "preview.yml":
+            # A running `pulumi up`/`destroy` must never be cancelled half-way; mutating jobs share one group.
+            assert concurrency["cancel-in-progress"] is False
+            assert re.fullmatch(r"pulumi-(dev|prod|\$\{\{ (matrix|inputs)\.stack \}\})", group), group
+
+
+def test_every_preview_and_up_applies_the_policy_pack_with_the_stacks_config():
+    for name, job_id, job in pulumi_jobs():
+        for step in uses(job, "pulumi/actions"):
+            command = step.get("with", {}).get("command")
+            if command in {"preview", "up"}:
+                assert step["with"]["policyPacks"] == "infra/policy", f"{name}:{job_id}"
+                config = step["with"]["policyPackConfigs"]
+                assert config.startswith("infra/policy/config/") and config.endswith(".json")
+    drift_run = " ".join(step.get("run", "") for step in steps(load("drift.yml")["jobs"]["drift"]))
+    assert "--policy-pack infra/policy" in drift_run and "--policy-pack-config" in drift_run
+
+
+def test_preview_runs_on_pull_requests_for_each_stack_and_comments():
+    workflow = load("preview.yml")
+    assert set(triggers(workflow)) == {"pull_request"}
+    job = workflow["jobs"]["preview"]
+    assert set(job["strategy"]["matrix"]["stack"]) == STACKS
+    [pulumi] = uses(job, "pulumi/actions")
+    assert pulumi["with"]["command"] == "preview"
+    assert pulumi["with"]["comment-on-pr"] is True
+    assert pulumi["with"]["stack-name"] == "${{ matrix.stack }}"
+    assert "environment" not in job, "previews must not wait for prod's reviewers"
+
+
+def test_dev_deploys_on_push_to_main():
+    workflow = load("deploy-dev.yml")
+    assert triggers(workflow) == {"push": {"branches": ["main"]}}
+    job = workflow["jobs"]["deploy"]
+    [pulumi] = uses(job, "pulumi/actions")
+    assert (pulumi["with"]["command"], pulumi["with"]["stack-name"]) == ("up", "dev")
+    assert pulumi["with"]["policyPackConfigs"] == "infra/policy/config/dev.json"
+
+
+def test_prod_deploys_only_by_hand_from_main_behind_the_prod_environment():
+    workflow = load("deploy-prod.yml")
+    assert set(triggers(workflow)) == {"workflow_dispatch"}
+    job = workflow["jobs"]["deploy"]
+    assert job["environment"] == "prod"
+    assert job["if"] == "github.ref == 'refs/heads/main'"
+    [pulumi] = uses(job, "pulumi/actions")
+    assert (pulumi["with"]["command"], pulumi["with"]["stack-name"]) == ("up", "prod")
+    assert pulumi["with"]["policyPackConfigs"] == "infra/policy/config/prod.json"
+
+
+def test_destroy_requires_typing_the_stack_name_before_anything_else():
+    workflow = load("destroy.yml")
+    dispatch = triggers(workflow)["workflow_dispatch"]
+    assert set(dispatch["inputs"]["stack"]["options"]) == STACKS
+    assert dispatch["inputs"]["confirm"]["required"] is True
+    job = workflow["jobs"]["destroy"]
+    assert job["environment"] == "${{ inputs.stack }}", "destroying prod also waits for prod's reviewers"
+    guard = steps(job)[0]
+    assert guard["env"] == {"STACK": "${{ inputs.stack }}", "CONFIRM": "${{ inputs.confirm }}"}
+    assert "${{" not in guard["run"], "inputs reach the shell only through env (no template injection)"
+    [pulumi] = uses(job, "pulumi/actions")
+    assert pulumi["with"]["command"] == "destroy"
+
+
+@pytest.mark.parametrize(("confirm", "succeeds"), [("dev", True), ("prod", False), ("", False), ("dev ", False)])
+def test_destroy_guard_script_rejects_anything_but_the_stack_name(confirm, succeeds):
+    guard = steps(load("destroy.yml")["jobs"]["destroy"])[0]
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", guard["run"]],
+        env={"STACK": "dev", "CONFIRM": confirm, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (result.returncode == 0) == succeeds
+    if not succeeds:
+        assert "nothing was destroyed" in result.stdout
+
+
+def test_drift_check_is_scheduled_and_expects_no_changes():
+    workflow = load("drift.yml")
+    assert "schedule" in triggers(workflow)
+    job = workflow["jobs"]["drift"]
+    assert set(job["strategy"]["matrix"]["stack"]) == STACKS
+    run = " ".join(step.get("run", "") for step in steps(job))
+    assert "--expect-no-changes" in run and "--refresh" in run
+
+
+# --- scripts/lint-platform -----------------------------------------------------------------------
+
+LINT = ROOT / "scripts" / "lint-platform"
+VENV_BIN = ROOT / ".venv" / "bin"
+
+
+def _tools_missing() -> bool:
+    return not all((VENV_BIN / tool).exists() or shutil.which(tool) for tool in ("zizmor", "shellcheck"))
+
+
+@pytest.mark.skipif(_tools_missing(), reason="zizmor/shellcheck not installed (make test installs them)")
+def test_lint_platform_passes_on_this_repository():
+    result = subprocess.run([str(LINT)], capture_output=True, text=True, check=False, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert ".ci/run" in result.stdout and "scripts/lint-platform" in result.stdout
+
+
+@pytest.mark.skipif(_tools_missing(), reason="zizmor/shellcheck not installed (make test installs them)")
+@pytest.mark.parametrize("broken", ["workflow", "shell"])
+def test_lint_platform_fails_on_a_bad_workflow_or_script(tmp_path, broken):
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(LINT, tmp_path / "scripts" / "lint-platform")
+    (tmp_path / ".github" / "workflows").mkdir(parents=True)
+    good_workflow = (WORKFLOWS / "deploy-dev.yml").read_text()
+    bad_workflow = "on: push\njobs:\n  x:\n    runs-on: ubuntu-24.04\n    steps:\n      - uses: actions/checkout@v5\n"
+    (tmp_path / ".github" / "workflows" / "ci.yml").write_text(bad_workflow if broken == "workflow" else good_workflow)
+    script = tmp_path / "scripts" / "hello"
+    script.write_text('#!/bin/sh\necho $1\n' if broken == "shell" else '#!/bin/sh\necho "$1"\n')
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    path = f"{VENV_BIN}:/usr/bin:/bin"
+    result = subprocess.run(
+        [str(tmp_path / "scripts" / "lint-platform")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env={"PATH": path, "HOME": str(tmp_path)},
+    )
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert ("SC2086" in result.stdout) == (broken == "shell")

@@ -1,0 +1,132 @@
+"""Shared fixtures for the service tests: the real engines on the bundled tiny.en, real clips.
+
+Each engine loads once per test session (about a second each); tests that need only one ask
+for `engines["faster-whisper"]` and never pay for the other.
+"""
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from faster_whisper import decode_audio
+
+from whisper_api.engines.base import SAMPLE_RATE, Engine
+from whisper_api.settings import Settings
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+ENGINE_NAMES = ("faster-whisper", "openai-whisper")
+
+
+def engine_settings(engine: str, **overrides: object) -> Settings:
+    """Settings for tests: explicit values, so that WHISPER_* variables in the shell do not leak in."""
+    values: dict[str, object] = {
+        "engine": engine,
+        "model": "tiny.en",
+        "model_dir": None,
+        "device": "cpu",
+        "compute_type": "auto",
+        "beam_size": 5,
+        "vad_filter": True,
+        "batch_size": 0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+class LazyEngines(dict[str, Engine]):
+    """Engines by name, each loaded (and warmed) on first use."""
+
+    def __missing__(self, name: str) -> Engine:
+        from whisper_api.engines import load_engine
+
+        engine = load_engine(engine_settings(name))
+        engine.warmup()
+        self[name] = engine
+        return engine
+
+
+@pytest.fixture(scope="session")
+def engines() -> Iterator[LazyEngines]:
+    yield LazyEngines()
+
+
+@pytest.fixture(scope="session", params=ENGINE_NAMES)
+def engine(request: pytest.FixtureRequest, engines: LazyEngines) -> Engine:
+    return engines[request.param]
+
+
+@pytest.fixture(scope="session")
+def make_settings() -> Callable[..., Settings]:
+    """`make_settings("openai-whisper", beam_size=1)`: test settings, WHISPER_* variables ignored."""
+    return engine_settings
+
+
+@pytest.fixture(scope="session")
+def expected_text() -> dict[str, str]:
+    return json.loads((FIXTURES / "expected.json").read_text())
+
+
+def load_clip(name: str) -> np.ndarray:
+    """A fixture file decoded to 16 kHz mono float32 (by PyAV, through faster-whisper)."""
+    audio = decode_audio(str(FIXTURES / name), sampling_rate=SAMPLE_RATE)
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    return audio
+
+
+@pytest.fixture(scope="session")
+def short_clip() -> np.ndarray:
+    return load_clip("short.wav")
+
+
+@pytest.fixture(scope="session")
+def long_clip() -> np.ndarray:
+    return load_clip("long.ogg")
+
+
+@pytest.fixture(scope="session")
+def silence_clip() -> np.ndarray:
+    return load_clip("silence.flac")
+
+
+# --- HTTP app fixtures (test_api*.py): one app per engine, reusing the session's loaded engine ---
+
+
+def make_app(engines: LazyEngines, engine_name: str = "faster-whisper", **overrides: object):
+    """The real app on an already-loaded engine (the lifespan still runs and sets readiness)."""
+    from whisper_api.app import create_app
+
+    settings = engine_settings(engine_name, **overrides)
+    return create_app(settings, load_engine=lambda _settings: engines[engine_name])
+
+
+def started_client(app):
+    """A TestClient whose lifespan has run and whose engine is ready."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    client = TestClient(app)
+    client.__enter__()
+    deadline = time.monotonic() + 120
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "the app never became ready"
+        time.sleep(0.01)
+    return client
+
+
+@pytest.fixture(scope="session", params=ENGINE_NAMES)
+def api(request: pytest.FixtureRequest, engines: LazyEngines) -> Iterator[object]:
+    """A ready TestClient per engine, shared by the session's API tests."""
+    client = started_client(make_app(engines, request.param))
+    yield client
+    client.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def fw_api(engines: LazyEngines) -> Iterator[object]:
+    """A ready TestClient on faster-whisper, for tests that do not depend on the engine."""
+    client = started_client(make_app(engines, "faster-whisper", max_prompt_chars=50))
+    yield client
+    client.__exit__(None, None, None)

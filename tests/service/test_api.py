@@ -1,0 +1,230 @@
+"""Every endpoint and response format, on both engines, through the real app and the real model."""
+
+import re
+from pathlib import Path
+
+import jiwer
+import pytest
+from fastapi.testclient import TestClient
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+TRANSCRIPTIONS = "/v1/audio/transcriptions"
+TRANSLATIONS = "/v1/audio/translations"
+SRT_TIME = r"\d\d:\d\d:\d\d,\d\d\d --> \d\d:\d\d:\d\d,\d\d\d"
+VTT_TIME = r"\d\d:\d\d\.\d\d\d --> \d\d:\d\d\.\d\d\d"
+
+
+def upload(name: str, filename: str | None = None) -> dict[str, tuple[str, bytes]]:
+    return {"file": (filename or name, (FIXTURES / name).read_bytes())}
+
+
+def normalise(text: str) -> list[str]:
+    """Lower-case words without punctuation, to compare transcripts."""
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def word_error_rate(expected: str, actual: str) -> float:
+    return jiwer.wer(" ".join(normalise(expected)), " ".join(normalise(actual)))
+
+
+def test_healthz(api: TestClient) -> None:
+    response = api.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_readyz_reports_engine_model_and_hardware(api: TestClient) -> None:
+    response = api.get("/readyz")
+    assert response.status_code == 200
+    body = response.json()
+    engine = api.app.state.engine
+    assert body["ready"] is True
+    assert (body["engine"], body["model"], body["device"]) == (engine.name, "tiny.en", "cpu")
+    assert body["compute_type"] == engine.compute_type
+    assert isinstance(body["cuda_available"], bool)
+    assert {"service", "python", engine.name} <= body["versions"].keys()
+
+
+def test_models_lists_the_served_model_and_the_openai_alias(api: TestClient) -> None:
+    body = api.get("/v1/models").json()
+    assert body["object"] == "list"
+    assert {card["id"] for card in body["data"]} == {"tiny.en", "whisper-1"}
+    assert all(card["object"] == "model" and isinstance(card["created"], int) for card in body["data"])
+
+
+def test_json_is_the_default_format(api: TestClient, expected_text: dict[str, str]) -> None:
+    response = api.post(TRANSCRIPTIONS, files=upload("short.wav"), data={"model": "whisper-1"})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"text"}
+    assert word_error_rate(expected_text["short"], body["text"]) <= 0.2
+
+
+def test_text_format(api: TestClient, expected_text: dict[str, str]) -> None:
+    response = api.post(TRANSCRIPTIONS, files=upload("short.mp3"), data={"response_format": "text"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert word_error_rate(expected_text["short"], response.text) <= 0.2
+
+
+def test_srt_format(api: TestClient) -> None:
+    response = api.post(TRANSCRIPTIONS, files=upload("short.ogg"), data={"response_format": "srt"})
+    assert response.status_code == 200
+    lines = response.text.strip().splitlines()
+    assert lines[0] == "1"
+    assert re.fullmatch(SRT_TIME, lines[1])
+    assert "fox" in response.text.lower()
+
+
+def test_vtt_format(api: TestClient) -> None:
+    response = api.post(TRANSCRIPTIONS, files=upload("short.webm"), data={"response_format": "vtt"})
+    assert response.status_code == 200
+    assert response.text.startswith("WEBVTT")
+    assert re.search(VTT_TIME, response.text)
+    assert "fox" in response.text.lower()
+
+
+def test_verbose_json_has_segments_with_every_field(api: TestClient, expected_text: dict[str, str]) -> None:
+    response = api.post(
+        TRANSCRIPTIONS, files=upload("short.flac"), data={"response_format": "verbose_json", "language": "en"}
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["task"] == "transcribe"
+    assert body["language"] == "english"
+    assert body["duration"] == pytest.approx(5.17, abs=0.05)
+    assert word_error_rate(expected_text["short"], body["text"]) <= 0.2
+    assert "words" not in body
+    segment_fields = {"id", "start", "end", "text", "tokens", "temperature", "avg_logprob"}
+    segment_fields |= {"compression_ratio", "no_speech_prob"}
+    for segment in body["segments"]:
+        assert segment_fields <= segment.keys()
+        assert 0 <= segment["start"] < segment["end"] <= body["duration"] + 0.5
+        assert segment["tokens"] and all(isinstance(token, int) for token in segment["tokens"])
+
+
+def test_verbose_json_with_word_timestamps(api: TestClient) -> None:
+    response = api.post(
+        TRANSCRIPTIONS,
+        files=upload("short.wav"),
+        data={"response_format": "verbose_json", "timestamp_granularities[]": ["word", "segment"]},
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["segments"]
+    words = [word["word"].strip().lower().strip(".,") for word in body["words"]]
+    assert "fox" in words and "lazy" in words
+    starts = [word["start"] for word in body["words"]]
+    assert starts == sorted(starts)
+    assert all(word["start"] <= word["end"] for word in body["words"])
+
+
+def test_word_granularity_alone_leaves_segments_out(api: TestClient) -> None:
+    response = api.post(
+        TRANSCRIPTIONS,
+        files=upload("short.wav"),
+        data={"response_format": "verbose_json", "timestamp_granularities[]": "word"},
+    )
+    assert response.status_code == 200
+    assert "words" in response.json() and "segments" not in response.json()
+
+
+@pytest.mark.slow
+def test_a_clip_longer_than_30_seconds_is_transcribed_whole(
+    api: TestClient, expected_text: dict[str, str]
+) -> None:
+    response = api.post(TRANSCRIPTIONS, files=upload("long.ogg"), data={"response_format": "verbose_json"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["duration"] > 35
+    assert body["segments"][-1]["end"] > 30
+    assert word_error_rate(expected_text["long"], body["text"]) <= 0.15
+    assert normalise(body["text"])[-4:] == normalise(expected_text["long"])[-4:]
+
+
+def test_stereo_44k_upload(api: TestClient, expected_text: dict[str, str]) -> None:
+    response = api.post(TRANSCRIPTIONS, files=upload("stereo_44k.mp3"))
+    assert response.status_code == 200
+    assert word_error_rate(expected_text["stereo_44k"], response.json()["text"]) <= 0.2
+
+
+@pytest.mark.parametrize("response_format", ["json", "text", "srt", "vtt", "verbose_json"])
+def test_translations_in_every_format(api: TestClient, response_format: str) -> None:
+    response = api.post(
+        TRANSLATIONS, files=upload("short.wav"), data={"response_format": response_format, "model": "tiny.en"}
+    )
+    assert response.status_code == 200, response.text
+    assert "fox" in response.text.lower()
+    if response_format == "verbose_json":
+        assert response.json()["task"] == "translate"
+
+
+def test_prompt_and_temperature_are_accepted(api: TestClient) -> None:
+    response = api.post(
+        TRANSCRIPTIONS,
+        files=upload("short.wav"),
+        data={"prompt": "A sentence about a fox.", "temperature": "0.2"},
+    )
+    assert response.status_code == 200
+    assert "fox" in response.json()["text"].lower()
+
+
+# Container handling does not depend on the engine: these run on faster-whisper only.
+
+
+@pytest.mark.parametrize(
+    ("name", "filename"),
+    [
+        ("short.flac", None),
+        ("short.mp3", None),
+        ("short.mp3", "short.mpeg"),
+        ("short.mp3", "short.mpga"),
+        ("short.mp4", None),
+        ("short.m4a", None),
+        ("short.ogg", None),
+        ("short.wav", None),
+        ("short.webm", None),
+        ("short.ogg", "recording.wav"),  # a misleading name: the content decides
+        ("short.mp3", "no-extension"),
+    ],
+)
+def test_every_accepted_container(fw_api: TestClient, name: str, filename: str | None) -> None:
+    response = fw_api.post(TRANSCRIPTIONS, files=upload(name, filename), data={"response_format": "text"})
+    assert response.status_code == 200, response.text
+    assert "lazy dog" in response.text.lower()
+
+
+def test_silence_gives_no_invented_words(fw_api: TestClient) -> None:
+    """faster-whisper's VAD (on by default) keeps tiny.en from hallucinating on silence."""
+    response = fw_api.post(
+        TRANSCRIPTIONS, files=upload("silence.flac"), data={"response_format": "verbose_json"}
+    )
+    assert response.status_code == 200
+    assert response.json()["text"] == ""
+    assert response.json()["duration"] == pytest.approx(3.0)
+
+
+def test_the_request_timer_has_the_route_steps(fw_api: TestClient) -> None:
+    response = fw_api.post(TRANSCRIPTIONS, files=upload("short.wav"))
+    assert response.status_code == 200
+    steps = {entry.split(";")[0].strip() for entry in response.headers["server-timing"].split(",")}
+    assert {"read", "decode", "inference", "format"} <= steps
+
+
+def test_openapi_documents_fields_formats_and_errors(fw_api: TestClient) -> None:
+    assert fw_api.get("/docs").status_code == 200
+    schema = fw_api.get("/openapi.json").json()
+    operation = schema["paths"][TRANSCRIPTIONS]["post"]
+    form_ref = operation["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
+    form = schema["components"]["schemas"][form_ref.rsplit("/", 1)[1]]
+    fields = {"file", "model", "language", "prompt", "response_format", "temperature"}
+    assert fields | {"timestamp_granularities[]"} <= form["properties"].keys()
+    assert form["properties"]["response_format"]["enum"] == ["json", "text", "srt", "vtt", "verbose_json"]
+    assert {"200", "400", "413", "500"} <= operation["responses"].keys()
+    assert "422" not in operation["responses"]
+    assert {"TranscriptionJson", "TranscriptionVerbose", "ErrorResponse"} <= schema["components"][
+        "schemas"
+    ].keys()
+    ok = operation["responses"]["200"]["content"]
+    assert {"application/json", "text/plain"} <= ok.keys()

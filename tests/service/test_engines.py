@@ -1,0 +1,237 @@
+"""Both engines on the real bundled tiny.en and real speech clips, and the device/compute choice."""
+
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from difflib import SequenceMatcher
+from pathlib import Path
+
+import ctranslate2
+import numpy as np
+import pytest
+
+from whisper_api.engines import (
+    EngineConfigError,
+    choose_compute_type,
+    choose_device,
+    load_engine,
+    openai_supported_compute_types,
+)
+from whisper_api.engines.base import SAMPLE_RATE
+from whisper_api.models import StartupError
+from whisper_api.schemas import TranscribeOptions
+
+HAS_CUDA = ctranslate2.get_cuda_device_count() > 0
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def similarity(a: str, b: str) -> float:
+    return SequenceMatcher(None, words(a), words(b)).ratio()
+
+
+# --- device and compute type: pure functions, so the GPU branches are tested on CPU ------------
+
+
+@pytest.mark.parametrize(
+    ("requested", "gpus", "chosen"),
+    [("auto", 0, "cpu"), ("auto", 1, "cuda"), ("cpu", 2, "cpu"), ("cuda", 1, "cuda")],
+)
+def test_choose_device(requested: str, gpus: int, chosen: str) -> None:
+    assert choose_device(requested, gpus) == chosen
+
+
+def test_cuda_without_a_gpu_fails_naming_the_setting() -> None:
+    with pytest.raises(EngineConfigError, match="WHISPER_DEVICE=cuda"):
+        choose_device("cuda", 0)
+
+
+@pytest.mark.parametrize(
+    ("engine", "device", "chosen"),
+    [
+        ("faster-whisper", "cpu", "int8"),
+        ("faster-whisper", "cuda", "float16"),
+        ("openai-whisper", "cpu", "float32"),
+        ("openai-whisper", "cuda", "float16"),
+    ],
+)
+def test_auto_compute_type(engine: str, device: str, chosen: str) -> None:
+    supported = {"int8", "int8_float32", "float32", "float16", "int8_float16"}
+    assert choose_compute_type(engine, device, "auto", supported) == chosen
+
+
+def test_explicit_compute_type_is_kept_when_supported() -> None:
+    cpu_types = ctranslate2.get_supported_compute_types("cpu")
+    assert choose_compute_type("faster-whisper", "cpu", "float32", cpu_types) == "float32"
+    assert choose_compute_type(
+        "openai-whisper", "cuda", "float32", openai_supported_compute_types("cuda")
+    ) == ("float32")
+
+
+def test_float16_on_cpu_fails_for_openai_whisper() -> None:
+    with pytest.raises(EngineConfigError, match=r"WHISPER_COMPUTE_TYPE=float16.*float16 only on CUDA"):
+        choose_compute_type("openai-whisper", "cpu", "float16", openai_supported_compute_types("cpu"))
+
+
+def test_unsupported_ctranslate2_type_on_cpu_fails() -> None:
+    cpu_types = ctranslate2.get_supported_compute_types("cpu")
+    assert "float16" not in cpu_types  # this CPU build of CTranslate2 has no float16 kernels
+    with pytest.raises(EngineConfigError, match="choose one of"):
+        choose_compute_type("faster-whisper", "cpu", "float16", cpu_types)
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="needs a machine without a GPU")
+@pytest.mark.parametrize("engine_name", ["faster-whisper", "openai-whisper"])
+def test_load_engine_refuses_cuda_without_gpu(make_settings, engine_name: str) -> None:
+    with pytest.raises(StartupError, match="no CUDA GPU"):
+        load_engine(make_settings(engine_name, device="cuda"))
+
+
+def test_load_engine_refuses_float16_openai_on_cpu(make_settings) -> None:
+    with pytest.raises(StartupError, match="float16"):
+        load_engine(make_settings("openai-whisper", compute_type="float16"))
+
+
+def test_faster_whisper_service_never_imports_torch() -> None:
+    code = (
+        "import sys\n"
+        "from whisper_api.engines import load_engine\n"
+        "from whisper_api.formats import render\n"
+        "from whisper_api.settings import Settings\n"
+        "engine = load_engine(Settings(engine='faster-whisper', model='tiny.en', model_dir=None, device='cpu'))\n"
+        "print(engine.name, 'torch' in sys.modules, 'whisper' in sys.modules)\n"
+    )
+    service = Path(__file__).resolve().parents[2] / "service"
+    env = {**os.environ, "PYTHONPATH": str(service)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True, env=env
+    )
+    assert result.stdout.split() == ["faster-whisper", "False", "False"]
+
+
+# --- both engines, real audio --------------------------------------------------------------------
+
+
+def test_engine_describes_itself(engine) -> None:
+    assert engine.name in ("faster-whisper", "openai-whisper")
+    assert engine.model == "tiny.en"
+    assert engine.device == "cpu"
+    assert engine.compute_type == ("int8" if engine.name == "faster-whisper" else "float32")
+    assert engine.multilingual is False
+
+
+def test_short_clip_gives_the_spoken_words(engine, short_clip, expected_text) -> None:
+    transcript = engine.transcribe(short_clip, TranscribeOptions())
+    assert words(transcript.text) == words(expected_text["short"])
+    assert transcript.language == "en"
+    assert transcript.task == "transcribe"
+    assert transcript.duration == pytest.approx(len(short_clip) / SAMPLE_RATE)
+
+
+def test_every_segment_field_is_filled(engine, short_clip) -> None:
+    transcript = engine.transcribe(short_clip, TranscribeOptions())
+    assert transcript.segments
+    for index, segment in enumerate(transcript.segments):
+        assert segment.id == index or segment.id == index + 1  # openai-whisper counts from 0, faster from 1
+        assert segment.seek >= 0
+        assert 0 <= segment.start < segment.end <= transcript.duration + 0.5
+        assert segment.text.strip()
+        assert segment.tokens and all(isinstance(token, int) for token in segment.tokens)
+        assert 0 <= segment.temperature <= 1
+        assert segment.avg_logprob < 0
+        assert segment.compression_ratio > 0
+        assert 0 <= segment.no_speech_prob <= 1
+        assert segment.words is None  # not asked for
+
+
+def test_long_clip_is_transcribed_past_30_seconds(engine, long_clip, expected_text) -> None:
+    duration = len(long_clip) / SAMPLE_RATE
+    assert duration > 35
+    transcript = engine.transcribe(long_clip, TranscribeOptions())
+    assert transcript.segments[-1].end > 30
+    assert similarity(transcript.text, expected_text["long"]) > 0.9
+    assert words(transcript.text)[-4:] == words(expected_text["long"])[-4:]  # the end is there
+
+
+def test_word_timestamps_are_monotonic_and_inside_the_audio(engine, long_clip) -> None:
+    transcript = engine.transcribe(long_clip, TranscribeOptions(word_timestamps=True))
+    duration = transcript.duration
+    spoken = transcript.words
+    assert len(spoken) > 50
+    assert any(word.start > 30 for word in spoken)
+    for word in spoken:
+        assert 0 <= word.start <= word.end <= duration + 0.01
+        assert word.probability is not None and 0 <= word.probability <= 1
+    starts = [word.start for word in spoken]
+    assert starts == sorted(starts)
+    for previous, following in zip(spoken, spoken[1:], strict=False):
+        assert following.start >= previous.end - 0.01
+    assert words("".join(word.word for word in spoken)) == words(transcript.text)
+
+
+def test_without_timestamps_gives_the_same_words(engine, short_clip, expected_text) -> None:
+    transcript = engine.transcribe(short_clip, TranscribeOptions(with_timestamps=False))
+    assert words(transcript.text) == words(expected_text["short"])
+
+
+def test_fixed_temperature_and_prompt_are_accepted(engine, short_clip, expected_text) -> None:
+    options = TranscribeOptions(temperature=0.0, prompt="A sentence about a fox and a dog.")
+    transcript = engine.transcribe(short_clip, options)
+    assert similarity(transcript.text, expected_text["short"]) > 0.8
+    assert all(segment.temperature == 0.0 for segment in transcript.segments)
+
+
+def test_translate_on_an_english_only_model_transcribes_english(engine, short_clip, expected_text) -> None:
+    transcript = engine.transcribe(short_clip, TranscribeOptions(task="translate"))
+    assert transcript.task == "translate"
+    assert transcript.language == "en"
+    assert words(transcript.text) == words(expected_text["short"])
+
+
+def test_concurrent_calls_from_a_thread_pool(engine, short_clip, expected_text) -> None:
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(lambda _: engine.transcribe(short_clip, TranscribeOptions()), range(3)))
+    for transcript in results:
+        assert words(transcript.text) == words(expected_text["short"])
+
+
+def test_converted_openai_whisper_matches_faster_whisper(engines, short_clip, long_clip) -> None:
+    """The converter's proof: the same weights through openai-whisper give faster-whisper's words."""
+    for clip in (short_clip, long_clip):
+        faster = engines["faster-whisper"].transcribe(clip, TranscribeOptions())
+        reference = engines["openai-whisper"].transcribe(clip, TranscribeOptions())
+        assert words(reference.text) == words(faster.text)
+
+
+def test_silence_gives_no_text_with_vad(engines, silence_clip) -> None:
+    transcript = engines["faster-whisper"].transcribe(silence_clip, TranscribeOptions())
+    assert transcript.text == ""
+    assert transcript.segments == []
+    assert transcript.duration == pytest.approx(3.0, abs=0.05)
+
+
+def test_silence_is_near_empty_for_openai_whisper(engines, silence_clip) -> None:
+    """No VAD in openai-whisper: at most a stray word, and the model knows it heard no speech."""
+    transcript = engines["openai-whisper"].transcribe(silence_clip, TranscribeOptions())
+    assert len(words(transcript.text)) <= 2
+    assert all(segment.no_speech_prob > 0.3 for segment in transcript.segments)
+
+
+def test_batched_pipeline_transcribes_the_whole_file(make_settings, long_clip, expected_text) -> None:
+    engine = load_engine(make_settings("faster-whisper", batch_size=4))
+    transcript = engine.transcribe(long_clip, TranscribeOptions(word_timestamps=True))
+    assert transcript.segments[-1].end > 30
+    assert similarity(transcript.text, expected_text["long"]) > 0.9
+    assert transcript.words
+
+
+def test_audio_is_never_trimmed_to_a_window(engines, short_clip) -> None:
+    """Speech placed after 60 s of silence is still found (VAD skips the silence, the rest decodes)."""
+    padded = np.concatenate([np.zeros(60 * SAMPLE_RATE, dtype=np.float32), short_clip])
+    transcript = engines["faster-whisper"].transcribe(padded, TranscribeOptions())
+    assert "fox" in words(transcript.text)
+    assert transcript.segments[0].start >= 59
