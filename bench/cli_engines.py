@@ -1,4 +1,4 @@
-"""`scripts/bench-engines`: engines × configurations on the same weights and audio."""
+"""`scripts/bench-engines`: engines and configurations on the same weights and audio."""
 
 import argparse
 import fnmatch
@@ -30,15 +30,30 @@ def build_parser() -> argparse.ArgumentParser:
         prog="scripts/bench-engines",
         description="faster-whisper vs openai-whisper vs the reference decode path: time, RTF, memory, WER.",
     )
-    parser.add_argument("--audio", action="append", default=[], metavar="FILE_OR_DIR[@START-END]",
-                        help=f"Clips (default: {', '.join(DEFAULT_CLIPS)} under {DEFAULT_AUDIO_DIR}).")
-    parser.add_argument("--configs", default="*", help="Comma-separated name patterns, e.g. 'fw-int8-*,ow-*'.")
+    parser.add_argument(
+        "--audio",
+        action="append",
+        default=[],
+        metavar="FILE_OR_DIR[@START-END]",
+        help=f"Clips (default: {', '.join(DEFAULT_CLIPS)} under {DEFAULT_AUDIO_DIR}).",
+    )
+    parser.add_argument(
+        "--configs", default="*", help="Comma-separated name patterns, e.g. 'fw-int8-*,ow-*'."
+    )
     parser.add_argument("--runs", type=int, default=3, help="Warm runs per clip; the median is reported.")
     parser.add_argument("--warmup", type=int, default=1, help="Unmeasured runs per clip first.")
-    parser.add_argument("--model-dir", type=Path, default=None,
-                        help="CTranslate2 Whisper folder (default: the bundled tiny.en).")
-    parser.add_argument("--cache-dir", type=Path, default=Path("bench-results/cache"),
-                        help="Where the converted openai-whisper checkpoint is kept.")
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=None,
+        help="CTranslate2 Whisper folder (default: the bundled tiny.en).",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path("bench-results/cache"),
+        help="Where the converted openai-whisper checkpoint is kept.",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench-results/engines"))
     parser.add_argument("--list", action="store_true", help="Print the configuration names and exit.")
     return parser
@@ -76,8 +91,9 @@ def markdown(report: EngineReport) -> str:
             lines.append(f"| {c.name} | {c.engine} | failed: {r.error} ||||||||||")
             continue
         lines.append(
-            f"| {c.name} | {c.engine} | {c.device} | {c.compute_type} | {c.beam_size} | {'on' if c.vad else 'off'} "
-            f"| {c.batch_size or '–'} | {c.threads or 'default'} | {'yes' if c.without_timestamps else 'no'} "
+            f"| {c.name} | {c.engine} | {c.device} | {c.compute_type} | {c.beam_size} "
+            f"| {'on' if c.vad else 'off'} "
+            f"| {c.batch_size or '-'} | {c.threads or 'default'} | {'yes' if c.without_timestamps else 'no'} "
             f"| {r.import_s:.2f} | {r.load_s:.2f} | {r.peak_rss_mib:.0f} |"
         )
     clips = list(dict.fromkeys(cr.clip for r in report.results for cr in r.clips))
@@ -91,11 +107,11 @@ def markdown(report: EngineReport) -> str:
             "",
             f"### {clip} ({rows[0][1].audio_seconds:.1f} s)" if rows else f"### {clip}",
             "",
-            "| configuration | median s | real-time factor | × fastest | WER | transcript (start) |",
+            "| configuration | median s | real-time factor | x fastest | WER | transcript (start) |",
             "|---|---:|---:|---:|---:|---|",
         ]
         for name, cr in rows:
-            wer = "–" if cr.wer is None else f"{cr.wer * 100:.1f} %"
+            wer = "-" if cr.wer is None else f"{cr.wer * 100:.1f} %"
             text = cr.text[:70].replace("|", "\\|")
             lines.append(
                 f"| {name} | {cr.median_s:.3f} | {cr.real_time_factor:.3f} | {cr.median_s / fastest:.2f} "
@@ -157,7 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     labels = [f"{c.path}@{c.slice_key}" if c.sliced else str(c.path) for c in clips]
     results = []
     for config in tqdm(configs, desc="configurations", unit="config"):
-        results.append(add_wer(run_config(config, labels, args.runs, args.warmup, args.model_dir, checkpoint)))
+        results.append(
+            add_wer(run_config(config, labels, args.runs, args.warmup, args.model_dir, checkpoint))
+        )
     report = EngineReport(
         machine=machine,
         load_average_after=load_average(),

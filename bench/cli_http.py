@@ -31,29 +31,58 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Example: scripts/bench --target local=http://127.0.0.1:8080 --audio ../shared/audio/jfk.flac "
         "--requests 25 --concurrency 1 --out benchmarks/http",
     )
-    parser.add_argument("--target", action="append", default=[], metavar="NAME=URL",
-                        help="An endpoint to measure (repeatable). api.openai.com uses OPENAI_API_KEY; "
-                        "*.run.app uses `gcloud auth print-identity-token` (run once).")
-    parser.add_argument("--serve", action="append", default=[], metavar="NAME[:WHISPER_VAR=VALUE,...]",
-                        help="Start `python -m whisper_api` on a free loopback port with these variables, "
-                        "measure it, stop it (repeatable; one at a time).")
-    parser.add_argument("--auth", action="append", default=[], metavar="NAME=none|gcloud|env:VAR",
-                        help="Override a target's credentials.")
-    parser.add_argument("--audio", action="append", default=[], metavar="FILE_OR_DIR[@START-END]",
-                        help=f"Audio files, folders or slices (repeatable; default {DEFAULT_AUDIO_DIR}/jfk.flac).")
-    parser.add_argument("--requests", type=int, default=10, help=f"Measured requests per target (≤ {MAX_REQUESTS}).")
-    parser.add_argument("--concurrency", type=int, default=1, help=f"Requests in flight (≤ {MAX_CONCURRENCY}).")
+    parser.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="An endpoint to measure (repeatable). api.openai.com uses OPENAI_API_KEY; "
+        "*.run.app uses `gcloud auth print-identity-token` (run once).",
+    )
+    parser.add_argument(
+        "--serve",
+        action="append",
+        default=[],
+        metavar="NAME[:WHISPER_VAR=VALUE,...]",
+        help="Start `python -m whisper_api` on a free loopback port with these variables, "
+        "measure it, stop it (repeatable; one at a time).",
+    )
+    parser.add_argument(
+        "--auth",
+        action="append",
+        default=[],
+        metavar="NAME=none|gcloud|env:VAR",
+        help="Override a target's credentials.",
+    )
+    parser.add_argument(
+        "--audio",
+        action="append",
+        default=[],
+        metavar="FILE_OR_DIR[@START-END]",
+        help=f"Audio files, folders or slices (repeatable; default {DEFAULT_AUDIO_DIR}/jfk.flac).",
+    )
+    parser.add_argument(
+        "--requests", type=int, default=10, help=f"Measured requests per target (≤ {MAX_REQUESTS})."
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help=f"Requests in flight (≤ {MAX_CONCURRENCY})."
+    )
     parser.add_argument("--warmup", type=int, default=1, help="Unmeasured requests sent first.")
-    parser.add_argument("--response-format", default="json",
-                        choices=["json", "text", "srt", "vtt", "verbose_json"])
+    parser.add_argument(
+        "--response-format", default="json", choices=["json", "text", "srt", "vtt", "verbose_json"]
+    )
     parser.add_argument("--model", default="whisper-1")
     parser.add_argument("--language", default=None)
     parser.add_argument("--timeout", type=float, default=300, help="Seconds per request.")
     parser.add_argument("--vcpu", type=float, default=4, help="Instance shape for the cost estimate.")
     parser.add_argument("--memory-gib", type=float, default=16)
     parser.add_argument("--gpus", type=int, default=1)
-    parser.add_argument("--zonal-redundancy", action="store_true", help="Price the GPU with zonal redundancy.")
-    parser.add_argument("--out", type=Path, default=None, help="Output folder (default bench-results/<time>).")
+    parser.add_argument(
+        "--zonal-redundancy", action="store_true", help="Price the GPU with zonal redundancy."
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="Output folder (default bench-results/<time>)."
+    )
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -106,12 +135,16 @@ async def _measure(target: Target, args: argparse.Namespace, environ: Mapping[st
     prices = PriceTable()
     if not target.served:
         token = resolve_token(target.auth, environ)
-        return await run_target(target, args.clips, args.options, token, args.shape, prices, not args.no_progress)
+        return await run_target(
+            target, args.clips, args.options, token, args.shape, prices, not args.no_progress
+        )
     from bench.serve import serve
 
     with serve(target.env) as service:
         served = target.model_copy(update={"url": service.url})
-        result = await run_target(served, args.clips, args.options, None, args.shape, prices, not args.no_progress)
+        result = await run_target(
+            served, args.clips, args.options, None, args.shape, prices, not args.no_progress
+        )
     result.seconds_to_ready = service.seconds_to_ready
     return result
 

@@ -53,7 +53,7 @@ def _child(spawned_at: float) -> dict[str, float]:
     lap("import_app")
     settings = Settings()
     if settings.engine == "faster-whisper":
-        import whisper_api.engines.faster  # noqa: F401
+        import whisper_api.engines.faster
     else:
         import whisper_api.engines.openai  # noqa: F401
     lap("import_engine")
@@ -70,7 +70,12 @@ def measure_steps(env: dict[str, str], timeout_s: float = 300) -> dict[str, floa
     code = f"import json, sys; from bench.coldstart import _child; print(json.dumps(_child({time.time()!r})))"
     child_env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "service"), str(REPO)]), **env)
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=child_env, timeout=timeout_s, cwd=REPO
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=child_env,
+        timeout=timeout_s,
+        cwd=REPO,
     )
     if done.returncode != 0:
         raise RuntimeError(f"the step timer failed: {done.stderr.strip()[-1000:]}")
@@ -97,7 +102,11 @@ def markdown(report: ColdStartReport) -> str:
         f"Settings: {', '.join(f'{k}={v}' for k, v in report.env.items()) or 'defaults'}.",
         "",
         f"Process start → first 200 on /readyz (median of {len(report.start_to_ready_s)}): "
-        + ("–" if ready is None else f"**{ready:.2f} s** (runs: {', '.join(f'{s:.2f}' for s in report.start_to_ready_s)})."),
+        + (
+            "-"
+            if ready is None
+            else f"**{ready:.2f} s** (runs: {', '.join(f'{s:.2f}' for s in report.start_to_ready_s)})."
+        ),
         "",
         "| step | median s |",
         "|---|---:|",
@@ -116,8 +125,13 @@ def markdown(report: ColdStartReport) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scripts/bench-coldstart", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="Starts of each kind; medians are reported.")
-    parser.add_argument("--env", action="append", default=[], metavar="WHISPER_VAR=VALUE",
-                        help="Settings for the started service (repeatable).")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="WHISPER_VAR=VALUE",
+        help="Settings for the started service (repeatable).",
+    )
     parser.add_argument("--skip-server", action="store_true", help="Only the step split (no socket).")
     parser.add_argument("--out", type=Path, default=Path("bench-results/coldstart"))
     return parser

@@ -78,15 +78,27 @@ def default_configs(cuda: bool) -> list[EngineConfig]:
     if cuda:
         configs += [
             EngineConfig(name="gpu-fw-float16-b1", engine=fw, device="cuda", compute_type="float16"),
-            EngineConfig(name="gpu-fw-float16-b5", engine=fw, device="cuda", compute_type="float16", beam_size=5),
-            EngineConfig(name="gpu-fw-int8f16-b5", engine=fw, device="cuda", compute_type="int8_float16", beam_size=5),
             EngineConfig(
-                name="gpu-fw-float16-b1-batched16-vad", engine=fw, device="cuda", compute_type="float16",
-                vad=True, batch_size=16,
+                name="gpu-fw-float16-b5", engine=fw, device="cuda", compute_type="float16", beam_size=5
+            ),
+            EngineConfig(
+                name="gpu-fw-int8f16-b5", engine=fw, device="cuda", compute_type="int8_float16", beam_size=5
+            ),
+            EngineConfig(
+                name="gpu-fw-float16-b1-batched16-vad",
+                engine=fw,
+                device="cuda",
+                compute_type="float16",
+                vad=True,
+                batch_size=16,
             ),
             EngineConfig(name="gpu-ow-float16-b1", engine=ow, device="cuda", compute_type="float16"),
-            EngineConfig(name="gpu-ow-float16-b5", engine=ow, device="cuda", compute_type="float16", beam_size=5),
-            EngineConfig(name="gpu-reference-float16", engine="reference", device="cuda", compute_type="float16"),
+            EngineConfig(
+                name="gpu-ow-float16-b5", engine=ow, device="cuda", compute_type="float16", beam_size=5
+            ),
+            EngineConfig(
+                name="gpu-reference-float16", engine="reference", device="cuda", compute_type="float16"
+            ),
         ]
     return configs
 
@@ -96,7 +108,7 @@ def cuda_available() -> bool:
         import ctranslate2
 
         return ctranslate2.get_cuda_device_count() > 0
-    except Exception:  # noqa: BLE001 - a CPU-only build raises instead of answering 0
+    except Exception:
         return False
 
 
@@ -155,10 +167,15 @@ def _faster_whisper(config: EngineConfig, ct2_dir: Path):  # type: ignore[no-unt
             segments, _ = model.transcribe(audio, **arguments)
         else:
             seconds = len(audio) / 16_000
-            clips = None if config.vad else [
-                {"start": start, "end": min(start + 30.0, seconds)} for start in range(0, int(seconds) + 1, 30)
-                if start < seconds
-            ]
+            clips = (
+                None
+                if config.vad
+                else [
+                    {"start": start, "end": min(start + 30.0, seconds)}
+                    for start in range(0, int(seconds) + 1, 30)
+                    if start < seconds
+                ]
+            )
             segments, _ = pipeline.transcribe(
                 audio, batch_size=config.batch_size, clip_timestamps=clips, **arguments
             )
@@ -202,7 +219,9 @@ def _openai_whisper(config: EngineConfig, checkpoint: Path):  # type: ignore[no-
     return transcribe
 
 
-def worker(config: EngineConfig, clips: list[Clip], runs: int, warmup: int, ct2_dir: Path, checkpoint: Path | None) -> ConfigResult:
+def worker(
+    config: EngineConfig, clips: list[Clip], runs: int, warmup: int, ct2_dir: Path, checkpoint: Path | None
+) -> ConfigResult:
     from bench.audio import load_clip
 
     started = time.perf_counter()
@@ -263,8 +282,15 @@ def run_config(
     timeout_s: float = 1800,
 ) -> ConfigResult:
     command = [
-        sys.executable, "-m", "bench.engines", config.model_dump_json(), json.dumps(clips),
-        str(runs), str(warmup), str(ct2_dir), str(checkpoint or ""),
+        sys.executable,
+        "-m",
+        "bench.engines",
+        config.model_dump_json(),
+        json.dumps(clips),
+        str(runs),
+        str(warmup),
+        str(ct2_dir),
+        str(checkpoint or ""),
     ]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "service"), str(REPO)]))
     try:

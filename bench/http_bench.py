@@ -107,7 +107,9 @@ def parse_serve(spec: str) -> Target:
     return Target(name=name, url="http://127.0.0.1", served=True, env=env)
 
 
-def resolve_token(auth: Auth, environ: Mapping[str, str], run: Callable[..., str] | None = None) -> str | None:
+def resolve_token(
+    auth: Auth, environ: Mapping[str, str], run: Callable[..., str] | None = None
+) -> str | None:
     """The bearer token, fetched once per target (gcloud is run once, never per request)."""
     if auth.kind == "none":
         return None
@@ -171,7 +173,9 @@ class TargetResult(BaseModel):
     api_overhead: float | None = Field(
         description="Mean end-to-end latency over mean server inference time, minus 1."
     )
-    wer: dict[str, float] = Field(default_factory=dict, description="Per clip with a reference (first reply).")
+    wer: dict[str, float] = Field(
+        default_factory=dict, description="Per clip with a reference (first reply)."
+    )
     cost: CostEstimate | None = None
     seconds_to_ready: float | None = Field(None, description="For --serve targets: spawn to /readyz.")
     records: list[RequestRecord]
@@ -256,7 +260,9 @@ async def run_target(
         async def bounded(index: int) -> RequestRecord:
             clip = clips[index % len(clips)]
             async with gate:
-                record = await _one(client, target, clip, uploads[clip], options, index, origin, seconds[clip])
+                record = await _one(
+                    client, target, clip, uploads[clip], options, index, origin, seconds[clip]
+                )
             bar.update()
             return record
 

@@ -46,13 +46,13 @@ def _gpu() -> str | None:
 
         if ctranslate2.get_cuda_device_count() == 0:
             return None
-    except Exception:  # noqa: BLE001 - no CUDA runtime at all means no GPU
+    except Exception:
         return None
     try:
         import torch
 
         return torch.cuda.get_device_name(0)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return "CUDA device"
 
 

@@ -22,15 +22,15 @@ class HttpReport(BaseModel):
 
 
 def _ms(seconds: float | None) -> str:
-    return "–" if seconds is None else f"{seconds * 1000:.0f}"
+    return "-" if seconds is None else f"{seconds * 1000:.0f}"
 
 
 def _money(value: float | None, digits: int = 5) -> str:
-    return "–" if value is None else f"${value:.{digits}f}"
+    return "-" if value is None else f"${value:.{digits}f}"
 
 
 def _percent(value: float | None) -> str:
-    return "–" if value is None else f"{value * 100:.1f} %"
+    return "-" if value is None else f"{value * 100:.1f} %"
 
 
 def markdown_table(report: HttpReport) -> str:
@@ -39,7 +39,8 @@ def markdown_table(report: HttpReport) -> str:
         "## HTTP benchmark",
         "",
         f"Machine: {m.cpu_model}, {m.cores} cores, {m.memory_gib} GiB, GPU: {m.gpu or 'none'}; "
-        f"load average {m.load_average[0]:.2f} before, {report.load_average_after[0]:.2f} after; {m.taken_at}.",
+        f"load average {m.load_average[0]:.2f} before, {report.load_average_after[0]:.2f} after; "
+        f"{m.taken_at}.",
         f"Audio: {', '.join(report.clips)}; response_format={report.response_format}.",
         "",
         "| target | requests | concurrency | errors | min ms | p50 ms | p90 ms | p99 ms | mean ms "
@@ -48,8 +49,8 @@ def markdown_table(report: HttpReport) -> str:
     ]
     for t in report.targets:
         lat = t.latency
-        steps = ", ".join(f"{k} {v:.0f}" for k, v in t.server_steps_mean_ms.items()) or "–"
-        wer = ", ".join(f"{k} {v * 100:.1f} %" for k, v in t.wer.items()) or "–"
+        steps = ", ".join(f"{k} {v:.0f}" for k, v in t.server_steps_mean_ms.items()) or "-"
+        wer = ", ".join(f"{k} {v * 100:.1f} %" for k, v in t.wer.items()) or "-"
         lines.append(
             f"| {t.name} | {t.requests} | {t.concurrency} | {t.errors} | {_ms(lat and lat.min)} "
             f"| {_ms(lat and lat.p50)} | {_ms(lat and lat.p90)} | {_ms(lat and lat.p99)} "
@@ -76,7 +77,8 @@ def markdown_table(report: HttpReport) -> str:
         c = t.cost
         lines.append(
             f"| {t.name} | {_money(c.self_hosted_per_audio_minute)} | {_money(c.openai_per_audio_minute, 4)} "
-            f"| {_percent(c.break_even_utilisation)} | {_money(c.run_instance_cost)} | {_money(c.run_openai_cost)} |"
+            f"| {_percent(c.break_even_utilisation)} | {_money(c.run_instance_cost)} "
+            f"| {_money(c.run_openai_cost)} |"
         )
     lines += ["", f"Prices: {p.region}, as of {p.as_of}; source: {p.source}.", ""]
     return "\n".join(lines)
@@ -92,7 +94,9 @@ def latency_chart(targets: Sequence[TargetResult], path: Path) -> None:
     figure, axes = plt.subplots(figsize=(9, 4.5))
     for target in targets:
         ok = [r for r in target.records if r.error is None]
-        axes.plot([r.index + 1 for r in ok], [r.latency_s for r in ok], marker="o", markersize=3, label=target.name)
+        axes.plot(
+            [r.index + 1 for r in ok], [r.latency_s for r in ok], marker="o", markersize=3, label=target.name
+        )
     axes.set_xlabel("request")
     axes.set_ylabel("latency (s)")
     axes.set_ylim(bottom=0)

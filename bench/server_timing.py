@@ -1,5 +1,6 @@
 """Parse the `Server-Timing` response header (W3C Server Timing) into step durations."""
 
+import contextlib
 from collections.abc import Iterable, Mapping
 
 
@@ -20,10 +21,8 @@ def parse_server_timing(header: str | None) -> dict[str, float]:
             key, _, value = param.partition("=")
             if key.strip().lower() != "dur":
                 continue
-            try:
+            with contextlib.suppress(ValueError):
                 steps[name] = float(value.strip().strip('"'))
-            except ValueError:
-                pass
             break
     return steps
 

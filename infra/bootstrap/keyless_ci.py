@@ -23,7 +23,7 @@ DEPLOYER_PROJECT_ROLES: dict[str, str] = {
     "(Cloud Run Developer cannot set IAM policy)",
     "roles/artifactregistry.admin": "create the image repository with its cleanup policies and push images",
     "roles/iam.serviceAccountAdmin": "create, update and on destroy delete the runtime service account",
-    "roles/serviceusage.serviceUsageAdmin": "enable the APIs the stack uses (and bill API calls to the project)",
+    "roles/serviceusage.serviceUsageAdmin": "enable the APIs the stack uses (and bill its API calls)",
     "roles/monitoring.notificationChannelEditor": "the budget's e-mail notification channels",
 }
 # Project IAM is granted with a condition: the deployer may only grant the runtime account's roles.
@@ -64,7 +64,7 @@ class BootstrapConfig:
     pool_id: str = "github"
     provider_id: str = "github-oidc"
     deployer_account_id: str = "whisper-deployer"
-    # Projects the stacks deploy into (Pulumi.<stack>.yaml's gcp:project); the deployer gets its roles in each.
+    # Projects the stacks deploy into (each stack's gcp:project); the deployer has its roles in each.
     deploy_projects: tuple[str, ...] = ()
     # After the first deploy: the runtime accounts, so that "act as" is granted on them only.
     runtime_service_accounts: tuple[str, ...] = ()
@@ -100,12 +100,13 @@ def parse_config(raw: Mapping[str, object]) -> BootstrapConfig:
     project = text("project") or ""
     if not PROJECT_ID.match(project):
         problems.append(
-            f"{NAMESPACE}:project {project!r} is not a Google Cloud project ID — {_fix('project', 'my-project')}"
+            f"{NAMESPACE}:project {project!r} is not a Google Cloud project ID — "
+            f"{_fix('project', 'my-project')}"
         )
     repository = text("githubRepository") or ""
     if not REPOSITORY.match(repository):
         problems.append(
-            f"{NAMESPACE}:githubRepository {repository!r} must be the GitHub 'owner/repo' allowed to deploy — "
+            f"{NAMESPACE}:githubRepository {repository!r} must be the GitHub 'owner/repo' that deploys — "
             f"{_fix('githubRepository', 'my-org/whisper-cloud-run')}"
         )
     billing_account = text("billingAccount")
@@ -136,7 +137,7 @@ def parse_config(raw: Mapping[str, object]) -> BootstrapConfig:
         account_project = account.partition("@")[2].removesuffix(".iam.gserviceaccount.com")
         if not account.endswith(".iam.gserviceaccount.com") or account_project not in deploy_projects:
             problems.append(
-                f"{NAMESPACE}:runtimeServiceAccounts has {account!r}; it must be a runtime account's e-mail in "
+                f"{NAMESPACE}:runtimeServiceAccounts has {account!r}; it must be a runtime account e-mail in "
                 "one of the deploy projects (pulumi stack output serviceAccountEmail) — "
                 f"pulumi config set --path '{NAMESPACE}:runtimeServiceAccounts[0]' "
                 "whisper-run@my-whisper-dev.iam.gserviceaccount.com"
@@ -144,12 +145,14 @@ def parse_config(raw: Mapping[str, object]) -> BootstrapConfig:
     bucket = text("stateBucket", f"{project}-pulumi-state") or ""
     if not BUCKET.match(bucket) or "goog" in bucket:
         problems.append(
-            f"{NAMESPACE}:stateBucket {bucket!r} is not a valid bucket name — {_fix('stateBucket', 'my-project-pulumi-state')}"
+            f"{NAMESPACE}:stateBucket {bucket!r} is not a valid bucket name — "
+            f"{_fix('stateBucket', 'my-project-pulumi-state')}"
         )
     kept = text("keptStateVersions", "20") or ""
     if not kept.isdigit() or not 1 <= int(kept) <= 1000:
         problems.append(
-            f"{NAMESPACE}:keptStateVersions {kept!r} must be a whole number from 1 to 1000 — {_fix('keptStateVersions', '20')}"
+            f"{NAMESPACE}:keptStateVersions {kept!r} must be a whole number from 1 to 1000 — "
+            f"{_fix('keptStateVersions', '20')}"
         )
 
     if problems:
@@ -256,14 +259,20 @@ class KeylessCi(pulumi.ComponentResource):
         )
 
         grantable = ", ".join(f"'{role}'" for role in RUNTIME_GRANTABLE_ROLES)
-        only_runtime_roles = f"api.getAttribute('iam.googleapis.com/modifiedGrantsByRole', []).hasOnly([{grantable}])"
+        only_runtime_roles = (
+            f"api.getAttribute('iam.googleapis.com/modifiedGrantsByRole', []).hasOnly([{grantable}])"
+        )
         self.project_roles: list[gcp.projects.IAMMember] = []
         self.act_as: list[pulumi.CustomResource] = []
         for target in config.deploy_projects:
             for role in DEPLOYER_PROJECT_ROLES:
                 self.project_roles.append(
                     gcp.projects.IAMMember(
-                        f"{name}-{target}-{_role_slug(role)}", project=target, role=role, member=member, opts=child
+                        f"{name}-{target}-{_role_slug(role)}",
+                        project=target,
+                        role=role,
+                        member=member,
+                        opts=child,
                     )
                 )
             self.project_roles.append(
@@ -304,8 +313,8 @@ class KeylessCi(pulumi.ComponentResource):
             )
         if not config.runtime_service_accounts:
             pulumi.log.warn(
-                "bootstrap:runtimeServiceAccounts is not set, so the deployer may act as any service account in "
-                "the deploy projects; after the first deploy, list the runtime accounts' e-mails and run "
+                "bootstrap:runtimeServiceAccounts is not set, so the deployer may act as any service account"
+                " in the deploy projects; after the first deploy, list the runtime accounts' e-mails and run "
                 "`pulumi up` here again to narrow it."
             )
         self.billing = (

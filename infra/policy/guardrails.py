@@ -167,7 +167,7 @@ def check_gpu_service_bounded(args: ResourceValidationArgs, report_violation: Re
 
 gpu_service_bounded = ResourceValidationPolicy(
     name="gpu-service-bounded",
-    description="Cloud Run GPU services use instance-based billing (cpu_idle false) and a bounded max instances.",
+    description="Cloud Run GPU services bill per instance (cpu_idle false) and cap their max instances.",
     enforcement_level=EnforcementLevel.MANDATORY,
     validate=check_gpu_service_bounded,
     config_schema=PolicyConfigSchema(

@@ -66,7 +66,7 @@ class Transcript(BaseModel):
 
 class ErrorBody(BaseModel):
     message: str = Field(description="What went wrong, for a human.")
-    type: str = Field(description="invalid_request_error, authentication_error, rate_limit_error, server_error.")
+    type: str = Field(description="e.g. invalid_request_error, rate_limit_error, server_error.")
     param: str | None = Field(None, description="The request field at fault, if one is.")
     code: str | None = Field(None, description="A stable machine-readable code, e.g. file_too_large.")
 

@@ -1,4 +1,4 @@
-"""A small Dockerfile reader for the image tests (tests/container): stages, instructions, inherited ENV/USER/CMD.
+"""A small Dockerfile reader for tests/container: stages, instructions, inherited ENV, USER and CMD.
 
 There is no Docker engine here, so the tests read service/Dockerfile the way BuildKit does: logical
 lines (backslash continuations, comment lines dropped), one stage per FROM, and a target's settings

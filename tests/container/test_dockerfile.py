@@ -65,14 +65,20 @@ def test_targets_install_nothing_and_carry_no_build_tools(dockerfile: Dockerfile
     uninstalls = " ".join(run.value for run in dockerfile.effective(target, "RUN"))
     assert re.search(r"pip uninstall --yes .*\bpip\b", uninstalls)
     dependency_stage = {contract.IMAGE_TARGET_GPU: "deps-gpu", contract.IMAGE_TARGET_CPU: "deps-cpu"}[target]
-    assert "pip uninstall --yes pip" in " ".join(r.value for r in dockerfile.effective(dependency_stage, "RUN"))
+    assert "pip uninstall --yes pip" in " ".join(
+        r.value for r in dockerfile.effective(dependency_stage, "RUN")
+    )
 
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_layers_go_dependencies_then_model_then_code(dockerfile: Dockerfile, target: str) -> None:
     copies = dockerfile.stage(target).of("COPY")
     sources = [(c.flags.get("from"), c.value.split()[0]) for c in copies]
-    assert sources == [(f"deps-{target}", "/opt/venv"), (MODEL_STAGE, contract.MODEL_DIR), (None, "whisper_api/")]
+    assert sources == [
+        (f"deps-{target}", "/opt/venv"),
+        (MODEL_STAGE, contract.MODEL_DIR),
+        (None, "whisper_api/"),
+    ]
     code = copies[-1]
     assert code.value == "whisper_api/ /app/whisper_api/"
 

@@ -98,4 +98,6 @@ def test_every_file_that_the_dockerfile_copies_is_in_the_context(dockerfile: Doc
         files = [root] if root.is_file() else [p for p in root.rglob("*.py") if "__pycache__" not in p.parts]
         assert files, f"COPY {source}: nothing to copy"
         for file in files:
-            assert is_sent(file.relative_to(SERVICE).as_posix()), f"{file} is copied but .dockerignore drops it"
+            assert is_sent(file.relative_to(SERVICE).as_posix()), (
+                f"{file} is copied but .dockerignore drops it"
+            )

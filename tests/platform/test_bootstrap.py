@@ -39,7 +39,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
             email = f"{args.inputs['accountId']}@{args.inputs['project']}.iam.gserviceaccount.com"
             outputs.update(email=email, name=f"projects/{args.inputs['project']}/serviceAccounts/{email}")
         elif args.typ == "gcp:kms/keyRing:KeyRing":
-            outputs["id"] = f"projects/{PROJECT}/locations/{args.inputs['location']}/keyRings/{args.inputs['name']}"
+            outputs["id"] = (
+                f"projects/{PROJECT}/locations/{args.inputs['location']}/keyRings/{args.inputs['name']}"
+            )
             return outputs["id"], outputs
         elif args.typ == "gcp:kms/cryptoKey:CryptoKey":
             key_id = f"{args.inputs['keyRing']}/cryptoKeys/{args.inputs['name']}"
@@ -142,7 +144,11 @@ def test_deployer_holds_exactly_the_documented_roles(mocks):
 
     def check(_):
         grants = [(i["project"], i["role"]) for i in mocks.of_type("gcp:projects/iAMMember:IAMMember")]
-        expected = [*keyless_ci.DEPLOYER_PROJECT_ROLES, keyless_ci.PROJECT_IAM_ROLE, "roles/iam.serviceAccountUser"]
+        expected = [
+            *keyless_ci.DEPLOYER_PROJECT_ROLES,
+            keyless_ci.PROJECT_IAM_ROLE,
+            "roles/iam.serviceAccountUser",
+        ]
         assert sorted(grants) == sorted((p, role) for p in VALID["deployProjects"] for role in expected)
         project_roles = [role for _, role in grants]
         assert not {"roles/owner", "roles/editor"} & set(project_roles)
@@ -231,7 +237,10 @@ def test_billing_account_prefix_is_accepted():
         ({"deployerAccountId": "x"}, "bootstrap:deployerAccountId"),
         ({"poolId": "gcp-github"}, "bootstrap:poolId"),
         ({"runtimeServiceAccounts": ["whisper-run"]}, "bootstrap:runtimeServiceAccounts"),
-        ({"runtimeServiceAccounts": ["a-run@elsewhere.iam.gserviceaccount.com"]}, "bootstrap:runtimeServiceAccounts"),
+        (
+            {"runtimeServiceAccounts": ["a-run@elsewhere.iam.gserviceaccount.com"]},
+            "bootstrap:runtimeServiceAccounts",
+        ),
         ({"deployProjects": ["Not A Project"]}, "bootstrap:deployProjects"),
         ({"stateBucket": "Bad Bucket"}, "bootstrap:stateBucket"),
         ({"keptStateVersions": "0"}, "bootstrap:keptStateVersions"),

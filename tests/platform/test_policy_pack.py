@@ -137,7 +137,9 @@ def test_public_invoker_passes_when_the_stack_opts_in():
 
 
 def test_opt_in_never_allows_other_roles_to_the_public():
-    args = resource_args(MEMBER, {"role": "roles/run.admin", "member": "allUsers"}, {"allowPublicInvoker": True})
+    args = resource_args(
+        MEMBER, {"role": "roles/run.admin", "member": "allUsers"}, {"allowPublicInvoker": True}
+    )
     [message] = violations(no_public_invoker, args)
     assert "roles/run.admin" in message
 
@@ -157,7 +159,9 @@ def test_public_member_in_an_iam_policy_document_fails():
 
 
 def test_legacy_cloud_run_iam_member_is_checked_too():
-    args = resource_args("gcp:cloudrun/iamMember:IamMember", {"role": "roles/run.invoker", "member": "allUsers"})
+    args = resource_args(
+        "gcp:cloudrun/iamMember:IamMember", {"role": "roles/run.invoker", "member": "allUsers"}
+    )
     assert len(violations(no_public_invoker, args)) == 1
 
 
@@ -241,7 +245,11 @@ REPOSITORY = {
     "cleanupPolicyDryRun": False,
     "cleanupPolicies": [
         {"id": "keep-recent", "action": "KEEP", "mostRecentVersions": {"keepCount": 5.0}},
-        {"id": "delete-untagged", "action": "DELETE", "condition": {"tagState": "UNTAGGED", "olderThan": "604800s"}},
+        {
+            "id": "delete-untagged",
+            "action": "DELETE",
+            "condition": {"tagState": "UNTAGGED", "olderThan": "604800s"},
+        },
     ],
 }
 
@@ -253,13 +261,17 @@ def test_repository_with_active_cleanup_policies_passes():
 
 def test_repository_without_cleanup_policies_fails():
     props = {key: value for key, value in REPOSITORY.items() if key != "cleanupPolicies"}
-    [message] = violations(registry_cleanup_policies, resource_args(guardrails.ARTIFACT_REGISTRY_REPOSITORY, props))
+    [message] = violations(
+        registry_cleanup_policies, resource_args(guardrails.ARTIFACT_REGISTRY_REPOSITORY, props)
+    )
     assert "no cleanupPolicies" in message
 
 
 def test_repository_with_cleanup_in_dry_run_fails():
     props = {**REPOSITORY, "cleanupPolicyDryRun": True}
-    [message] = violations(registry_cleanup_policies, resource_args(guardrails.ARTIFACT_REGISTRY_REPOSITORY, props))
+    [message] = violations(
+        registry_cleanup_policies, resource_args(guardrails.ARTIFACT_REGISTRY_REPOSITORY, props)
+    )
     assert "cleanupPolicyDryRun" in message
 
 
@@ -282,7 +294,10 @@ def test_image_by_tag_or_truncated_digest_fails(image):
 
 def test_image_with_tag_and_digest_passes():
     image = f"us-central1-docker.pkg.dev/my-project/whisper/api:v1@{DIGEST}"
-    assert violations(image_by_digest, resource_args(guardrails.CLOUD_RUN_SERVICE, with_container(image=image))) == []
+    assert (
+        violations(image_by_digest, resource_args(guardrails.CLOUD_RUN_SERVICE, with_container(image=image)))
+        == []
+    )
 
 
 def test_unknown_image_during_preview_is_reported_as_unknown_not_passed():
@@ -303,7 +318,8 @@ def test_service_without_service_account_fails():
 
 
 @pytest.mark.parametrize(
-    "account", ["123456789012-compute@developer.gserviceaccount.com", "my-project@appspot.gserviceaccount.com"]
+    "account",
+    ["123456789012-compute@developer.gserviceaccount.com", "my-project@appspot.gserviceaccount.com"],
 )
 def test_service_running_as_a_default_account_fails(account):
     props = gpu_service()
@@ -327,9 +343,21 @@ BUDGET_PROPS = {
 }
 
 
-def stack(*resources: tuple[str, dict[str, Any]], config: dict[str, Any] | None = None) -> StackValidationArgs:
+def stack(
+    *resources: tuple[str, dict[str, Any]], config: dict[str, Any] | None = None
+) -> StackValidationArgs:
     policy_resources = [
-        PolicyResource(kind, unknown_checking_proxy(copy.deepcopy(props)), f"urn:{i}", f"r{i}", _options(), None, None, [], {})
+        PolicyResource(
+            kind,
+            unknown_checking_proxy(copy.deepcopy(props)),
+            f"urn:{i}",
+            f"r{i}",
+            _options(),
+            None,
+            None,
+            [],
+            {},
+        )
         for i, (kind, props) in enumerate(resources)
     ]
     return StackValidationArgs(policy_resources, config)

@@ -48,7 +48,13 @@ def pulumi_jobs() -> list[tuple[str, str, dict]]:
 
 
 def test_the_expected_workflows_exist():
-    assert set(all_workflows()) >= {"preview.yml", "deploy-dev.yml", "deploy-prod.yml", "destroy.yml", "drift.yml"}
+    assert set(all_workflows()) >= {
+        "preview.yml",
+        "deploy-dev.yml",
+        "deploy-prod.yml",
+        "destroy.yml",
+        "drift.yml",
+    }
 
 
 def test_every_action_is_pinned_by_full_sha_with_a_version_comment():
@@ -182,7 +188,9 @@ def test_destroy_requires_typing_the_stack_name_before_anything_else():
     assert pulumi["with"]["command"] == "destroy"
 
 
-@pytest.mark.parametrize(("confirm", "succeeds"), [("dev", True), ("prod", False), ("", False), ("dev ", False)])
+@pytest.mark.parametrize(
+    ("confirm", "succeeds"), [("dev", True), ("prod", False), ("", False), ("dev ", False)]
+)
 def test_destroy_guard_script_rejects_anything_but_the_stack_name(confirm, succeeds):
     guard = steps(load("destroy.yml")["jobs"]["destroy"])[0]
     result = subprocess.run(
@@ -230,10 +238,14 @@ def test_lint_platform_fails_on_a_bad_workflow_or_script(tmp_path, broken):
     shutil.copy(LINT, tmp_path / "scripts" / "lint-platform")
     (tmp_path / ".github" / "workflows").mkdir(parents=True)
     good_workflow = (WORKFLOWS / "deploy-dev.yml").read_text()
-    bad_workflow = "on: push\njobs:\n  x:\n    runs-on: ubuntu-24.04\n    steps:\n      - uses: actions/checkout@v5\n"
-    (tmp_path / ".github" / "workflows" / "ci.yml").write_text(bad_workflow if broken == "workflow" else good_workflow)
+    bad_workflow = (
+        "on: push\njobs:\n  x:\n    runs-on: ubuntu-24.04\n    steps:\n      - uses: actions/checkout@v5\n"
+    )
+    (tmp_path / ".github" / "workflows" / "ci.yml").write_text(
+        bad_workflow if broken == "workflow" else good_workflow
+    )
     script = tmp_path / "scripts" / "hello"
-    script.write_text('#!/bin/sh\necho $1\n' if broken == "shell" else '#!/bin/sh\necho "$1"\n')
+    script.write_text("#!/bin/sh\necho $1\n" if broken == "shell" else '#!/bin/sh\necho "$1"\n')
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     path = f"{VENV_BIN}:/usr/bin:/bin"
     result = subprocess.run(

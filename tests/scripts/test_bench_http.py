@@ -1,5 +1,6 @@
 """scripts/bench: targets, credentials, argument errors, and real runs against loopback servers."""
 
+import asyncio
 import json
 import socket
 import threading
@@ -27,7 +28,10 @@ def test_default_credentials_follow_the_host() -> None:
     local = parse_target("local=http://127.0.0.1:8080/", {}, env)
     assert local.auth.kind == "none"
     assert local.endpoint == "http://127.0.0.1:8080/v1/audio/transcriptions"
-    assert parse_target("local=http://127.0.0.1:8080", {}, {"WHISPER_API_KEY": "k"}).auth.variable == "WHISPER_API_KEY"
+    assert (
+        parse_target("local=http://127.0.0.1:8080", {}, {"WHISPER_API_KEY": "k"}).auth.variable
+        == "WHISPER_API_KEY"
+    )
 
 
 def test_auth_override_and_refusals() -> None:
@@ -85,8 +89,18 @@ def test_argument_errors_exit_2(argv: list[str], tone: Path) -> None:
 
 def test_interface_from_the_issue(tone: Path, tmp_path: Path) -> None:
     args, targets = parse_args(
-        ["--target", "local=http://127.0.0.1:8080", "--audio", str(tone.parent), "--requests", "4",
-         "--concurrency", "2", "--out", str(tmp_path / "o")],
+        [
+            "--target",
+            "local=http://127.0.0.1:8080",
+            "--audio",
+            str(tone.parent),
+            "--requests",
+            "4",
+            "--concurrency",
+            "2",
+            "--out",
+            str(tmp_path / "o"),
+        ],
         {},
     )
     assert [t.name for t in targets] == ["local"]
@@ -136,11 +150,14 @@ def loopback_server() -> Iterator[tuple[str, list[str]]]:
         seen.append(str(form["response_format"]))
         if len(seen) % 3 == 0:
             return Response('{"error": {"message": "busy"}}', status_code=429)
-        time.sleep(0.02)
+        await asyncio.sleep(0.02)
         return Response(
             json.dumps({"text": "And so, my fellow Americans."}),
             media_type="application/json",
-            headers={"Server-Timing": "read;dur=1, decode;dur=2, queue;dur=0, inference;dur=15, format;dur=0.5, total;dur=19"},
+            headers={
+                "Server-Timing": "read;dur=1, decode;dur=2, queue;dur=0, inference;dur=15, format;dur=0.5, "
+                "total;dur=19"
+            },
         )
 
     port = _free_port()
@@ -160,8 +177,21 @@ def test_run_against_a_loopback_server_writes_the_report(
     url, seen = loopback_server
     out = tmp_path / "out"
     code = main(
-        ["--target", f"local={url}", "--audio", str(tone), "--requests", "6", "--concurrency", "2",
-         "--warmup", "0", "--out", str(out), "--no-progress"],
+        [
+            "--target",
+            f"local={url}",
+            "--audio",
+            str(tone),
+            "--requests",
+            "6",
+            "--concurrency",
+            "2",
+            "--warmup",
+            "0",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
         {},
     )
     assert code == 1  # errors happened, and the exit status says so
@@ -182,8 +212,19 @@ def test_real_service_run(tmp_path: Path, tone: Path) -> None:
     """The real service (bundled tiny.en) started by --serve, measured, stopped."""
     out = tmp_path / "real"
     code = main(
-        ["--serve", "local:WHISPER_BEAM_SIZE=1", "--audio", str(tone), "--requests", "2", "--concurrency", "2",
-         "--out", str(out), "--no-progress"],
+        [
+            "--serve",
+            "local:WHISPER_BEAM_SIZE=1",
+            "--audio",
+            str(tone),
+            "--requests",
+            "2",
+            "--concurrency",
+            "2",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
         {},
     )
     result = json.loads((out / "results.json").read_text())

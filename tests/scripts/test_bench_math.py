@@ -63,7 +63,9 @@ def test_break_even_is_where_the_costs_meet() -> None:
     u = estimate.break_even_utilisation
     assert u is not None
     # At utilisation u, an hour of instance time costs what OpenAI charges for u hours of its output.
-    openai_for_u_hours = u * 3600 * estimate.audio_seconds_per_wall_second / 60 * prices.openai_whisper_per_audio_minute
+    openai_for_u_hours = (
+        u * 3600 * estimate.audio_seconds_per_wall_second / 60 * prices.openai_whisper_per_audio_minute
+    )
     assert shape.cost_per_hour(prices) == pytest.approx(openai_for_u_hours)
 
 

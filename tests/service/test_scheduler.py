@@ -49,8 +49,8 @@ class BlockingWork:
                 self.concurrent -= 1
 
 
-async def wait_until(condition: Callable[[], bool], timeout: float = 5) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_until(condition: Callable[[], bool], within_s: float = 5) -> None:
+    deadline = time.monotonic() + within_s
     while not condition():
         assert time.monotonic() < deadline, "condition never became true"
         await asyncio.sleep(0.005)
@@ -156,7 +156,7 @@ def test_deadline_passed_in_the_queue_skips_the_inference() -> None:
         await wait_until(work.started.is_set)
         timer = StepTimer()
         async with scheduler.admit():
-            with pytest.raises(DeadlineExceededError, match="0.1 s.*waiting in the queue") as late:
+            with pytest.raises(DeadlineExceededError, match=r"0\.1 s.*waiting in the queue") as late:
                 await scheduler.run(timer, work, "second")
         assert late.value.status_code == 504
         assert timer.steps["queue"] >= 0.09

@@ -1,0 +1,152 @@
+"""Check the issue's targets against committed results, and say by how much each is met or missed.
+
+Reads the JSON that `make bench` writes under benchmarks/ and writes benchmarks/targets.md. A
+target whose inputs are missing is reported as not measured, never as met.
+"""
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+REFERENCE_APP_11S_S = 0.46  # the reference deployment's app, jfk.flac, median, measured on this machine kind
+DEFAULT_TARGET = "default"
+OPENAI_ENGINE_TARGET = "openai-whisper"
+
+
+class Verdict(BaseModel):
+    target: str
+    goal: str
+    measured: str
+    met: bool | None  # None: not measured
+    margin: str
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _target(report: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
+    if report is None:
+        return None
+    return next((t for t in report["targets"] if t["name"] == name), None)
+
+
+def _missing(target: str, goal: str, what: str) -> Verdict:
+    return Verdict(target=target, goal=goal, measured=f"not measured ({what} missing)", met=None, margin="-")
+
+
+def eleven_seconds(api: dict[str, Any] | None, engines: dict[str, Any] | None) -> Verdict:
+    goal = f"p50 <= {REFERENCE_APP_11S_S} s (reference app) and <= the reference decode path measured here"
+    default = _target(api, DEFAULT_TARGET)
+    if not default or not default["latency"]:
+        return _missing("11 s clip through the API", goal, "api-11s")
+    p50 = default["latency"]["p50"]
+    bound = REFERENCE_APP_11S_S
+    here = None
+    for result in (engines or {}).get("results", []):
+        if result["config"]["engine"] == "reference" and result["config"]["device"] == "cpu":
+            here = next((c["median_s"] for c in result["clips"] if c["clip"] == "jfk.flac"), None)
+    if here is not None:
+        bound = min(bound, here) if here else bound
+    measured = f"p50 {p50:.3f} s" + (f"; reference decode path here {here:.3f} s" if here is not None else "")
+    return Verdict(
+        target="11 s clip through the API (verbose_json, default settings)",
+        goal=goal,
+        measured=measured,
+        met=p50 <= bound,
+        margin=f"{(p50 / bound - 1) * 100:+.0f} % vs {bound:.3f} s",
+    )
+
+
+def minute_speedup(api: dict[str, Any] | None, english: dict[str, Any] | None) -> Verdict:
+    goal = "default engine >= 5x faster than openai-whisper through the API, WER equal or better"
+    default, ow = _target(api, DEFAULT_TARGET), _target(api, OPENAI_ENGINE_TARGET)
+    if not (default and ow and default["latency"] and ow["latency"]):
+        return _missing("minute of speech", goal, "api-minute")
+    speedup = ow["latency"]["p50"] / default["latency"]["p50"]
+    wer_default = next(iter((_target(english, DEFAULT_TARGET) or {}).get("wer", {}).values()), None)
+    wer_ow = next(iter((_target(english, OPENAI_ENGINE_TARGET) or {}).get("wer", {}).values()), None)
+    wer_ok = None if wer_default is None or wer_ow is None else wer_default <= wer_ow
+    wer_text = (
+        "WER not measured"
+        if wer_ok is None
+        else f"WER (English half) {wer_default * 100:.1f} % vs {wer_ow * 100:.1f} %"
+    )
+    return Verdict(
+        target="minute of speech (multilingual.mp3)",
+        goal=goal,
+        measured=f"p50 {default['latency']['p50']:.2f} s vs {ow['latency']['p50']:.2f} s: {speedup:.2f}x; "
+        + wer_text,
+        met=speedup >= 5 and wer_ok is not False,
+        margin=f"{speedup / 5 * 100 - 100:+.0f} % vs 5x",
+    )
+
+
+def overhead(api: dict[str, Any] | None, label: str) -> Verdict:
+    goal = "end-to-end latency over engine time - 1 <= 5 %"
+    default = _target(api, DEFAULT_TARGET)
+    if not default or default["api_overhead"] is None:
+        return _missing(f"API overhead ({label})", goal, label)
+    value = default["api_overhead"]
+    return Verdict(
+        target=f"API overhead ({label})",
+        goal=goal,
+        measured=f"{value * 100:.1f} %",
+        met=value <= 0.05,
+        margin=f"{(value - 0.05) * 100:+.1f} points",
+    )
+
+
+def cold_start(report: dict[str, Any] | None) -> Verdict:
+    goal = "process start to ready <= 2 s"
+    if not report or report.get("start_to_ready_median_s") is None:
+        return _missing("cold start", goal, "coldstart")
+    value = report["start_to_ready_median_s"]
+    steps = ", ".join(f"{k} {v:.2f}" for k, v in report["steps_median_s"].items())
+    return Verdict(
+        target="cold start (tiny.en, CPU)",
+        goal=goal,
+        measured=f"{value:.2f} s (steps: {steps})",
+        met=value <= 2,
+        margin=f"{(value / 2 - 1) * 100:+.0f} %",
+    )
+
+
+def verdicts(folder: Path) -> list[Verdict]:
+    api_11s = _load(folder / "api-11s" / "results.json")
+    api_minute = _load(folder / "api-minute" / "results.json")
+    return [
+        eleven_seconds(api_11s, _load(folder / "engines" / "engines.json")),
+        minute_speedup(api_minute, _load(folder / "api-english-30s" / "results.json")),
+        overhead(api_11s, "api-11s"),
+        overhead(api_minute, "api-minute"),
+        cold_start(_load(folder / "coldstart" / "coldstart.json")),
+    ]
+
+
+def markdown(results: list[Verdict]) -> str:
+    mark = {True: "met", False: "**missed**", None: "not measured"}
+    lines = [
+        "## Targets (issue 7, item 3)",
+        "",
+        "| target | goal | measured | verdict | margin |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [f"| {v.target} | {v.goal} | {v.measured} | {mark[v.met]} | {v.margin} |" for v in results]
+    return "\n".join([*lines, ""])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench-targets", description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=Path("benchmarks"))
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    results = verdicts(args.results)
+    text = markdown(results)
+    (args.results / "targets.md").write_text(text)
+    print(text)
+    return 0
