@@ -97,20 +97,16 @@ def _settings(**overrides: object):
     return engine_settings("faster-whisper", **overrides)
 
 
-def _temp_entries() -> set[str]:
-    return set(os.listdir(tempfile.gettempdir()))
-
-
-def _open_temp_files() -> list[str]:
-    """Files this process holds open in the temp dir, deleted ones included (SpooledTemporaryFile)."""
-    temp_dir = os.path.realpath(tempfile.gettempdir())
+def _open_files_under(folder: Path) -> list[str]:
+    """Files this process holds open under `folder`, deleted ones included (SpooledTemporaryFile)."""
+    prefix = os.path.realpath(folder) + "/"
     held = []
     for fd in os.listdir("/proc/self/fd"):
         try:
             target = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
             continue
-        if target.startswith(temp_dir + "/"):
+        if target.startswith(prefix):
             held.append(target)
     return held
 
@@ -136,10 +132,16 @@ def _wav_bytes(seconds: float) -> bytes:
     [_wav_bytes(40), b"\x01" * (3 * MIB)],
     ids=["valid-1.3MB-wav", "undecodable-3MB"],
 )
-def test_no_temporary_files_are_left_behind(fw_api: TestClient, content: bytes) -> None:
+def test_no_temporary_files_are_left_behind(
+    fw_api: TestClient, content: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The spooled upload goes to a private temp dir (the shared /tmp has other writers); after the
+    request nothing is left there, neither as a name nor as a deleted file still held open."""
     assert len(content) > MIB  # over Starlette's 1 MB spool size: the part goes to a temp file
-    before_entries, before_open = _temp_entries(), _open_temp_files()
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool_dir))
     response = fw_api.post(TRANSCRIPTIONS, files={"file": ("big.wav", content)})
     assert response.status_code in (200, 400), response.text
-    assert _temp_entries() - before_entries == set()
-    assert _open_temp_files() == before_open
+    assert list(spool_dir.iterdir()) == []
+    assert _open_files_under(spool_dir) == []
