@@ -29,15 +29,20 @@ run: $(VENV)/.service ## Serve the API on the bundled tiny.en model (WHISPER_* v
 test: $(VENV)/.dev ## Every test: service, infra (mock runtime), Dockerfiles, workflows, policies.
 	$(BIN)/python -m pytest
 
-lint: $(VENV)/.dev ## Linters that run offline.
+lint: $(VENV)/.dev ## Every offline linter: ruff, zizmor + shellcheck (platform), hadolint + checkov (images).
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	scripts/lint-platform
+	scripts/lint-docker
 
 plan: $(VENV)/.dev ## Evaluate the Pulumi program for STACK on the mock runtime and print its resources.
 	$(BIN)/python scripts/plan --stack $(STACK)
+
+fixtures: ## Regenerate tests/fixtures (needs espeak-ng, sox and ffmpeg from apt; the tests do not).
+	scripts/make-fixtures
 
 lock: $(VENV)/.dev ## Re-pin every transitive dependency after changing requirements/*.txt.
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^pip==' > requirements/lock.txt
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) .venv-tools .pytest_cache .ruff_cache .mypy_cache

@@ -67,6 +67,7 @@ def default_configs(cuda: bool) -> list[EngineConfig]:
         EngineConfig(name="fw-int8-b1-notimestamps", engine=fw, beam_size=1, without_timestamps=True),
         EngineConfig(name="fw-int8-b5-notimestamps", engine=fw, beam_size=5, without_timestamps=True),
         EngineConfig(name="fw-int8-b1-1thread", engine=fw, beam_size=1, threads=1),
+        EngineConfig(name="fw-int8-b1-2threads", engine=fw, beam_size=1, threads=2),
         EngineConfig(name="fw-float32-b1", engine=fw, compute_type="float32", beam_size=1),
         EngineConfig(name="fw-float32-b5", engine=fw, compute_type="float32", beam_size=5),
         EngineConfig(name="fw-int8-b1-batched8-vad", engine=fw, beam_size=1, vad=True, batch_size=8),

@@ -63,7 +63,8 @@ def _writer_result(transcript: Transcript) -> dict[str, Any]:
     # Segment-level cues, as OpenAI's srt/vtt: no "words" key, so the writers keep one cue per segment.
     return {
         "segments": [
-            {"start": segment.start, "end": segment.end, "text": segment.text} for segment in transcript.segments
+            {"start": segment.start, "end": segment.end, "text": segment.text}
+            for segment in transcript.segments
         ]
     }
 
@@ -86,7 +87,8 @@ def verbose(transcript: Transcript, granularities: frozenset[str]) -> Transcript
         duration=transcript.duration,
         text=transcript.text,
         segments=[
-            SegmentOut.model_validate(segment.model_dump(exclude={"words"})) for segment in transcript.segments
+            SegmentOut.model_validate(segment.model_dump(exclude={"words"}))
+            for segment in transcript.segments
         ]
         if with_segments
         else None,

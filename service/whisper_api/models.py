@@ -123,7 +123,8 @@ def resolve_model(settings: Settings) -> ResolvedModel:
         f"Model {requested!r} not found ({contract.ENV_MODEL}={requested}, "
         f"{contract.ENV_MODEL_DIR}={settings.model_dir or 'unset'}{searched}). "
         f"Set {contract.ENV_MODEL} to a local model path, put the model under {contract.ENV_MODEL_DIR} "
-        f"(faster-whisper: <dir>/<name>/ with {CT2_WEIGHTS}; openai-whisper: <dir>/<name>{CHECKPOINT_SUFFIX}), "
+        f"(faster-whisper: <dir>/<name>/ with {CT2_WEIGHTS}; "
+        f"openai-whisper: <dir>/<name>{CHECKPOINT_SUFFIX}), "
         f"or use the bundled {contract.BUNDLED_MODEL!r}. The service never downloads models."
     )
 
@@ -328,7 +329,9 @@ def convert_ct2_to_openai(ct2_dir: Path | str, dtype: torch.dtype | None = None)
     }
 
 
-def save_openai_checkpoint(ct2_dir: Path | str, out_file: Path | str, dtype: torch.dtype | None = None) -> Path:
+def save_openai_checkpoint(
+    ct2_dir: Path | str, out_file: Path | str, dtype: torch.dtype | None = None
+) -> Path:
     """Convert and write a `.pt` that `whisper.load_model(out_file)` loads."""
     import torch
 

@@ -6,13 +6,16 @@ for `engines["faster-whisper"]` and never pay for the other.
 
 import json
 from collections.abc import Callable, Iterator
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from faster_whisper import decode_audio
 
 from whisper_api.engines.base import SAMPLE_RATE, Engine
+from whisper_api.schemas import TranscribeOptions, Transcript
 from whisper_api.settings import Settings
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -64,10 +67,23 @@ def make_settings() -> Callable[..., Settings]:
 
 
 @pytest.fixture(scope="session")
+def transcribed(engines: LazyEngines) -> Callable[..., Transcript]:
+    """`transcribed("openai-whisper", "long.ogg", word_timestamps=True)`, computed once per session:
+    several tests check different facts of the same (slow) transcription."""
+
+    @cache
+    def run(engine_name: str, clip_name: str, **options: Any) -> Transcript:
+        return engines[engine_name].transcribe(load_clip(clip_name), TranscribeOptions(**options))
+
+    return run
+
+
+@pytest.fixture(scope="session")
 def expected_text() -> dict[str, str]:
     return json.loads((FIXTURES / "expected.json").read_text())
 
 
+@cache
 def load_clip(name: str) -> np.ndarray:
     """A fixture file decoded to 16 kHz mono float32 (by PyAV, through faster-whisper)."""
     audio = decode_audio(str(FIXTURES / name), sampling_rate=SAMPLE_RATE)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from difflib import SequenceMatcher
+from itertools import pairwise
 from pathlib import Path
 
 import ctranslate2
@@ -102,7 +103,8 @@ def test_faster_whisper_service_never_imports_torch() -> None:
         "from whisper_api.engines import load_engine\n"
         "from whisper_api.formats import render\n"
         "from whisper_api.settings import Settings\n"
-        "engine = load_engine(Settings(engine='faster-whisper', model='tiny.en', model_dir=None, device='cpu'))\n"
+        "settings = Settings(engine='faster-whisper', model='tiny.en', model_dir=None, device='cpu')\n"
+        "engine = load_engine(settings)\n"
         "print(engine.name, 'torch' in sys.modules, 'whisper' in sys.modules)\n"
     )
     service = Path(__file__).resolve().parents[2] / "service"
@@ -148,17 +150,18 @@ def test_every_segment_field_is_filled(engine, short_clip) -> None:
         assert segment.words is None  # not asked for
 
 
-def test_long_clip_is_transcribed_past_30_seconds(engine, long_clip, expected_text) -> None:
+def test_long_clip_is_transcribed_past_30_seconds(engine, transcribed, long_clip, expected_text) -> None:
     duration = len(long_clip) / SAMPLE_RATE
     assert duration > 35
-    transcript = engine.transcribe(long_clip, TranscribeOptions())
+    transcript = transcribed(engine.name, "long.ogg")
+    assert transcript.duration == pytest.approx(duration)
     assert transcript.segments[-1].end > 30
     assert similarity(transcript.text, expected_text["long"]) > 0.9
     assert words(transcript.text)[-4:] == words(expected_text["long"])[-4:]  # the end is there
 
 
-def test_word_timestamps_are_monotonic_and_inside_the_audio(engine, long_clip) -> None:
-    transcript = engine.transcribe(long_clip, TranscribeOptions(word_timestamps=True))
+def test_word_timestamps_are_monotonic_and_inside_the_audio(engine, transcribed) -> None:
+    transcript = transcribed(engine.name, "long.ogg", word_timestamps=True)
     duration = transcript.duration
     spoken = transcript.words
     assert len(spoken) > 50
@@ -168,7 +171,7 @@ def test_word_timestamps_are_monotonic_and_inside_the_audio(engine, long_clip) -
         assert word.probability is not None and 0 <= word.probability <= 1
     starts = [word.start for word in spoken]
     assert starts == sorted(starts)
-    for previous, following in zip(spoken, spoken[1:], strict=False):
+    for previous, following in pairwise(spoken):
         assert following.start >= previous.end - 0.01
     assert words("".join(word.word for word in spoken)) == words(transcript.text)
 
@@ -199,12 +202,13 @@ def test_concurrent_calls_from_a_thread_pool(engine, short_clip, expected_text) 
         assert words(transcript.text) == words(expected_text["short"])
 
 
-def test_converted_openai_whisper_matches_faster_whisper(engines, short_clip, long_clip) -> None:
+@pytest.mark.parametrize("clip", ["short.wav", "long.ogg"])
+def test_converted_openai_whisper_matches_faster_whisper(transcribed, clip: str) -> None:
     """The converter's proof: the same weights through openai-whisper give faster-whisper's words."""
-    for clip in (short_clip, long_clip):
-        faster = engines["faster-whisper"].transcribe(clip, TranscribeOptions())
-        reference = engines["openai-whisper"].transcribe(clip, TranscribeOptions())
-        assert words(reference.text) == words(faster.text)
+    faster = transcribed("faster-whisper", clip)
+    reference = transcribed("openai-whisper", clip)
+    assert words(faster.text)
+    assert words(reference.text) == words(faster.text)
 
 
 def test_silence_gives_no_text_with_vad(engines, silence_clip) -> None:

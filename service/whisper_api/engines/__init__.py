@@ -61,7 +61,9 @@ def choose_compute_type(engine: str, device: str, requested: str, supported: Col
         chosen = requested
     if chosen not in supported:
         hint = (
-            " openai-whisper runs float16 only on CUDA." if engine == "openai-whisper" and device == "cpu" else ""
+            " openai-whisper runs float16 only on CUDA."
+            if engine == "openai-whisper" and device == "cpu"
+            else ""
         )
         raise EngineConfigError(
             f"{contract.ENV_COMPUTE_TYPE}={requested} cannot run with {engine} on {device}: "

@@ -35,7 +35,9 @@ def _decode_heads(name: str) -> np.ndarray:
     return np.frombuffer(gzip.decompress(base64.b85decode(whisper._ALIGNMENT_HEADS[name])), dtype=bool)
 
 
-def alignment_heads_mask(dims: ModelDimensions, name: str, heads: list[list[int]] | None) -> torch.Tensor | None:
+def alignment_heads_mask(
+    dims: ModelDimensions, name: str, heads: list[list[int]] | None
+) -> torch.Tensor | None:
     """The cross-attention heads that word timestamps align on, as a (layers, heads) bool mask.
 
     In order: the pairs stored with the model (CTranslate2's config.json); openai-whisper's table
@@ -64,7 +66,9 @@ def _checkpoint(resolved: ResolvedModel) -> dict[str, Any]:
         return convert_ct2_to_openai(resolved.path)
     checkpoint = torch.load(resolved.path, map_location="cpu", weights_only=True)
     if not isinstance(checkpoint, dict) or not {"dims", "model_state_dict"} <= checkpoint.keys():
-        raise StartupError(f"{resolved.path} is not an openai-whisper checkpoint (no dims / model_state_dict).")
+        raise StartupError(
+            f"{resolved.path} is not an openai-whisper checkpoint (no dims / model_state_dict)."
+        )
     return checkpoint
 
 
@@ -147,7 +151,12 @@ class OpenAIWhisperEngine:
             torch.set_num_threads(settings.cpu_threads)
         model = build_model(_checkpoint(resolved), resolved.name, device)
         return cls(
-            model, resolved.name, resolved.path, device=device, compute_type=compute_type, beam_size=settings.beam_size
+            model,
+            resolved.name,
+            resolved.path,
+            device=device,
+            compute_type=compute_type,
+            beam_size=settings.beam_size,
         )
 
     def _arguments(self, options: TranscribeOptions) -> dict[str, Any]:

@@ -1,0 +1,216 @@
+"""Every response format, from hand-made transcripts (exact output) and from a real one (structure)."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from whisper_api.formats import JSON_MEDIA_TYPE, TEXT_MEDIA_TYPE, language_name, render
+from whisper_api.schemas import Segment, Transcript, TranscriptionJson, TranscriptionVerbose, Word
+
+SERVICE = Path(__file__).resolve().parents[2] / "service"
+
+
+def segment(index: int, start: float, end: float, text: str, words: list[Word] | None = None) -> Segment:
+    return Segment(
+        id=index,
+        seek=int(start * 100),
+        start=start,
+        end=end,
+        text=text,
+        tokens=[50364 + index, 440],
+        temperature=0.2,
+        avg_logprob=-0.25,
+        compression_ratio=1.1,
+        no_speech_prob=0.02,
+        words=words,
+    )
+
+
+@pytest.fixture
+def transcript() -> Transcript:
+    greeting = [
+        Word(word=" Hello", start=0.0, end=0.6, probability=0.9),
+        Word(word=" there.", start=0.6, end=2.5, probability=0.8),
+    ]
+    arrow = [
+        Word(word=" A", start=3661.004, end=3661.5),
+        Word(word=" -->", start=3661.5, end=3662.0),
+        Word(word=" B", start=3662.0, end=3662.5),
+    ]
+    return Transcript(
+        task="transcribe",
+        language="en",
+        duration=3725.5,
+        segments=[
+            segment(0, 0.0, 2.5, " Hello there.", greeting),
+            segment(1, 3661.004, 3662.5, " A --> B", arrow),
+        ],
+    )
+
+
+def test_json(transcript: Transcript) -> None:
+    body, media_type = render(transcript, "json", frozenset())
+    assert media_type == JSON_MEDIA_TYPE
+    assert isinstance(body, TranscriptionJson)
+    assert body.model_dump() == {"text": "Hello there. A --> B"}
+
+
+def test_text_ends_with_a_newline(transcript: Transcript) -> None:
+    assert render(transcript, "text", frozenset()) == ("Hello there. A --> B\n", TEXT_MEDIA_TYPE)
+
+
+def test_srt(transcript: Transcript) -> None:
+    body, media_type = render(transcript, "srt", frozenset())
+    assert media_type == TEXT_MEDIA_TYPE
+    assert body == (
+        "1\n00:00:00,000 --> 00:00:02,500\nHello there.\n\n"
+        "2\n01:01:01,004 --> 01:01:02,500\nA -> B\n\n"  # "-->" in text would end the cue line
+    )
+
+
+def test_vtt(transcript: Transcript) -> None:
+    body, media_type = render(transcript, "vtt", frozenset())
+    assert media_type == TEXT_MEDIA_TYPE
+    assert body == (
+        "WEBVTT\n\n"
+        "00:00.000 --> 00:02.500\nHello there.\n\n"  # hours only when there are any
+        "01:01:01.004 --> 01:01:02.500\nA -> B\n\n"
+    )
+
+
+def test_subtitles_of_an_empty_transcript() -> None:
+    empty = Transcript(task="transcribe", language="en", duration=3.0, segments=[])
+    assert render(empty, "srt", frozenset())[0] == ""
+    assert render(empty, "vtt", frozenset())[0] == "WEBVTT\n\n"
+    assert render(empty, "text", frozenset())[0] == "\n"
+    assert render(empty, "json", frozenset())[0].model_dump() == {"text": ""}
+
+
+SEGMENT_KEYS = {
+    "id",
+    "seek",
+    "start",
+    "end",
+    "text",
+    "tokens",
+    "temperature",
+    "avg_logprob",
+    "compression_ratio",
+    "no_speech_prob",
+}
+
+
+@pytest.mark.parametrize("granularities", [frozenset(), frozenset({"segment"})])
+def test_verbose_json_with_segments(transcript: Transcript, granularities: frozenset[str]) -> None:
+    body, media_type = render(transcript, "verbose_json", granularities)
+    assert media_type == JSON_MEDIA_TYPE
+    data = json.loads(body.model_dump_json())
+    assert set(data) == {"task", "language", "duration", "text", "segments"}
+    assert (data["task"], data["language"], data["duration"]) == ("transcribe", "english", 3725.5)
+    assert data["text"] == "Hello there. A --> B"
+    assert [set(item) for item in data["segments"]] == [SEGMENT_KEYS, SEGMENT_KEYS]
+    first = data["segments"][0]
+    assert first == {
+        "id": 0,
+        "seek": 0,
+        "start": 0.0,
+        "end": 2.5,
+        "text": " Hello there.",
+        "tokens": [50364, 440],
+        "temperature": 0.2,
+        "avg_logprob": -0.25,
+        "compression_ratio": 1.1,
+        "no_speech_prob": 0.02,
+    }
+
+
+def test_verbose_json_with_words_only(transcript: Transcript) -> None:
+    body, _ = render(transcript, "verbose_json", frozenset({"word"}))
+    data = json.loads(body.model_dump_json())
+    assert "segments" not in data  # as OpenAI: only what was asked for
+    assert data["words"] == [
+        {"word": "Hello", "start": 0.0, "end": 0.6},
+        {"word": "there.", "start": 0.6, "end": 2.5},
+        {"word": "A", "start": 3661.004, "end": 3661.5},
+        {"word": "-->", "start": 3661.5, "end": 3662.0},
+        {"word": "B", "start": 3662.0, "end": 3662.5},
+    ]
+
+
+def test_verbose_json_with_words_and_segments(transcript: Transcript) -> None:
+    body, _ = render(transcript, "verbose_json", frozenset({"word", "segment"}))
+    assert isinstance(body, TranscriptionVerbose)
+    data = body.model_dump()
+    assert len(data["segments"]) == 2 and len(data["words"]) == 5
+    assert "words" not in data["segments"][0]
+
+
+def test_translation_reports_task_translate(transcript: Transcript) -> None:
+    translated = transcript.model_copy(update={"task": "translate"})
+    body, _ = render(translated, "verbose_json", frozenset())
+    assert body.model_dump()["task"] == "translate"
+
+
+@pytest.mark.parametrize(("code", "name"), [("en", "english"), ("de", "german"), ("yue", "cantonese")])
+def test_language_names_as_openai_writes_them(code: str, name: str) -> None:
+    assert language_name(code) == name
+
+
+def test_unknown_format_is_a_programming_error(transcript: Transcript) -> None:
+    with pytest.raises(ValueError, match="unknown response_format"):
+        render(transcript, "docx", frozenset())  # type: ignore[arg-type]
+
+
+def test_formats_do_not_import_torch() -> None:
+    code = (
+        "import sys\n"
+        "from whisper_api.formats import render, subtitles, language_name\n"
+        "from whisper_api.schemas import Transcript\n"
+        "empty = Transcript(task='transcribe', language='en', duration=1.0, segments=[])\n"
+        "render(empty, 'srt'); render(empty, 'vtt'); language_name('en')\n"
+        "print('torch' in sys.modules, 'whisper' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={"PYTHONPATH": str(SERVICE), "PATH": ""},
+    )
+    assert result.stdout.split() == ["False", "False"]
+
+
+SRT_CUE = re.compile(r"(\d+)\n(\d\d):(\d\d):(\d\d),(\d{3}) --> (\d\d):(\d\d):(\d\d),(\d{3})\n(.+)")
+
+
+def seconds(hours: str, minutes: str, secs: str, millis: str) -> float:
+    return int(hours) * 3600 + int(minutes) * 60 + int(secs) + int(millis) / 1000
+
+
+def test_real_transcript_in_every_format(transcribed) -> None:
+    """The long clip through faster-whisper: one SRT/VTT cue per segment, at the segment's times."""
+    transcript = transcribed("faster-whisper", "long.ogg", word_timestamps=True)
+    srt, _ = render(transcript, "srt", frozenset())
+    cues = [SRT_CUE.fullmatch(block) for block in srt.strip().split("\n\n")]
+    assert all(cues) and len(cues) == len(transcript.segments)
+    for cue, seg in zip(cues, transcript.segments, strict=True):
+        assert seconds(*cue.group(2, 3, 4, 5)) == pytest.approx(seg.start, abs=0.001)
+        assert seconds(*cue.group(6, 7, 8, 9)) == pytest.approx(seg.end, abs=0.001)
+        assert cue.group(10) == seg.text.strip()
+    assert max(seconds(*cue.group(6, 7, 8, 9)) for cue in cues) > 30
+
+    vtt, _ = render(transcript, "vtt", frozenset())
+    assert vtt.startswith("WEBVTT\n\n") and vtt.count(" --> ") == len(transcript.segments)
+
+    verbose, _ = render(transcript, "verbose_json", frozenset({"word", "segment"}))
+    data = json.loads(verbose.model_dump_json())
+    assert data["duration"] == pytest.approx(transcript.duration)
+    assert data["language"] == "english"
+    assert len(data["segments"]) == len(transcript.segments)
+    assert len(data["words"]) == len(transcript.words)
+    assert " ".join(word["word"] for word in data["words"]) == data["text"]
