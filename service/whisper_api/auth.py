@@ -18,8 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from whisper_api import contract
-from whisper_api.errors import ApiError
-from whisper_api.scheduler import error_response
+from whisper_api.errors import ApiError, error_response
 
 if TYPE_CHECKING:
     from whisper_api.settings import Settings
@@ -104,7 +103,7 @@ class ApiKeyMiddleware:
             return
         status, message = unauthorized()
         response = error_response(
-            status, message, "invalid_request_error", "invalid_api_key", {"WWW-Authenticate": "Bearer"}
+            status, message, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"}
         )
         await response(scope, receive, send)
 

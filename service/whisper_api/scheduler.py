@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from whisper_api.errors import error_response
 from whisper_api.timing import StepTimer
 
 T = TypeVar("T")
@@ -48,7 +49,9 @@ class SchedulerError(Exception):
         return {"Retry-After": str(self.retry_after_s)} if self.retry_after_s is not None else {}
 
     def to_response(self) -> JSONResponse:
-        return error_response(self.status_code, self.message, self.error_type, self.code, self.headers())
+        return error_response(
+            self.status_code, self.message, type=self.error_type, code=self.code, headers=self.headers()
+        )
 
 
 class QueueFullError(SchedulerError):
@@ -91,14 +94,6 @@ class ClientDisconnectedError(SchedulerError):
 
     def __init__(self) -> None:
         super().__init__("The client disconnected before its request ran.")
-
-
-def error_response(
-    status: int, message: str, error_type: str, code: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    """OpenAI's error envelope, without depending on the app (the middleware answers before routing)."""
-    body = {"error": {"message": message, "type": error_type, "param": None, "code": code}}
-    return JSONResponse(body, status_code=status, headers=headers)
 
 
 @dataclass

@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     device: Device = Field("auto", description="auto picks cuda when a GPU is visible.")
     compute_type: str = Field(
         "auto",
-        description="auto: int8 (CPU) / float16 (GPU) for faster-whisper; float32 / float16 for openai-whisper.",
+        description="auto: int8 (CPU) / float16 (GPU) for faster-whisper; float32 / float16 for openai.",
     )
     cpu_threads: int = Field(0, ge=0, description="CPU threads for inference; 0 means all cores.")
     beam_size: int = Field(5, ge=1, le=10, description="Beam size for decoding.")

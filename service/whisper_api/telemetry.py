@@ -317,6 +317,8 @@ def configure_logging(settings: Settings, stream: Any = None) -> None:
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers = []
         uvicorn_logger.propagate = True
+        uvicorn_logger.disabled = False  # an earlier dictConfig may have disabled it
+        uvicorn_logger.setLevel(logging.NOTSET)
     logging.getLogger("uvicorn.access").disabled = True
 
 
