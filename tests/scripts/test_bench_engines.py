@@ -89,3 +89,39 @@ def test_cold_start_steps_are_timed() -> None:
     steps = measure_steps({"WHISPER_BEAM_SIZE": "1"})
     assert set(steps) == {*STEPS, "total"}
     assert steps["load_model"] > 0 and steps["total"] == pytest.approx(sum(steps[s] for s in STEPS))
+
+
+def test_engine_cli_writes_its_report(tone: Path, tmp_path: Path) -> None:
+    from bench.cli_engines import main
+
+    out = tmp_path / "engines"
+    argv = [
+        "--configs",
+        "fw-int8-b1",
+        "--audio",
+        str(tone),
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    report = EngineReport.model_validate_json((out / "engines.json").read_text())
+    assert [r.config.name for r in report.results] == ["fw-int8-b1"]
+    assert "### tone.wav (2.0 s)" in (out / "engines.md").read_text()
+    assert (out / "engines.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(SystemExit):
+        main(["--configs", "no-such-config", "--audio", str(tone), "--out", str(out)])
+
+
+def test_cold_start_cli_writes_its_report(tmp_path: Path) -> None:
+    from bench.coldstart import ColdStartReport, main
+
+    assert main(["--skip-server", "--runs", "1", "--env", "WHISPER_BEAM_SIZE=1", "--out", str(tmp_path)]) == 0
+    report = ColdStartReport.model_validate_json((tmp_path / "coldstart.json").read_text())
+    assert report.env == {"WHISPER_BEAM_SIZE": "1"} and report.start_to_ready_median_s is None
+    assert "| load_model |" in (tmp_path / "coldstart.md").read_text()
+    with pytest.raises(SystemExit):
+        main(["--env", "PATH=/tmp", "--out", str(tmp_path)])
