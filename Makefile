@@ -38,6 +38,9 @@ lint: $(VENV)/.dev ## Every offline linter: ruff, zizmor + shellcheck (platform)
 plan: $(VENV)/.dev ## Evaluate the Pulumi program for STACK on the mock runtime and print its resources.
 	$(BIN)/python scripts/plan --stack $(STACK)
 
+bench: $(VENV)/.dev ## Rerun every benchmark into benchmarks/ (quiet machine, ~15 min on 2 cores; AUDIO=../shared/audio).
+	PYTHON=$(BIN)/python scripts/bench-all
+
 fixtures: ## Regenerate tests/fixtures (needs espeak-ng, sox and ffmpeg from apt; the tests do not).
 	scripts/make-fixtures
 

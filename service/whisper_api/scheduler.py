@@ -156,14 +156,8 @@ class Scheduler:
 
     @asynccontextmanager
     async def admit(self) -> AsyncIterator[Ticket]:
-        """Hold an admission for the body of the `async with`; `run` inside it honours the ticket.
-
-        Re-entrant: inside a request the AdmissionMiddleware already admitted, it admits nothing more.
-        """
-        current = _current_ticket.get()
-        if current is not None:
-            yield current
-            return
+        """Hold an admission (or raise at once) for the body of the `async with`; `run` inside it
+        honours the ticket's deadline and disconnect flag."""
         ticket = self.try_admit()
         token = _current_ticket.set(ticket)
         try:
@@ -314,19 +308,18 @@ class AdmissionMiddleware:
         ):
             await self.app(scope, receive, send)
             return
+        admission = scheduler.admit()
         try:
-            ticket = scheduler.try_admit()
+            ticket = await admission.__aenter__()
         except SchedulerError as refusal:
             await refusal.to_response()(scope, receive, send)
             return
-        token = _current_ticket.set(ticket)
         watcher = _DisconnectWatcher(receive, ticket.disconnected)
         try:
             await self.app(scope, watcher.receive, send)
         finally:
             watcher.close()
-            _current_ticket.reset(token)
-            scheduler.release(ticket)
+            await admission.__aexit__(None, None, None)
 
 
 def install_scheduler(app: Any, scheduler: Scheduler | None = None) -> None:

@@ -21,8 +21,6 @@ class TranscribeOptions(BaseModel):
     prompt: str | None = None
     temperature: float | None = Field(None, ge=0, le=1, description="None: the fallback schedule.")
     word_timestamps: bool = False
-    # False when the response format shows no timestamps (json, text): decoding is cheaper.
-    with_timestamps: bool = True
 
 
 class Word(BaseModel):

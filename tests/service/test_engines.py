@@ -176,11 +176,6 @@ def test_word_timestamps_are_monotonic_and_inside_the_audio(engine, transcribed)
     assert words("".join(word.word for word in spoken)) == words(transcript.text)
 
 
-def test_without_timestamps_gives_the_same_words(engine, short_clip, expected_text) -> None:
-    transcript = engine.transcribe(short_clip, TranscribeOptions(with_timestamps=False))
-    assert words(transcript.text) == words(expected_text["short"])
-
-
 def test_fixed_temperature_and_prompt_are_accepted(engine, short_clip, expected_text) -> None:
     options = TranscribeOptions(temperature=0.0, prompt="A sentence about a fox and a dog.")
     transcript = engine.transcribe(short_clip, options)

@@ -114,16 +114,6 @@ def test_admission_refuses_beyond_queue_size_with_retry_after() -> None:
     asyncio.run(scenario())
 
 
-def test_admit_is_reentrant_within_one_request() -> None:
-    async def scenario() -> None:
-        scheduler = Scheduler(workers=1, queue_size=1)
-        async with scheduler.admit() as outer, scheduler.admit() as inner:
-            assert inner is outer and scheduler.admitted == 1
-        assert scheduler.admitted == 0
-
-    asyncio.run(scenario())
-
-
 def test_client_gone_while_queued_costs_no_inference() -> None:
     async def scenario() -> None:
         scheduler = Scheduler(workers=1, queue_size=2)

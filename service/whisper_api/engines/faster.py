@@ -111,7 +111,6 @@ class FasterWhisperEngine:
             "beam_size": self.beam_size,
             "initial_prompt": options.prompt or None,
             "word_timestamps": options.word_timestamps,
-            "without_timestamps": not (options.with_timestamps or options.word_timestamps),
         }
         if options.temperature is not None:  # otherwise faster-whisper's fallback schedule
             arguments["temperature"] = options.temperature

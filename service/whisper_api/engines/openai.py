@@ -166,7 +166,6 @@ class OpenAIWhisperEngine:
             "task": options.task,
             "initial_prompt": options.prompt or None,
             "word_timestamps": options.word_timestamps,
-            "without_timestamps": not (options.with_timestamps or options.word_timestamps),
             "temperature": TEMPERATURE_SCHEDULE if options.temperature is None else options.temperature,
             "beam_size": self.beam_size,
             "best_of": BEST_OF,

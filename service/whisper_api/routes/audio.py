@@ -19,7 +19,6 @@ from whisper_api.formats import render
 from whisper_api.routes.health import OPENAI_ALIAS, served_model_names
 from whisper_api.scheduler import Scheduler
 from whisper_api.schemas import (
-    ResponseFormat,
     Task,
     TranscribeOptions,
     TranscriptionJson,
@@ -136,17 +135,16 @@ class AudioJob:
     async def run(self, upload: UploadFile, options: TranscribeOptions, form: TranslationRequest) -> Response:
         """Decode, transcribe and render; the upload is closed (and its spool file freed) in any case."""
         try:
-            async with self.scheduler.admit():
-                with self.timer.step("read"):
-                    data = await upload.read()
-                with self.timer.step("decode"):
-                    audio = await run_in_threadpool(decode_audio, data, self.settings.max_audio_seconds)
-                del data
-                self.timer.audio_seconds = audio.shape[0] / SAMPLE_RATE
-                transcript = await self.scheduler.run(self.timer, self.engine.transcribe, audio, options)
-                with self.timer.step("format"):
-                    granularities = frozenset(getattr(form, "timestamp_granularities", None) or ["segment"])
-                    body, media_type = render(transcript, form.response_format, granularities)
+            with self.timer.step("read"):
+                data = await upload.read()
+            with self.timer.step("decode"):
+                audio = await run_in_threadpool(decode_audio, data, self.settings.max_audio_seconds)
+            del data
+            self.timer.audio_seconds = audio.shape[0] / SAMPLE_RATE
+            transcript = await self.scheduler.run(self.timer, self.engine.transcribe, audio, options)
+            with self.timer.step("format"):
+                granularities = frozenset(getattr(form, "timestamp_granularities", None) or ["segment"])
+                body, media_type = render(transcript, form.response_format, granularities)
         except AudioError as error:
             raise invalid_request(str(error), param="file", code=error.code) from error
         finally:
@@ -193,15 +191,12 @@ class AudioJob:
         return code
 
 
-def _options(
-    task: Task, form: TranslationRequest, response_format: ResponseFormat, **extra: Any
-) -> TranscribeOptions:
+def _options(task: Task, form: TranslationRequest, **extra: Any) -> TranscribeOptions:
     return TranscribeOptions(
         task=task,
         prompt=form.prompt or None,
         # OpenAI's semantics: 0 (the default) means "start at 0 and fall back to higher temperatures".
         temperature=form.temperature or None,
-        with_timestamps=response_format in ("srt", "vtt", "verbose_json"),
         **extra,
     )
 
@@ -229,7 +224,6 @@ async def create_transcription(
     options = _options(
         "transcribe",
         form,
-        form.response_format,
         language=language,
         word_timestamps="word" in form.timestamp_granularities,
     )
@@ -249,7 +243,7 @@ async def create_translation(
     """Transcribe the uploaded audio into English text (OpenAI `audio.translations.create`)."""
     job.check_model(form.model)
     job.check_prompt(form.prompt)
-    return await job.run(form.file, _options("translate", form, form.response_format), form)
+    return await job.run(form.file, _options("translate", form), form)
 
 
 __all__ = ["AUDIO_PATHS", "OPENAI_ALIAS", "TRANSCRIPTIONS_PATH", "TRANSLATIONS_PATH", "router"]
