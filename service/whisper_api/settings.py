@@ -33,7 +33,9 @@ class Settings(BaseSettings):
         "auto",
         description="auto: int8 (CPU) / float16 (GPU) for faster-whisper; float32 / float16 for openai.",
     )
-    cpu_threads: int = Field(0, ge=0, description="CPU threads for inference; 0 means all cores.")
+    cpu_threads: int = Field(
+        0, ge=0, description="CPU threads for inference; 0: all cores but one (faster-whisper), all (openai)."
+    )
     beam_size: int = Field(5, ge=1, le=10, description="Beam size for decoding.")
     vad_filter: bool = Field(True, description="Skip non-speech with Silero VAD (faster-whisper).")
     batch_size: int = Field(0, ge=0, description="faster-whisper batched inference; 0 means sequential.")

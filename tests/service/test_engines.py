@@ -234,3 +234,10 @@ def test_audio_is_never_trimmed_to_a_window(engines, short_clip) -> None:
     transcript = engines["faster-whisper"].transcribe(padded, TranscribeOptions())
     assert "fox" in words(transcript.text)
     assert transcript.segments[0].start >= 59
+
+
+@pytest.mark.parametrize(("cpus", "threads"), [(1, 1), (2, 1), (4, 3), (8, 7)])
+def test_faster_whisper_leaves_one_cpu_free_for_decoding_and_the_loop(cpus: int, threads: int) -> None:
+    from whisper_api.engines.faster import default_cpu_threads
+
+    assert default_cpu_threads(cpus) == threads
