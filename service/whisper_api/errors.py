@@ -129,6 +129,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "Invalid request: missing, empty or undecodable file, unsupported "
         "response_format, unknown language or model, out-of-range temperature, prompt too long.",
     },
+    HTTPStatus.UNAUTHORIZED: {
+        "model": ErrorResponse,
+        "description": "WHISPER_API_KEY is set; the Bearer key is missing or wrong (`invalid_api_key`).",
+    },
     HTTPStatus.REQUEST_ENTITY_TOO_LARGE: {
         "model": ErrorResponse,
         "description": "The upload is larger than WHISPER_MAX_UPLOAD_MB (code `file_too_large`).",
@@ -140,6 +144,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     HTTPStatus.INTERNAL_SERVER_ERROR: {"model": ErrorResponse, "description": "Unexpected server error."},
     HTTPStatus.SERVICE_UNAVAILABLE: {
         "model": ErrorResponse,
-        "description": "The model is still loading (see /readyz).",
+        "description": "The model is still loading (see /readyz), or the instance is shutting down.",
+    },
+    HTTPStatus.GATEWAY_TIMEOUT: {
+        "model": ErrorResponse,
+        "description": "The request passed WHISPER_REQUEST_TIMEOUT_S (code `deadline_exceeded`).",
     },
 }

@@ -143,9 +143,14 @@ class FasterWhisperEngine:
         )
 
     def warmup(self) -> None:
-        # VAD drops silence, so run once without it (the decoder) and once with it (Silero's session).
-        silence = np.zeros(SAMPLE_RATE, dtype=np.float32)
-        for vad_filter in (False, True):
+        """Run Silero VAD once on 1 s of silence, then decode 45 s of silence without VAD (two
+        windows: the encoder, the decoder with a previous-text prompt, the seek).
+
+        Measured on 2 cores: after a 1 s warm-up an 11 s clip took 0.43-0.45 s; after this one
+        0.40 s, for 0.3 s more start-up.
+        """
+        for seconds, vad_filter in ((1, True), (45, False)):
+            silence = np.zeros(seconds * SAMPLE_RATE, dtype=np.float32)
             segments, _ = self._whisper.transcribe(
                 silence, beam_size=self.beam_size, vad_filter=vad_filter, language=None
             )
