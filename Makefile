@@ -24,7 +24,7 @@ $(VENV)/.dev: $(VENV)/.service requirements/infra.txt requirements/dev.txt requi
 	touch $@
 
 run: $(VENV)/.service ## Serve the API on the bundled tiny.en model (WHISPER_* variables pass through).
-	HOST=$(HOST) PORT=$(PORT) $(BIN)/python -m whisper_api
+	HOST=$(HOST) PORT=$(PORT) WHISPER_LOG_JSON=$${WHISPER_LOG_JSON:-false} $(BIN)/python -m whisper_api
 
 test: $(VENV)/.dev ## Every test: service, infra (mock runtime), Dockerfiles, workflows, policies.
 	$(BIN)/python -m pytest
