@@ -320,6 +320,8 @@ def configure_logging(settings: Settings, stream: Any = None) -> None:
         uvicorn_logger.disabled = False  # an earlier dictConfig may have disabled it
         uvicorn_logger.setLevel(logging.NOTSET)
     logging.getLogger("uvicorn.access").disabled = True
+    # faster-whisper logs two INFO lines per request (duration, VAD); the request line says enough.
+    logging.getLogger("faster_whisper").setLevel(max(root.level, logging.WARNING))
 
 
 def install_telemetry(app: Any, metrics: Metrics | None = None, project_id: str | None = None) -> Metrics:

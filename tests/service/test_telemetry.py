@@ -187,6 +187,7 @@ def test_configure_logging_makes_uvicorn_and_app_logs_json_or_plain() -> None:
         configure_logging(Settings(log_json=True, log_level="INFO"), stream=stream)
         logging.getLogger("uvicorn.error").info("Started server process [%d]", 42)
         logging.getLogger("whisper_api.app").warning("careful")
+        logging.getLogger("faster_whisper").info("Processing audio with duration 00:11.000")
         first, second = (json.loads(line) for line in stream.getvalue().splitlines())
         assert first == {**first, "severity": "INFO", "message": "Started server process [42]"}
         assert second["severity"] == "WARNING" and second["logger"] == "whisper_api.app"
