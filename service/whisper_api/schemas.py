@@ -23,14 +23,21 @@ class TranscribeOptions(BaseModel):
     word_timestamps: bool = False
 
 
-class Word(BaseModel):
+class WordOut(BaseModel):
+    """A word as OpenAI's verbose_json shows it."""
+
     word: str
     start: float
     end: float
+
+
+class Word(WordOut):
     probability: float | None = None
 
 
-class Segment(BaseModel):
+class SegmentOut(BaseModel):
+    """A segment as OpenAI's verbose_json shows it."""
+
     id: int
     seek: int
     start: float
@@ -41,6 +48,9 @@ class Segment(BaseModel):
     avg_logprob: float
     compression_ratio: float
     no_speech_prob: float
+
+
+class Segment(SegmentOut):
     words: list[Word] | None = None
 
 
@@ -146,25 +156,6 @@ class TranscriptionJson(BaseModel):
     """`response_format=json` (the default): the text only."""
 
     text: str
-
-
-class WordOut(BaseModel):
-    word: str
-    start: float
-    end: float
-
-
-class SegmentOut(BaseModel):
-    id: int
-    seek: int
-    start: float
-    end: float
-    text: str
-    tokens: list[int]
-    temperature: float
-    avg_logprob: float
-    compression_ratio: float
-    no_speech_prob: float
 
 
 class TranscriptionVerbose(BaseModel):
