@@ -29,9 +29,10 @@ run: $(VENV)/.service ## Serve the API on the bundled tiny.en model (WHISPER_* v
 test: $(VENV)/.dev ## Every test: service, infra (mock runtime), Dockerfiles, workflows, policies.
 	$(BIN)/python -m pytest
 
-lint: $(VENV)/.dev ## Every offline linter: ruff, zizmor + shellcheck (platform), hadolint + checkov (images).
+lint: $(VENV)/.dev ## Every offline linter: ruff, mypy, zizmor + shellcheck (platform), hadolint + checkov (images).
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy service/whisper_api infra
 	scripts/lint-platform
 	scripts/lint-docker
 

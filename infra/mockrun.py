@@ -75,7 +75,10 @@ class CloudMocks(pulumi.runtime.Mocks):
         resource_id = state.get("name") if args.typ.endswith("NotificationChannel") else None
         return str(resource_id or f"{args.name}-id"), state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        return self._data_source(args), []  # (result, no check failures)
+
+    def _data_source(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
         token = args.token  # the data source's type token, not a credential
         if token == GET_PROJECT:
             project_id = args.args.get("projectId", "mock-project")
@@ -150,7 +153,9 @@ def run_program(
     Raises what the program raises (e.g. infra.config.ConfigError) after the runtime has settled.
     """
     if program is None:
-        from infra.program import main as program
+        from infra.program import main
+
+        program = main
 
     mocks = CloudMocks()
     monitor = _RecordingMonitor(mocks)
@@ -166,11 +171,13 @@ def run_program(
     pulumi.runtime.set_all_config(dict(config), [])
     plan = Plan()
 
+    run_main = program  # a name the closure below can see as never None
+
     @pulumi.runtime.test
     def evaluate() -> pulumi.Output[Any]:
-        return pulumi.Output.all(**program()).apply(plan.outputs.update)
+        return pulumi.Output.all(**run_main()).apply(plan.outputs.update)
 
-    evaluate()
+    evaluate()  # type: ignore[misc]  # pulumi.runtime.test is annotated as returning None
     outputs_by_urn = monitor.get_registered_resources()
     for type_, name, urn, parent, protect, custom, inputs in monitor.registrations:
         registered = outputs_by_urn.get(urn)

@@ -105,7 +105,9 @@ class ServiceImage(pulumi.ComponentResource):
         image = pulumi.Output.concat(args.registry_url, "/", args.image_name)
         registry_host = pulumi.Output.from_input(args.registry_url).apply(lambda url: url.split("/", 1)[0])
         # A short-lived token of whoever runs `pulumi up`: no `gcloud auth configure-docker` needed.
-        access_token = pulumi.Output.secret(gcp.organizations.get_client_config_output().access_token)
+        access_token: pulumi.Output[str] = pulumi.Output.secret(
+            gcp.organizations.get_client_config_output().access_token
+        )
         cache_ref = pulumi.Output.concat(image, ":buildcache")
         self.image = docker_build.Image(
             f"{name}-build",
