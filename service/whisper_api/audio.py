@@ -73,18 +73,21 @@ def _resample(container: av.container.InputContainer, max_seconds: float) -> np.
         for resampled in resampler.resample(frame):
             total += _append(chunks, resampled)
         if total > max_samples:
-            raise AudioError(
-                f"The audio is longer than the limit of {max_seconds:g} seconds.", code="audio_too_long"
-            )
+            raise _too_long(max_seconds)
     for resampled in resampler.resample(None):  # flush what the resampler still holds
         total += _append(chunks, resampled)
     if total > max_samples:
-        raise AudioError(
-            f"The audio is longer than the limit of {max_seconds:g} seconds.", code="audio_too_long"
-        )
+        raise _too_long(max_seconds)
     if not chunks:
         return np.zeros(0, dtype=np.float32)
     return np.clip(np.concatenate(chunks), -1.0, 1.0)
+
+
+def _too_long(max_seconds: float) -> AudioError:
+    return AudioError(
+        f"The audio is longer than the limit of {max_seconds:g} seconds (WHISPER_MAX_AUDIO_SECONDS).",
+        code="audio_too_long",
+    )
 
 
 def _append(chunks: list[np.ndarray], frame: av.AudioFrame) -> int:
