@@ -32,7 +32,7 @@ test: $(VENV)/.dev ## Every test: service, infra (mock runtime), Dockerfiles, wo
 lint: $(VENV)/.dev ## Every offline linter: ruff, mypy, zizmor + shellcheck (platform), hadolint + checkov (images).
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy service/whisper_api infra
+	$(BIN)/mypy service/whisper_api infra bench
 	scripts/lint-platform
 	scripts/lint-docker
 

@@ -49,12 +49,14 @@ def markdown_table(report: HttpReport) -> str:
     ]
     for t in report.targets:
         lat = t.latency
+        cells = [
+            _ms(getattr(lat, name)) if lat else _ms(None) for name in ("min", "p50", "p90", "p99", "mean")
+        ]
         steps = ", ".join(f"{k} {v:.0f}" for k, v in t.server_steps_mean_ms.items()) or "-"
         wer = ", ".join(f"{k} {v * 100:.1f} %" for k, v in t.wer.items()) or "-"
         lines.append(
-            f"| {t.name} | {t.requests} | {t.concurrency} | {t.errors} | {_ms(lat and lat.min)} "
-            f"| {_ms(lat and lat.p50)} | {_ms(lat and lat.p90)} | {_ms(lat and lat.p99)} "
-            f"| {_ms(lat and lat.mean)} | {t.audio_seconds_per_wall_second:.2f} | {steps} "
+            f"| {t.name} | {t.requests} | {t.concurrency} | {t.errors} | {' | '.join(cells)} "
+            f"| {t.audio_seconds_per_wall_second:.2f} | {steps} "
             f"| {_percent(t.api_overhead)} | {wer} |"
         )
     p, s = report.prices, report.shape

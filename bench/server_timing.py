@@ -40,7 +40,9 @@ def mean_steps(samples: Iterable[Mapping[str, float]]) -> dict[str, float]:
 
 def _split_unquoted(text: str, separator: str) -> list[str]:
     """Split on `separator` outside double-quoted strings (desc values may contain commas)."""
-    parts, current, quoted = [], [], False
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
     for char in text:
         if char == '"':
             quoted = not quoted

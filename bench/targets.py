@@ -74,7 +74,7 @@ def minute_speedup(api: dict[str, Any] | None, english: dict[str, Any] | None) -
     wer_ok = None if wer_default is None or wer_ow is None else wer_default <= wer_ow
     wer_text = (
         "WER not measured"
-        if wer_ok is None
+        if wer_default is None or wer_ow is None
         else f"WER (English half) {wer_default * 100:.1f} % vs {wer_ow * 100:.1f} %"
     )
     return Verdict(
