@@ -22,10 +22,19 @@ DEPLOYER_PROJECT_ROLES: dict[str, str] = {
     "roles/run.admin": "create and update the Cloud Run service and set its invoker IAM "
     "(Cloud Run Developer cannot set IAM policy)",
     "roles/artifactregistry.admin": "create the image repository with its cleanup policies and push images",
-    "roles/iam.serviceAccountAdmin": "create, update and on destroy delete the runtime service account",
     "roles/serviceusage.serviceUsageAdmin": "enable the APIs the stack uses (and bill its API calls)",
     "roles/monitoring.notificationChannelEditor": "the budget's e-mail notification channels",
 }
+# The runtime service account's lifecycle without roles/iam.serviceAccountAdmin, whose
+# setIamPolicy would let the deployer grant itself actAs on any account: a custom role per project.
+SERVICE_ACCOUNT_MANAGER_ROLE_ID = "whisperServiceAccountManager"
+SERVICE_ACCOUNT_MANAGER_PERMISSIONS = (
+    "iam.serviceAccounts.create",
+    "iam.serviceAccounts.delete",
+    "iam.serviceAccounts.get",
+    "iam.serviceAccounts.list",
+    "iam.serviceAccounts.update",
+)
 # Project IAM is granted with a condition: the deployer may only grant the runtime account's roles.
 RUNTIME_GRANTABLE_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
 PROJECT_IAM_ROLE = "roles/resourcemanager.projectIamAdmin"
@@ -265,6 +274,24 @@ class KeylessCi(pulumi.ComponentResource):
         self.project_roles: list[gcp.projects.IAMMember] = []
         self.act_as: list[pulumi.CustomResource] = []
         for target in config.deploy_projects:
+            account_manager = gcp.projects.IAMCustomRole(
+                f"{name}-{target}-service-account-manager",
+                project=target,
+                role_id=SERVICE_ACCOUNT_MANAGER_ROLE_ID,
+                title="Whisper service account manager",
+                description="Create, update and delete the Whisper runtime service account; no IAM policy.",
+                permissions=list(SERVICE_ACCOUNT_MANAGER_PERMISSIONS),
+                opts=after_apis,
+            )
+            self.project_roles.append(
+                gcp.projects.IAMMember(
+                    f"{name}-{target}-service-account-manager",
+                    project=target,
+                    role=f"projects/{target}/roles/{SERVICE_ACCOUNT_MANAGER_ROLE_ID}",
+                    member=member,
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[account_manager]),
+                )
+            )
             for role in DEPLOYER_PROJECT_ROLES:
                 self.project_roles.append(
                     gcp.projects.IAMMember(

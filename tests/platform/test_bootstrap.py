@@ -149,7 +149,17 @@ def test_deployer_holds_exactly_the_documented_roles(mocks):
             keyless_ci.PROJECT_IAM_ROLE,
             "roles/iam.serviceAccountUser",
         ]
-        assert sorted(grants) == sorted((p, role) for p in VALID["deployProjects"] for role in expected)
+        manager = keyless_ci.SERVICE_ACCOUNT_MANAGER_ROLE_ID
+        assert sorted(grants) == sorted(
+            [(p, role) for p in VALID["deployProjects"] for role in expected]
+            + [(p, f"projects/{p}/roles/{manager}") for p in VALID["deployProjects"]]
+        )
+        assert "roles/iam.serviceAccountAdmin" not in {role for _, role in grants}
+        custom_roles = mocks.of_type("gcp:projects/iAMCustomRole:IAMCustomRole")
+        assert sorted(r["project"] for r in custom_roles) == sorted(VALID["deployProjects"])
+        for custom_role in custom_roles:
+            assert custom_role["permissions"] == list(keyless_ci.SERVICE_ACCOUNT_MANAGER_PERMISSIONS)
+            assert not any("setIamPolicy" in p for p in custom_role["permissions"])
         project_roles = [role for _, role in grants]
         assert not {"roles/owner", "roles/editor"} & set(project_roles)
         [iam_admin, _] = [
