@@ -73,12 +73,10 @@ def add_wer(result: ConfigResult) -> ConfigResult:
 
 
 def markdown(report: EngineReport) -> str:
-    m = report.machine
     lines = [
         "## Engine benchmark",
         "",
-        f"Machine: {m.cpu_model}, {m.cores} cores, {m.memory_gib} GiB, GPU: {m.gpu or 'none'}; load average "
-        f"{m.load_average[0]:.2f} before, {report.load_average_after[0]:.2f} after; {m.taken_at}. "
+        f"{report.machine.describe(report.load_average_after[0])} "
         f"Model: {report.model}. Median of {report.runs} warm runs after {report.warmup} warm-up.",
         "",
         "| configuration | engine | device | compute | beam | VAD | batch | threads | no timestamps "

@@ -92,13 +92,11 @@ def measure_ready(env: dict[str, str], timeout_s: float = 300) -> float:
 
 
 def markdown(report: ColdStartReport) -> str:
-    m = report.machine
     ready = report.start_to_ready_median_s
     lines = [
         "## Cold start",
         "",
-        f"Machine: {m.cpu_model}, {m.cores} cores, GPU: {m.gpu or 'none'}; load average "
-        f"{m.load_average[0]:.2f} before, {report.load_average_after[0]:.2f} after; {m.taken_at}. "
+        f"{report.machine.describe(report.load_average_after[0])} "
         f"Settings: {', '.join(f'{k}={v}' for k, v in report.env.items()) or 'defaults'}.",
         "",
         f"Process start → first 200 on /readyz (median of {len(report.start_to_ready_s)}): "

@@ -19,6 +19,15 @@ class Machine(BaseModel):
     load_average: tuple[float, float, float]
     taken_at: str
 
+    def describe(self, load_average_after: float) -> str:
+        """The line every report opens with: a number without its machine is not a measurement."""
+        gpu = self.gpu or "none"
+        before = self.load_average[0]
+        return (
+            f"Machine: {self.cpu_model}, {self.cores} cores, {self.memory_gib} GiB, GPU: {gpu}; "
+            f"load average {before:.2f} before, {load_average_after:.2f} after; {self.taken_at}."
+        )
+
 
 def _cpu_model() -> str:
     try:

@@ -34,13 +34,10 @@ def _percent(value: float | None) -> str:
 
 
 def markdown_table(report: HttpReport) -> str:
-    m = report.machine
     lines = [
         "## HTTP benchmark",
         "",
-        f"Machine: {m.cpu_model}, {m.cores} cores, {m.memory_gib} GiB, GPU: {m.gpu or 'none'}; "
-        f"load average {m.load_average[0]:.2f} before, {report.load_average_after[0]:.2f} after; "
-        f"{m.taken_at}.",
+        report.machine.describe(report.load_average_after[0]),
         f"Audio: {', '.join(report.clips)}; response_format={report.response_format}.",
         "",
         "| target | requests | concurrency | errors | min ms | p50 ms | p90 ms | p99 ms | mean ms "
