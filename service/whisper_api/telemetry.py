@@ -122,7 +122,7 @@ class Metrics:
         self.request_latency.labels(endpoint=endpoint).observe(latency_s)
         for step, seconds in timer.steps.items():
             self.step_latency.labels(step=step).observe(seconds)
-        audio_seconds = getattr(timer, "audio_seconds", None)
+        audio_seconds = timer.audio_seconds
         inference = timer.steps.get("inference")
         if audio_seconds and status < 400:
             self.audio_seconds.inc(audio_seconds)
@@ -241,9 +241,8 @@ class TelemetryMiddleware:
             "timings_ms": {step: round(s * 1000, 1) for step, s in timer.steps.items()},
             **trace_fields(headers, self.project_id),
         }
-        audio_seconds = getattr(timer, "audio_seconds", None)
-        if audio_seconds is not None:
-            fields["audio_seconds"] = round(audio_seconds, 3)
+        if timer.audio_seconds is not None:
+            fields["audio_seconds"] = round(timer.audio_seconds, 3)
         engine = getattr(getattr(getattr(scope.get("app"), "state", None), "engine", None), "name", None)
         if engine and scope.get("path", "").startswith("/v1/audio/"):
             fields["engine"] = engine
@@ -273,7 +272,8 @@ def _remote_ip(scope: Scope, headers: dict[str, str]) -> str:
     return client[0] if client else ""
 
 
-_SEVERITY = {"WARNING": "WARNING", "ERROR": "ERROR", "CRITICAL": "CRITICAL", "DEBUG": "DEBUG", "INFO": "INFO"}
+# Python's level names that Cloud Logging knows as severities; anything else is DEFAULT.
+_SEVERITIES = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 
 
 class CloudLoggingFormatter(logging.Formatter):
@@ -285,7 +285,7 @@ class CloudLoggingFormatter(logging.Formatter):
             # Error Reporting picks stack traces up from the message.
             message = f"{message}\n{self.formatException(record.exc_info)}"
         entry: dict[str, Any] = {
-            "severity": _SEVERITY.get(record.levelname, "DEFAULT"),
+            "severity": record.levelname if record.levelname in _SEVERITIES else "DEFAULT",
             "message": message,
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "logger": record.name,
