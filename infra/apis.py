@@ -16,6 +16,7 @@ REQUIRED_APIS: dict[str, str] = {
     "logging.googleapis.com": "the service's logs",
     "monitoring.googleapis.com": "metrics and the budget's notification channels",
     "billingbudgets.googleapis.com": "the budget alerts",
+    "storage.googleapis.com": "the batch job's buckets (whisper:batch)",
 }
 
 
