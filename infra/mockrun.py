@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,8 +215,11 @@ def run_program(
     stack: str = "dev",
     project: str | None = None,
     program: Callable[[], Mapping[str, Any]] | None = None,
+    secret_keys: Collection[str] = (),
 ) -> Plan:
     """Run `program` (infra.program.main) for `config` (Pulumi's flat `ns:key → string` map) on mocks.
+
+    `secret_keys` are the keys the stack file holds encrypted (`pulumi config set --secret`).
 
     Raises what the program raises (e.g. infra.config.ConfigError) after the runtime has settled.
     """
@@ -236,7 +239,7 @@ def run_program(
     pulumi.runtime.set_mocks(
         mocks, project=project or project_name(), stack=stack, preview=False, logger=logger, monitor=monitor
     )
-    pulumi.runtime.set_all_config(dict(config), [])
+    pulumi.runtime.set_all_config(dict(config), list(secret_keys))
     plan = Plan()
 
     run_main = program  # a name the closure below can see as never None
