@@ -368,7 +368,11 @@ KEY_SETTINGS: Mapping[str, tuple[str, ...]] = {
         "template.containers.0.startupProbe.httpGet.path",
         "template.containers.0.livenessProbe.httpGet.path",
         "template.containers.0.envs",
+        "template.volumes",
     ),
+    "gcp:secretmanager/secret:Secret": ("secretId",),
+    "gcp:secretmanager/secretIamMember:SecretIamMember": ("secretId", "role", "member"),
+    "time:index/sleep:Sleep": ("createDuration",),
     "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": ("role", "member"),
     "gcp:monitoring/notificationChannel:NotificationChannel": ("type", "labels"),
     "gcp:billing/budget:Budget": ("billingAccount", "amount", "budgetFilter", "thresholdRules"),
@@ -408,6 +412,8 @@ def render_plan(plan: Plan, stack: str) -> str:
             value = lookup(resource.inputs, path)
             if value is not None:
                 lines.append(f"{indent}    {path} = {_compact(value)}")
+        if waits_for := _owners(plan, resource.explicit_dependencies):
+            lines.append(f"{indent}    waits for: {', '.join(waits_for)}")
         for child in sorted(children.get(resource.urn, []), key=_sort_key):
             emit(child, depth + 1)
 
@@ -417,6 +423,15 @@ def render_plan(plan: Plan, stack: str) -> str:
     lines += [f"  {key} = {value}" for key, value in sorted(plan.outputs.items())]
     lines += [f"warning: {message}" for message in plan.warnings]
     return "\n".join(lines)
+
+
+def _owners(plan: Plan, urns: frozenset[str]) -> list[str]:
+    """Dependencies by the component that owns them (`apis`, not its eight services)."""
+    owners = set()
+    for urn in urns:
+        resource = plan.by_urn(urn)
+        owners.add(resource.parent or resource.name)
+    return sorted(owners)
 
 
 def _sort_key(resource: RecordedResource) -> tuple[bool, str]:

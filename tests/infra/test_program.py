@@ -369,6 +369,8 @@ def test_plan_script_prints_resources_and_settings() -> None:
     assert "service-service  gcp:cloudrunv2/service:Service (parent: service)" in out
     assert "template.nodeSelector.accelerator = nvidia-l4" in out
     assert "WHISPER_QUEUE_SIZE=4" in out
+    service_block = out.split("service-service  gcp:cloudrunv2/service:Service")[1].split("\n  invokers")[0]
+    assert "waits for: apis" in service_block  # the explicit depends_on, by component
     assert "warning: whisper:budget.billingAccount is not set" in out
     assert "[protected]" not in out
 

@@ -163,8 +163,14 @@ def mutate_service(
         (lambda s: s["template"]["containers"][0]["resources"].update(cpuIdle=True), "gpu-service-bounded"),
         (lambda s: s["template"]["scaling"].pop("maxInstanceCount"), "gpu-service-bounded"),
         (lambda s: s.update(invokerIamDisabled=True), "no-public-invoker"),
+        (
+            lambda s: s["template"]["containers"][0]["envs"].append(
+                {"name": "WHISPER_API_KEY", "value": "k"}
+            ),
+            "no-plaintext-secrets",
+        ),
     ],
-    ids=["image-by-tag", "default-account", "cpu-idle", "unbounded", "iam-off"],
+    ids=["image-by-tag", "default-account", "cpu-idle", "unbounded", "iam-off", "key-in-env"],
 )
 def test_a_mutated_service_fails_the_policy_that_guards_it(
     plan: Plan, stack: str, change: Callable[[dict[str, Any]], None], policy: str
