@@ -112,7 +112,8 @@ class Summary:
     skipped: int = 0
     ignored: int = 0
     audio_seconds: float = 0.0
-    wall_seconds: float = 0.0
+    wall_seconds: float = 0.0  # the whole task, model load included
+    model_load_seconds: float = 0.0
     interrupted: bool = False
     failures: list[FileRecord] = field(default_factory=list)
 
@@ -128,7 +129,7 @@ class Summary:
         lines = [
             f"{total} recording(s): {self.done} done, {self.skipped} skipped (already done), "
             f"{self.failed} failed; {self.audio_seconds / 3600:.2f} h of audio in {self.wall_seconds:.1f} s "
-            f"({speed:.1f} audio s per wall s)",
+            f"({speed:.1f} audio s per wall s; model load {self.model_load_seconds:.1f} s of it)",
             f"manifest: {self.manifest}",
         ]
         if self.ignored:
@@ -173,6 +174,7 @@ class BatchRunner:
         self.settings = settings
         self._load_engine = load_engine
         self._engine: Engine | None = None
+        self.model_load_seconds = 0.0
         self.shard = shard
         self.cancel = cancel or threading.Event()
         self.progress = progress
@@ -183,7 +185,9 @@ class BatchRunner:
     def engine(self) -> Engine:
         """Loaded on the first recording that decodes: a task with nothing to do never loads a model."""
         if self._engine is None:
+            started = time.perf_counter()
             self._engine = self._load_engine()
+            self.model_load_seconds = time.perf_counter() - started
         return self._engine
 
     def run(self) -> Summary:
@@ -205,6 +209,7 @@ class BatchRunner:
             self._transcribe_all(work.todo, summary)
         finally:
             summary.wall_seconds = time.perf_counter() - started
+            summary.model_load_seconds = self.model_load_seconds
             summary.interrupted = self.cancel.is_set()
             self.manifest.flush(time.perf_counter())
         return summary

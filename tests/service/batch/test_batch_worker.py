@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.service.batch.conftest import FIXTURES, FlakyProxy, run_task, upload_fixtures
@@ -333,3 +334,39 @@ def test_locations_parse_and_reject_bad_urls() -> None:
         open_location("gs:///prefix")
     with pytest.raises(ValueError, match="task index 2"):
         Shard(2, 2)
+
+
+def write_flac(path: Path, audio: np.ndarray) -> None:
+    """16 kHz mono FLAC, encoded by PyAV (FFmpeg), as a recorder would write it."""
+    import av
+
+    pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
+    with av.open(str(path), "w", format="flac") as container:
+        stream = container.add_stream("flac", rate=16_000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = 16_000
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+@pytest.mark.slow
+def test_a_four_minute_recording_is_transcribed_to_its_end(tmp_path: Path, engines) -> None:
+    long_clip = decode_audio((FIXTURES / "long.ogg").read_bytes(), 3600)
+    long_clip = long_clip.astype(np.float32) / (32768 if long_clip.dtype == np.int16 else 1)
+    recording = np.concatenate([long_clip] * 6)  # six times the 41 s meeting: over 4 minutes
+    source = tmp_path / "in" / "meetings"
+    source.mkdir(parents=True)
+    write_flac(source / "four-minutes.flac", recording)
+
+    summary = run_task(
+        engines, str(tmp_path / "in"), str(tmp_path / "out"), job=BatchJob(formats=("verbose_json",))
+    )
+
+    assert (summary.done, summary.failed) == (1, 0)
+    stored = json.loads((tmp_path / "out" / "meetings" / "four-minutes.flac.verbose.json").read_text())
+    assert stored["duration"] == pytest.approx(len(recording) / 16_000, abs=0.1) and stored["duration"] > 240
+    assert stored["segments"][-1]["end"] > stored["duration"] - 15  # the last repetition is there
+    last_sentence = "Thank you all for your hard work this month."
+    assert stored["text"].count(last_sentence) >= 5, stored["text"]
