@@ -195,23 +195,29 @@ def test_transient_storage_errors_are_retried(flaky_gcs: FlakyProxy, gcs_server,
     }
 
 
-def _worker(source: str, target: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "whisper_api.batch",
-            source,
-            target,
-            "--run-id",
-            "interrupted",
-            "--no-progress",
-        ],
+def worker_after_its_first_commit(gcs, gcs_server: str, source: str, target: str) -> subprocess.Popen[bytes]:
+    """`python -m whisper_api.batch` in a process of its own, once it has committed one recording."""
+    env = {
+        **os.environ,
+        "STORAGE_EMULATOR_HOST": gcs_server,
+        "WHISPER_MODEL": "tiny.en",
+        "WHISPER_DEVICE": "cpu",
+        "WHISPER_LOG_JSON": "false",
+        "PYTHONPATH": f"{REPO / 'service'}:{REPO}",
+    }
+    command = [sys.executable, "-m", "whisper_api.batch", f"gs://{source}", f"gs://{target}/out"]
+    worker = subprocess.Popen(
+        [*command, "--run-id", "interrupted", "--no-progress"],
         cwd=REPO,
-        env={**os.environ, **env, "PYTHONPATH": f"{REPO / 'service'}:{REPO}", "WHISPER_LOG_JSON": "false"},
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+    deadline = time.monotonic() + 120
+    while not any(name.startswith(DONE_DIR) for name in object_names(gcs, target)):
+        assert worker.poll() is None and time.monotonic() < deadline, worker.communicate()[0].decode()
+        time.sleep(0.05)
+    return worker
 
 
 def test_an_interrupted_run_resumes_losing_at_most_the_file_in_progress(
@@ -220,13 +226,8 @@ def test_an_interrupted_run_resumes_losing_at_most_the_file_in_progress(
     source, target = make_bucket("in"), make_bucket("out")
     layout = {f"part-{index}/clip.wav": "short.wav" for index in range(5)}
     upload_fixtures(gcs, source, layout)
-    env = {"STORAGE_EMULATOR_HOST": gcs_server, "WHISPER_MODEL": "tiny.en", "WHISPER_DEVICE": "cpu"}
 
-    worker = _worker(f"gs://{source}", f"gs://{target}/out", env)
-    deadline = time.monotonic() + 120
-    while not any(name.startswith(DONE_DIR) for name in object_names(gcs, target)):
-        assert worker.poll() is None and time.monotonic() < deadline, worker.communicate()[0].decode()
-        time.sleep(0.05)
+    worker = worker_after_its_first_commit(gcs, gcs_server, source, target)
     worker.send_signal(signal.SIGKILL)  # no chance to clean up: the harshest interruption
     worker.wait()
     committed = {name for name in object_names(gcs, target) if name.startswith(DONE_DIR)}
@@ -244,16 +245,11 @@ def test_an_interrupted_run_resumes_losing_at_most_the_file_in_progress(
     assert all({f"{path}.verbose.json", f"{path}.srt"} <= names for path in layout)
 
 
-def test_sigterm_stops_after_the_current_file_and_records_what_was_done(gcs, gcs_server, make_bucket) -> None:
+def test_sigterm_stops_the_current_file_and_records_what_was_done(gcs, gcs_server, make_bucket) -> None:
     source, target = make_bucket("in"), make_bucket("out")
     upload_fixtures(gcs, source, {f"{index}.wav": "short.wav" for index in range(6)})
-    env = {"STORAGE_EMULATOR_HOST": gcs_server, "WHISPER_MODEL": "tiny.en", "WHISPER_DEVICE": "cpu"}
 
-    worker = _worker(f"gs://{source}", f"gs://{target}/out", env)
-    deadline = time.monotonic() + 120
-    while not any(name.startswith(DONE_DIR) for name in object_names(gcs, target)):
-        assert worker.poll() is None and time.monotonic() < deadline, worker.communicate()[0].decode()
-        time.sleep(0.05)
+    worker = worker_after_its_first_commit(gcs, gcs_server, source, target)
     worker.send_signal(signal.SIGTERM)
     output = worker.communicate(timeout=60)[0].decode()
 
