@@ -18,6 +18,7 @@ REQUIRED_APIS: dict[str, str] = {
     "monitoring.googleapis.com": "metrics and the budget's notification channels",
     "billingbudgets.googleapis.com": "the budget alerts",
     "secretmanager.googleapis.com": "the API key's secret",
+    "storage.googleapis.com": "the batch job's buckets (whisper:batch)",
 }
 # An API answers "has not been used in project … or it is disabled" for a while after its enablement
 # operation finished; Google's guidance is to wait and retry. One pause the first time (and again
