@@ -20,7 +20,7 @@ from infra.shared import contract
 NAMESPACE = "whisper"
 PROJECT_KEY = "gcp:project"
 
-# Cloud Run GPU facts (the README, Google's Cloud Run GPU documentation).
+# Cloud Run GPU facts (docs/deploy.md, Google's Cloud Run GPU documentation).
 GPU_REGIONS: Mapping[str, tuple[str, ...]] = {
     "nvidia-l4": (
         "us-central1",
@@ -117,7 +117,7 @@ class BudgetConfig:
 
 @dataclass(frozen=True)
 class StackConfig:
-    """The validated stack settings; see the README for each key's meaning and default."""
+    """The validated stack settings; see docs/deploy.md for each key's meaning and default."""
 
     project: str
     region: str = "us-central1"

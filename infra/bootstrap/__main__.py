@@ -1,4 +1,4 @@
-"""Run once by an admin (see the README): keyless CI access and the Pulumi state backend."""
+"""Run once by an admin (see docs/platform.md): keyless CI access and the Pulumi state backend."""
 
 import pulumi
 from keyless_ci import KeylessCi, load_config

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import runpy
 import subprocess
 import sys
@@ -113,8 +114,41 @@ def test_service_env_matches_the_baked_model(prod: Plan) -> None:
 
 def test_image_is_referenced_by_digest(dev: Plan) -> None:
     image_ref = dev.outputs["image_ref"]
-    assert "@sha256:" in image_ref
+    [tag] = dev.one(IMAGE).inputs["tags"]
+    # What pulumi-docker-build returns: the tag with the digest appended.
+    assert re.fullmatch(re.escape(tag) + r"@sha256:[0-9a-f]{64}", image_ref)
     assert container(dev)["image"] == image_ref == dev.one(IMAGE).outputs["ref"]
+
+
+# --- the order in which the engine creates things -------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_service_is_created_after_apis_identity_roles_and_image(
+    stack: str, request: pytest.FixtureRequest
+) -> None:
+    plan: Plan = request.getfixturevalue(stack)
+    service = plan.one(SERVICE)
+    needed = [*plan.of_type(API), *plan.of_type(ACCOUNT), *plan.of_type(PROJECT_IAM), plan.one(IMAGE)]
+    assert plan.not_waited_for(service, needed) == []
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_registry_and_identity_are_created_after_the_apis(stack: str, request: pytest.FixtureRequest) -> None:
+    plan: Plan = request.getfixturevalue(stack)
+    for resource in [plan.one(REPOSITORY), *plan.of_type(ACCOUNT)]:
+        assert plan.not_waited_for(resource, plan.of_type(API)) == [], resource.name
+
+
+def test_budget_and_its_channels_are_created_after_the_apis(prod: Plan) -> None:
+    for resource in [prod.one(BUDGET), *prod.of_type(CHANNEL)]:
+        assert prod.not_waited_for(resource, prod.of_type(API)) == [], resource.name
+    assert prod.not_waited_for(prod.one(BUDGET), prod.of_type(CHANNEL)) == []
+
+
+def test_invokers_are_granted_on_the_created_service(dev: Plan) -> None:
+    for invoker in dev.of_type(INVOKER):
+        assert dev.waits_for(invoker, dev.one(SERVICE)), invoker.name
 
 
 def test_image_build_settings(dev: Plan) -> None:
