@@ -16,6 +16,7 @@ REQUIRED_APIS: dict[str, str] = {
     "logging.googleapis.com": "the service's logs",
     "monitoring.googleapis.com": "metrics and the budget's notification channels",
     "billingbudgets.googleapis.com": "the budget alerts",
+    "pubsub.googleapis.com": "the budget's topic, which the spend cap listens to",
 }
 
 

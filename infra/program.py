@@ -10,8 +10,10 @@ from infra.apis import ProjectApis, ProjectApisArgs
 from infra.budget import BudgetAlerts, BudgetAlertsArgs
 from infra.config import StackConfig, read_stack_config
 from infra.identity import RuntimeIdentity, RuntimeIdentityArgs
+from infra.observability import Observability, ObservabilityArgs, metrics_sidecars
 from infra.registry import Registry, RegistryArgs, ServiceImage, ServiceImageArgs
 from infra.service import ServiceInvokers, ServiceInvokersArgs, WhisperService, WhisperServiceArgs
+from infra.spend_cap import SpendCap, SpendCapArgs
 
 TRANSCRIPTIONS_PATH = "/v1/audio/transcriptions"
 
@@ -79,6 +81,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             deletion_protection=cfg.deletion_protection,
             labels=labels,
             extra_env=cfg.env,
+            sidecars=metrics_sidecars(cfg.observability),
         ),
         opts=protected,
         depends_on=[*apis.services, *identity.bindings],
@@ -90,8 +93,9 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         ),
         opts=protected,
     )
+    budget = None
     if cfg.budget is not None:
-        BudgetAlerts(
+        budget = BudgetAlerts(
             "budget",
             BudgetAlertsArgs(
                 project=cfg.project,
@@ -102,12 +106,14 @@ def build(cfg: StackConfig) -> dict[str, Any]:
                 thresholds=cfg.budget.thresholds,
                 forecast_thresholds=cfg.budget.forecast_thresholds,
                 emails=cfg.budget.emails,
+                publish_to_topic=cfg.spend_cap is not None,
             ),
             opts=protected,
             depends_on=apis.services,
         )
     else:
         pulumi.log.warn(cfg.budget_skipped_reason or "no budget configured")
+    observe(cfg, protected, labels, apis, service, budget, registry_url=registry.url, runtime=identity.email)
 
     return {
         "url": service.url,
@@ -116,6 +122,66 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         "curl_example": service.url.apply(curl_example),
         "openai_example": service.url.apply(openai_example),
     }
+
+
+def observe(
+    cfg: StackConfig,
+    protected: pulumi.ResourceOptions,
+    labels: dict[str, str],
+    apis: ProjectApis,
+    service: WhisperService,
+    budget: BudgetAlerts | None,
+    registry_url: pulumi.Output[str],
+    runtime: pulumi.Output[str],
+) -> None:
+    """Alerts, dashboard and uptime check on the service; the spend cap on the budget's topic."""
+    settings = cfg.observability
+    channels = [channel.id for channel in budget.channels] if budget else []
+    channel_emails = cfg.budget.emails if cfg.budget else ()
+    observability = Observability(
+        "observability",
+        ObservabilityArgs(
+            project=cfg.project,
+            region=cfg.region,
+            service_name=cfg.service_name,
+            service=service.name,
+            max_instances=cfg.max_instances,
+            settings=settings,
+            channels=channels,
+            channel_emails=channel_emails,
+            labels=labels,
+        ),
+        opts=protected,
+        depends_on=apis.services,
+    )
+    if settings.alerts and not observability.channel_ids:
+        pulumi.log.warn(
+            "alert policies notify no one: set whisper:observability.emails or whisper:budget.emails"
+        )
+    if settings.uptime_check and cfg.min_instances == 0:
+        pulumi.log.warn(
+            "whisper:observability.uptimeCheck with minInstances 0: every check starts a GPU instance"
+        )
+    if cfg.spend_cap is not None and budget is not None and budget.topic is not None:
+        SpendCap(
+            "spend-cap",
+            SpendCapArgs(
+                project=cfg.project,
+                region=cfg.region,
+                service_name=cfg.service_name,
+                service=service.name,
+                runtime_account_email=runtime,
+                registry_url=registry_url,
+                topic=budget.topic.id,
+                budget_id=budget.budget_id,
+                fraction=cfg.spend_cap.fraction,
+                channels=observability.channel_ids,
+                labels=labels,
+                deletion_protection=cfg.deletion_protection,
+            ),
+            opts=protected,
+            depends_on=apis.services,
+        )
 
 
 def curl_example(url: str) -> str:

@@ -14,6 +14,8 @@ from infra.shared import contract
 run = gcp.cloudrunv2
 
 INVOKER_ROLE = "roles/run.invoker"
+# The container that receives requests; sidecars (infra/observability.py) start after it is ready.
+INGRESS_CONTAINER = "whisper-api"
 # The startup probe allows this long for the model to load (Cloud Run caps period and delay at 240 s).
 STARTUP_PERIOD_S = 10
 STARTUP_FAILURE_THRESHOLD = 30  # 30 x 10 s = 5 minutes
@@ -43,6 +45,8 @@ class WhisperServiceArgs:
     deletion_protection: bool
     labels: Mapping[str, str]
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    # Containers next to the API (the metrics collector); only the API has a port and takes requests.
+    sidecars: Sequence[run.ServiceTemplateContainerArgs] = ()
 
 
 def service_env(args: WhisperServiceArgs) -> dict[str, str]:
@@ -75,7 +79,7 @@ class WhisperService(pulumi.ComponentResource):
     ) -> None:
         super().__init__("whisper:infra:WhisperService", name, None, opts)
         container = run.ServiceTemplateContainerArgs(
-            name="whisper-api",
+            name=INGRESS_CONTAINER,
             # By digest: every new build is a new revision, and a tag moved elsewhere changes nothing.
             image=args.image_ref,
             ports=run.ServiceTemplateContainerPortsArgs(container_port=contract.PORT, name="http1"),
@@ -126,7 +130,7 @@ class WhisperService(pulumi.ComponentResource):
                     max_instance_count=args.max_instances,
                 ),
                 labels=dict(args.labels),
-                containers=[container],
+                containers=[container, *args.sidecars],
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
         )

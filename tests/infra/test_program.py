@@ -25,6 +25,9 @@ CHANNEL = "gcp:monitoring/notificationChannel:NotificationChannel"
 ACCOUNT = "gcp:serviceaccount/account:Account"
 PROJECT_IAM = "gcp:projects/iAMMember:IAMMember"
 API = "gcp:projects/service:Service"
+# A stack with the spend cap has a second Cloud Run service and image: these are the API's.
+WHISPER = "service-service"
+BUILD = "image-build"
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +41,7 @@ def prod() -> Plan:
 
 
 def container(plan: Plan) -> dict:
-    return plan.one(SERVICE).inputs["template"]["containers"][0]
+    return plan.named(WHISPER).inputs["template"]["containers"][0]
 
 
 def env(plan: Plan) -> dict[str, str]:
@@ -64,7 +67,7 @@ def test_every_resource_belongs_to_a_component(stack: str, request: pytest.Fixtu
 
 
 def test_cloud_run_service_runs_on_an_l4_with_dev_settings(dev: Plan) -> None:
-    service = dev.one(SERVICE).inputs
+    service = dev.named(WHISPER).inputs
     template = service["template"]
     assert service["name"] == "whisper"
     assert service["location"] == "us-central1"
@@ -95,7 +98,7 @@ def test_probes_and_port_come_from_the_service_contract(dev: Plan) -> None:
 def test_concurrency_and_timeout_are_one_setting_each(stack: str, request: pytest.FixtureRequest) -> None:
     plan: Plan = request.getfixturevalue(stack)
     config = load_stack_config(stack)
-    template = plan.one(SERVICE).inputs["template"]
+    template = plan.named(WHISPER).inputs["template"]
     variables = env(plan)
     assert template["maxInstanceRequestConcurrency"] == int(config["whisper:concurrency"])
     assert variables[contract.ENV_QUEUE_SIZE] == config["whisper:concurrency"]
@@ -105,7 +108,7 @@ def test_concurrency_and_timeout_are_one_setting_each(stack: str, request: pytes
 
 def test_service_env_matches_the_baked_model(prod: Plan) -> None:
     variables = env(prod)
-    build_args = prod.one(IMAGE).inputs["buildArgs"]
+    build_args = prod.named(BUILD).inputs["buildArgs"]
     assert variables[contract.ENV_ENGINE] == build_args[contract.BUILD_ARG_ENGINE] == "faster-whisper"
     assert variables[contract.ENV_MODEL] == build_args[contract.BUILD_ARG_MODEL] == "large-v3-turbo"
     assert variables[contract.ENV_MODEL_DIR] == contract.MODEL_DIR
@@ -114,10 +117,10 @@ def test_service_env_matches_the_baked_model(prod: Plan) -> None:
 
 def test_image_is_referenced_by_digest(dev: Plan) -> None:
     image_ref = dev.outputs["image_ref"]
-    [tag] = dev.one(IMAGE).inputs["tags"]
+    [tag] = dev.named(BUILD).inputs["tags"]
     # What pulumi-docker-build returns: the tag with the digest appended.
     assert re.fullmatch(re.escape(tag) + r"@sha256:[0-9a-f]{64}", image_ref)
-    assert container(dev)["image"] == image_ref == dev.one(IMAGE).outputs["ref"]
+    assert container(dev)["image"] == image_ref == dev.named(BUILD).outputs["ref"]
 
 
 # --- the order in which the engine creates things -------------------------------------------------
@@ -128,8 +131,13 @@ def test_service_is_created_after_apis_identity_roles_and_image(
     stack: str, request: pytest.FixtureRequest
 ) -> None:
     plan: Plan = request.getfixturevalue(stack)
-    service = plan.one(SERVICE)
-    needed = [*plan.of_type(API), *plan.of_type(ACCOUNT), *plan.of_type(PROJECT_IAM), plan.one(IMAGE)]
+    service = plan.named(WHISPER)
+    needed = [
+        *plan.of_type(API),
+        plan.named("identity-account"),
+        *plan.of_type(PROJECT_IAM),
+        plan.named(BUILD),
+    ]
     assert plan.not_waited_for(service, needed) == []
 
 
@@ -148,11 +156,11 @@ def test_budget_and_its_channels_are_created_after_the_apis(prod: Plan) -> None:
 
 def test_invokers_are_granted_on_the_created_service(dev: Plan) -> None:
     for invoker in dev.of_type(INVOKER):
-        assert dev.waits_for(invoker, dev.one(SERVICE)), invoker.name
+        assert dev.waits_for(invoker, dev.named(WHISPER)), invoker.name
 
 
 def test_image_build_settings(dev: Plan) -> None:
-    build = dev.one(IMAGE).inputs
+    build = dev.named(BUILD).inputs
     registry = "us-central1-docker.pkg.dev/my-whisper-dev/whisper"
     assert (Path.cwd() / build["context"]["location"]).resolve() == SERVICE_DIR
     assert (Path.cwd() / build["dockerfile"]["location"]).resolve() == SERVICE_DIR / "Dockerfile"
@@ -171,7 +179,7 @@ def test_image_build_settings(dev: Plan) -> None:
             "password": MOCK_ACCESS_TOKEN,
         }
     ]
-    assert "registries" in dev.one(IMAGE).secret_inputs  # the access token never shows in plain text
+    assert "registries" in dev.named(BUILD).secret_inputs  # the access token never shows in plain text
     cache_ref = f"{registry}/whisper:buildcache"
     assert build["cacheFrom"] == [{"registry": {"ref": cache_ref}}]
     cache_to = build["cacheTo"][0]["registry"]
@@ -182,7 +190,7 @@ def test_image_build_settings(dev: Plan) -> None:
 def test_build_context_is_relative_to_where_pulumi_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     # `pulumi up` runs the program from infra/ (Pulumi.yaml `main`); the paths must still find service/.
     monkeypatch.chdir(REPO_ROOT / "infra")
-    build = run_program(load_stack_config("dev"), stack="dev").one(IMAGE).inputs
+    build = run_program(load_stack_config("dev"), stack="dev").named(BUILD).inputs
     assert build["context"]["location"] == "../service"
     assert build["dockerfile"]["location"] == "../service/Dockerfile"
 
@@ -211,7 +219,7 @@ def test_runtime_identity_only_writes_logs_and_metrics(dev: Plan) -> None:
     bindings = dev.of_type(PROJECT_IAM)
     assert sorted(b.inputs["role"] for b in bindings) == sorted(RUNTIME_ROLES)
     assert {b.inputs["member"] for b in bindings} == {f"serviceAccount:{email}"}
-    assert dev.one(SERVICE).inputs["template"]["serviceAccount"] == email
+    assert dev.named(WHISPER).inputs["template"]["serviceAccount"] == email
     assert "compute@developer" not in email
 
 
@@ -224,11 +232,12 @@ def test_apis_are_enabled_and_left_on_at_destroy(dev: Plan) -> None:
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_no_public_invoker_by_default(stack: str, request: pytest.FixtureRequest) -> None:
     plan: Plan = request.getfixturevalue(stack)
-    members = sorted(member.inputs["member"] for member in plan.of_type(INVOKER))
+    callers = [member for member in plan.of_type(INVOKER) if member.parent == "invokers"]
+    members = sorted(member.inputs["member"] for member in callers)
     assert members == sorted(json.loads(load_stack_config(stack)["whisper:invokers"]))
     assert "allUsers" not in members and "allAuthenticatedUsers" not in members
-    assert all(member.inputs["role"] == "roles/run.invoker" for member in plan.of_type(INVOKER))
-    assert all(member.inputs["name"] == "whisper" for member in plan.of_type(INVOKER))
+    assert all(member.inputs["role"] == "roles/run.invoker" for member in callers)
+    assert all(member.inputs["name"] == "whisper" for member in callers)
 
 
 def test_no_invoker_at_all_without_a_list() -> None:
@@ -249,7 +258,7 @@ def test_dev_is_destroyable(dev: Plan) -> None:
 def test_prod_is_protected_except_the_image(prod: Plan) -> None:
     unprotected = {resource.type for resource in prod.resources if not resource.protect}
     assert unprotected == {"whisper:infra:ServiceImage", IMAGE}
-    service = prod.one(SERVICE).inputs
+    service = prod.named(WHISPER).inputs
     assert service["deletionProtection"] is True
     assert service["template"]["gpuZonalRedundancyDisabled"] is False
     assert service["template"]["scaling"] == {"minInstanceCount": 1, "maxInstanceCount": 3}
@@ -281,8 +290,9 @@ def test_prod_budget_alerts(prod: Plan) -> None:
 
 def test_budget_skipped_with_a_warning_without_billing_account(dev: Plan) -> None:
     assert dev.of_type(BUDGET) == [] and dev.of_type(CHANNEL) == []
-    assert len(dev.warnings) == 1
+    assert len(dev.warnings) == 2
     assert "whisper:budget.billingAccount is not set" in dev.warnings[0]
+    assert "alert policies notify no one" in dev.warnings[1]
 
 
 def test_outputs_are_ready_to_paste(dev: Plan) -> None:
@@ -309,8 +319,8 @@ def test_pulumi_entry_point_runs_the_whole_program(monkeypatch: pytest.MonkeyPat
         return {}
 
     plan = run_program(load_stack_config("dev"), program=entry_point)
-    assert plan.one(SERVICE).inputs["name"] == "whisper"
-    assert plan.one(IMAGE).inputs["context"]["location"] == "../service"
+    assert plan.named(WHISPER).inputs["name"] == "whisper"
+    assert plan.named(BUILD).inputs["context"]["location"] == "../service"
 
 
 def test_lookup_walks_lists_and_dicts() -> None:
