@@ -60,7 +60,10 @@ class BudgetAlerts(pulumi.ComponentResource):
             )
             for index, email in enumerate(args.emails)
         ]
-        self.topic, publisher = self._topic(name, args, child) if args.publish_to_topic else (None, None)
+        self.topic: gcp.pubsub.Topic | None = None
+        publisher = None
+        if args.publish_to_topic:
+            self.topic, publisher = self._topic(name, args, child)
         project_number = gcp.organizations.get_project_output(project_id=args.project).number
         threshold_rules = [
             gcp.billing.BudgetThresholdRuleArgs(threshold_percent=value, spend_basis=CURRENT_SPEND)

@@ -373,7 +373,7 @@ def parse_config(raw: Mapping[str, str]) -> StackConfig:
 
     env = _parse_env(r)
     budget, budget_skipped_reason = _parse_budget(r)
-    observability = _parse_observability(r, min_instances, timeout_seconds)
+    observability = _parse_observability(r, min_instances, timeout_seconds, env)
     spend_cap = _parse_spend_cap(r, budget, budget_skipped_reason)
 
     if r.problems:
@@ -571,6 +571,7 @@ OBSERVABILITY_KEYS = (
     "queueFullRatio",
 )
 SPEND_CAP_KEYS = ("enabled", "fraction")
+API_KEY_ENV = ("WHISPER_API_KEY", "WHISPER_API_KEY_FILE")  # service/whisper_api/settings.py
 UPTIME_PERIODS_S = (60, 300, 600, 900)  # the periods Cloud Monitoring accepts
 DEFAULT_P95_LATENCY_S = 120.0  # a 25 MB upload decodes well inside this on an L4; see docs/observability.md
 
@@ -603,7 +604,9 @@ def _observability_fix(key: str, example: str) -> str:
     return f"pulumi config set --path '{NAMESPACE}:observability.{key}' {example}"
 
 
-def _parse_observability(r: _Reader, min_instances: int, timeout_seconds: int) -> ObservabilityConfig:
+def _parse_observability(
+    r: _Reader, min_instances: int, timeout_seconds: int, env: Mapping[str, str]
+) -> ObservabilityConfig:
     raw = r.json("observability", {}, dict, "--path 'observability.alerts' true")
     for key in sorted(set(raw) - set(OBSERVABILITY_KEYS)):
         r.fail(
@@ -647,9 +650,18 @@ def _parse_observability(r: _Reader, min_instances: int, timeout_seconds: int) -
                 f"pulumi config set --path '{NAMESPACE}:observability.emails[0]' oncall@example.com"
             )
 
+    metrics = flag("metrics", True)
+    keyed = sorted(name for name in env if name in API_KEY_ENV)
+    if metrics and keyed:
+        # The service's API key also guards /metrics, and the sidecar cannot present it.
+        r.fail(
+            f"{NAMESPACE}:env sets {', '.join(keyed)}, so /metrics needs the key and the metrics sidecar "
+            f"cannot scrape it; Cloud Run IAM already guards the service — pulumi config rm --path "
+            f"'{NAMESPACE}:env.{keyed[0]}' (or {_observability_fix('metrics', 'false')})"
+        )
     timeout = max(timeout_seconds, 1)
     return ObservabilityConfig(
-        metrics=flag("metrics", True),
+        metrics=metrics,
         alerts=flag("alerts", True),
         dashboard=flag("dashboard", True),
         uptime_check=flag("uptimeCheck", min_instances > 0),

@@ -41,14 +41,21 @@ SIDECAR_DEFAULT_SCRAPE = (8080, "/metrics")
 SIDECAR_LIVENESS_PORT = 13133  # the sidecar's own /liveness endpoint
 SIDECAR_LIMITS = {"cpu": "1", "memory": "512Mi"}  # Cloud Run's smallest with instance-based billing
 
-# The service's Prometheus metrics (service/whisper_api/telemetry.py) as Cloud Monitoring names them.
-PROMETHEUS = "prometheus.googleapis.com"
+# The service's Prometheus metrics (service/whisper_api/telemetry.py) and their kinds, which Cloud
+# Monitoring appends to the name: prometheus.googleapis.com/<name>/<kind>.
 REQUESTS_METRIC = "whisper_http_requests_total"
-LATENCY_METRIC = "whisper_http_request_duration_seconds"
 RTF_METRIC = "whisper_real_time_factor"
 STEP_METRIC = "whisper_step_duration_seconds"
 QUEUE_GAUGES = ("whisper_queue_depth", "whisper_inferences_in_flight", "whisper_requests_admitted")
 CAPACITY_GAUGE = "whisper_queue_capacity"
+SERVICE_METRICS: Mapping[str, str] = {
+    REQUESTS_METRIC: "counter",
+    RTF_METRIC: "histogram",
+    STEP_METRIC: "histogram",
+    CAPACITY_GAUGE: "gauge",
+    **{gauge: "gauge" for gauge in QUEUE_GAUGES},
+}
+PROMETHEUS = "prometheus.googleapis.com"
 AUDIO_ENDPOINTS = "/v1/audio/.*"
 
 # Cloud Run's built-in metrics (resource cloud_run_revision).
@@ -409,11 +416,12 @@ def cloud_run_filter(args: ObservabilityArgs) -> str:
     )
 
 
-def prometheus_filter(args: ObservabilityArgs, metric: str, kind: str) -> str:
+def prometheus_filter(args: ObservabilityArgs, metric: str) -> str:
     """The sidecar writes as resource prometheus_target, `namespace` = the Cloud Run service's name."""
     return (
-        f'metric.type="{PROMETHEUS}/{metric}/{kind}" AND resource.type="prometheus_target" '
-        f'AND resource.labels.namespace="{args.service_name}" AND resource.labels.location="{args.region}"'
+        f'metric.type="{PROMETHEUS}/{metric}/{SERVICE_METRICS[metric]}" '
+        f'AND resource.type="prometheus_target" AND resource.labels.namespace="{args.service_name}" '
+        f'AND resource.labels.location="{args.region}"'
     )
 
 
@@ -525,7 +533,7 @@ def dashboard(args: ObservabilityArgs) -> dict[str, Any]:
                 "Audio requests per second by status (service)",
                 [
                     _series(
-                        f"{prometheus_filter(args, REQUESTS_METRIC, 'counter')} "
+                        f"{prometheus_filter(args, REQUESTS_METRIC)} "
                         f'AND metric.label.endpoint=monitoring.regex.full_match("{AUDIO_ENDPOINTS}")',
                         "ALIGN_RATE",
                         "REDUCE_SUM",
@@ -538,12 +546,12 @@ def dashboard(args: ObservabilityArgs) -> dict[str, Any]:
             _chart(
                 "Queue: waiting, inferring, admitted (all instances)",
                 [
-                    _series(prometheus_filter(args, gauge, "gauge"), "ALIGN_MEAN", "REDUCE_SUM", legend=gauge)
+                    _series(prometheus_filter(args, gauge), "ALIGN_MEAN", "REDUCE_SUM", legend=gauge)
                     for gauge in QUEUE_GAUGES
                 ]
                 + [
                     _series(
-                        prometheus_filter(args, CAPACITY_GAUGE, "gauge"),
+                        prometheus_filter(args, CAPACITY_GAUGE),
                         "ALIGN_MEAN",
                         "REDUCE_SUM",
                         legend="capacity (429 beyond)",
@@ -553,14 +561,14 @@ def dashboard(args: ObservabilityArgs) -> dict[str, Any]:
             ),
             _chart(
                 "Real-time factor (inference time / audio time)",
-                _percentiles(prometheus_filter(args, RTF_METRIC, "histogram")),
+                _percentiles(prometheus_filter(args, RTF_METRIC)),
                 "ratio",
             ),
             _chart(
                 "Step durations p95 (read, decode, queue, inference, format)",
                 [
                     _series(
-                        prometheus_filter(args, STEP_METRIC, "histogram"),
+                        prometheus_filter(args, STEP_METRIC),
                         "ALIGN_DELTA",
                         "REDUCE_PERCENTILE_95",
                         ["metric.label.step"],

@@ -18,7 +18,6 @@ import base64
 import binascii
 import json
 import os
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -311,4 +310,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
