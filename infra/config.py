@@ -65,6 +65,9 @@ _PROJECT_ID = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
 _BILLING_ACCOUNT = re.compile(r"^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _MEMORY = re.compile(r"^(\d+)(Gi|Mi)$")
+_SERVICE_ACCOUNT = re.compile(
+    r"^[a-z][-a-z0-9]{4,28}[a-z0-9]@[a-z][-a-z0-9]{4,28}[a-z0-9]\.iam\.gserviceaccount\.com$"
+)
 
 # Every key this program reads under `whisper:`; anything else in the stack file is a typo.
 KEYS = (
@@ -88,6 +91,7 @@ KEYS = (
     "untaggedRetentionDays",
     "budget",
     "env",
+    "serviceAccount",
     "observability",
     "spendCap",
 )
@@ -140,6 +144,8 @@ class StackConfig:
     untagged_retention_days: int = 7
     budget: BudgetConfig | None = None
     env: Mapping[str, str] = field(default_factory=dict)
+    # The bootstrap's runtime account (e-mail); None: the stack creates `<serviceName>-run` itself.
+    service_account: str | None = None
     observability: ObservabilityConfig = field(default_factory=lambda: ObservabilityConfig())
     spend_cap: SpendCapConfig | None = None
     # Why the budget was skipped, for a warning at deploy time (None when there is a budget).
@@ -371,6 +377,17 @@ def parse_config(raw: Mapping[str, str]) -> StackConfig:
             f"{_fix('untaggedRetentionDays', '7')}"
         )
 
+    service_account = r.string("serviceAccount", "") or None
+    in_project = f"@{project}.iam.gserviceaccount.com"
+    if service_account is not None and (
+        not _SERVICE_ACCOUNT.match(service_account) or not service_account.endswith(in_project)
+    ):
+        r.fail(
+            f"{NAMESPACE}:serviceAccount {service_account!r} must be a service account e-mail in {project} "
+            "(the bootstrap's devRuntimeServiceAccount / prodRuntimeServiceAccount output) — "
+            f"{_fix('serviceAccount', 'whisper-run-dev' + in_project)}"
+        )
+
     env = _parse_env(r)
     budget, budget_skipped_reason = _parse_budget(r)
     observability = _parse_observability(r, min_instances, timeout_seconds, env)
@@ -400,6 +417,7 @@ def parse_config(raw: Mapping[str, str]) -> StackConfig:
         untagged_retention_days=untagged_retention_days,
         budget=budget,
         env=env,
+        service_account=service_account,
         observability=observability,
         spend_cap=spend_cap,
         budget_skipped_reason=budget_skipped_reason,

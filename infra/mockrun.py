@@ -121,8 +121,7 @@ class CloudMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         inputs = dict(args.inputs)
         state = {**inputs, **_computed_outputs(args.typ, args.name, inputs)}
-        resource_id = state.get("name") if args.typ.endswith("NotificationChannel") else None
-        return str(resource_id or f"{args.name}-id"), state
+        return _resource_id(args.typ, args.name, state), state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         return self._data_source(args), []  # (result, no check failures)
@@ -137,10 +136,41 @@ class CloudMocks(pulumi.runtime.Mocks):
         return {}
 
 
+def _resource_id(type_: str, name: str, state: Mapping[str, Any]) -> str:
+    """The provider's id where the program reads it: a resource path for these types."""
+    if type_ == "gcp:kms/keyRing:KeyRing":
+        return f"projects/{state['project']}/locations/{state['location']}/keyRings/{state['name']}"
+    if type_ == "gcp:kms/cryptoKey:CryptoKey":
+        return f"{state['keyRing']}/cryptoKeys/{state['name']}"
+    if type_ in {
+        "gcp:monitoring/notificationChannel:NotificationChannel",
+        "gcp:secretmanager/secret:Secret",
+        "gcp:secretmanager/secretVersion:SecretVersion",
+    }:
+        return str(state["name"])
+    return f"{name}-id"
+
+
 def _computed_outputs(type_: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    pools = f"projects/{MOCK_PROJECT_NUMBER}/locations/global/workloadIdentityPools"
     if type_ == "gcp:serviceaccount/account:Account":
         email = f"{inputs['accountId']}@{inputs['project']}.iam.gserviceaccount.com"
-        return {"email": email, "member": f"serviceAccount:{email}"}
+        return {
+            "email": email,
+            "member": f"serviceAccount:{email}",
+            "name": f"projects/{inputs['project']}/serviceAccounts/{email}",
+        }
+    if type_ == "gcp:iam/workloadIdentityPool:WorkloadIdentityPool":
+        return {"name": f"{pools}/{inputs['workloadIdentityPoolId']}"}
+    if type_ == "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider":
+        pool, provider = inputs["workloadIdentityPoolId"], inputs["workloadIdentityPoolProviderId"]
+        return {"name": f"{pools}/{pool}/providers/{provider}"}
+    if type_ == "gcp:projects/iAMCustomRole:IAMCustomRole":
+        return {"name": f"projects/{inputs['project']}/roles/{inputs['roleId']}"}
+    if type_ == "gcp:secretmanager/secret:Secret":
+        return {"name": f"projects/{MOCK_PROJECT_NUMBER}/secrets/{inputs['secretId']}"}
+    if type_ == "gcp:secretmanager/secretVersion:SecretVersion":
+        return {"name": f"{inputs['secret']}/versions/1", "version": "1"}
     if type_ == "docker-build:index:Image":
         # A digest that follows the build inputs, like a real build of changed sources would; `ref`
         # is the first tag with the digest appended (`repo:tag@sha256:…`), as the provider returns it.

@@ -127,25 +127,15 @@ def test_image_is_referenced_by_digest(dev: Plan) -> None:
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_service_is_created_after_apis_identity_roles_and_image(
-    stack: str, request: pytest.FixtureRequest
-) -> None:
+def test_service_is_created_after_apis_and_image(stack: str, request: pytest.FixtureRequest) -> None:
     plan: Plan = request.getfixturevalue(stack)
-    service = plan.named(WHISPER)
-    needed = [
-        *plan.of_type(API),
-        plan.named("identity-account"),
-        *plan.of_type(PROJECT_IAM),
-        plan.named(BUILD),
-    ]
-    assert plan.not_waited_for(service, needed) == []
+    assert plan.not_waited_for(plan.named(WHISPER), [*plan.of_type(API), plan.named(BUILD)]) == []
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_registry_and_identity_are_created_after_the_apis(stack: str, request: pytest.FixtureRequest) -> None:
+def test_registry_is_created_after_the_apis(stack: str, request: pytest.FixtureRequest) -> None:
     plan: Plan = request.getfixturevalue(stack)
-    for resource in [plan.one(REPOSITORY), *plan.of_type(ACCOUNT)]:
-        assert plan.not_waited_for(resource, plan.of_type(API)) == [], resource.name
+    assert plan.not_waited_for(plan.one(REPOSITORY), plan.of_type(API)) == []
 
 
 def test_budget_and_its_channels_are_created_after_the_apis(prod: Plan) -> None:
@@ -212,15 +202,34 @@ def test_registry_cleans_up_old_images(
     }
 
 
-def test_runtime_identity_only_writes_logs_and_metrics(dev: Plan) -> None:
-    email = dev.outputs["service_account_email"]
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_stacks_run_as_the_bootstraps_account_and_create_no_identity(
+    stack: str, request: pytest.FixtureRequest
+) -> None:
+    plan: Plan = request.getfixturevalue(stack)
+    email = f"whisper-run-{stack}@my-whisper-{stack}.iam.gserviceaccount.com"
+    assert load_stack_config(stack)["whisper:serviceAccount"] == email
+    assert plan.outputs["service_account_email"] == email
+    assert plan.named(WHISPER).inputs["template"]["serviceAccount"] == email
+    # The bootstrap owns the account and its roles: a destroy here cannot take them away. (The spend
+    # cap's own accounts, in stacks that have one, are the cap's: tests/infra/test_observability.py.)
+    assert [a for a in plan.of_type(ACCOUNT) if a.parent != "spend-cap"] == []
+    assert plan.of_type(PROJECT_IAM) == []
+
+
+def test_without_a_bootstrap_account_the_stack_creates_one_that_only_writes_logs_and_metrics() -> None:
+    config = {k: v for k, v in load_stack_config("dev").items() if k != "whisper:serviceAccount"}
+    plan = run_program(config)
+    email = plan.outputs["service_account_email"]
     assert email == "whisper-run@my-whisper-dev.iam.gserviceaccount.com"
-    assert dev.one(ACCOUNT).inputs["accountId"] == "whisper-run"
-    bindings = dev.of_type(PROJECT_IAM)
+    assert plan.one(ACCOUNT).inputs["accountId"] == "whisper-run"
+    bindings = plan.of_type(PROJECT_IAM)
     assert sorted(b.inputs["role"] for b in bindings) == sorted(RUNTIME_ROLES)
     assert {b.inputs["member"] for b in bindings} == {f"serviceAccount:{email}"}
-    assert dev.named(WHISPER).inputs["template"]["serviceAccount"] == email
-    assert "compute@developer" not in email
+    assert plan.named(WHISPER).inputs["template"]["serviceAccount"] == email
+    service = plan.named(WHISPER)
+    assert plan.not_waited_for(service, [plan.one(ACCOUNT), *bindings, *plan.of_type(API)]) == []
+    assert plan.not_waited_for(plan.one(ACCOUNT), plan.of_type(API)) == []
 
 
 def test_apis_are_enabled_and_left_on_at_destroy(dev: Plan) -> None:
