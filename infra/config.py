@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -33,7 +33,11 @@ GPU_REGIONS: Mapping[str, tuple[str, ...]] = {
 }
 GPU_CPU_CHOICES = (4, 6, 8)
 GPU_MIN_MEMORY_GIB = 16
+# Cloud Run's CPU/memory table: at most 4 GiB per vCPU (4 vCPU → 16 GiB, 6 → 24 GiB, 8 → 32 GiB).
+MAX_MEMORY_GIB_PER_CPU = 4
 MAX_MEMORY_GIB = 32
+MIN_API_KEY_CHARS = 16  # a guessable key is no key
+MAX_BUDGET_EMAILS = 5  # the Budget API's limit on monitoring notification channels per budget
 MAX_INSTANCES_CAP = 100  # a typo guard: each GPU instance bills ~$0.7/h, quotas are usually single digits
 MAX_CONCURRENCY = 1000  # Cloud Run's own limit per instance
 MAX_TIMEOUT_SECONDS = 3600  # Cloud Run's own limit
@@ -57,6 +61,9 @@ MANAGED_ENV = frozenset(
         contract.ENV_REQUEST_TIMEOUT,
     }
 )
+
+# The service's API key settings: the program sets the file from whisper:apiKey / apiKeySecret.
+API_KEY_ENV = frozenset({contract.ENV_API_KEY, contract.ENV_API_KEY_FILE})
 
 INVOKERS_EXAMPLE = "'[\"user:you@example.com\"]'"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -92,9 +99,19 @@ KEYS = (
     "budget",
     "env",
     "serviceAccount",
+    "apiKey",
+    "apiKeySecret",
     "observability",
     "spendCap",
 )
+API_KEY = f"{NAMESPACE}:apiKey"
+_SECRET_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+# The provider settings a stack may set under `gcp:` that an explicit provider must be handed again.
+FORWARDED_PROVIDER_SETTINGS = {
+    "impersonateServiceAccount": "impersonate_service_account",
+    "credentials": "credentials",
+    "accessToken": "access_token",
+}
 BUDGET_KEYS = ("billingAccount", "amount", "currency", "thresholds", "forecastThresholds", "emails")
 
 
@@ -146,6 +163,9 @@ class StackConfig:
     env: Mapping[str, str] = field(default_factory=dict)
     # The bootstrap's runtime account (e-mail); None: the stack creates `<serviceName>-run` itself.
     service_account: str | None = None
+    # The API key: a stack secret the program stores in Secret Manager, or an existing secret's id.
+    api_key: str | None = field(default=None, repr=False)
+    api_key_secret: str | None = None
     observability: ObservabilityConfig = field(default_factory=lambda: ObservabilityConfig())
     spend_cap: SpendCapConfig | None = None
     # Why the budget was skipped, for a warning at deploy time (None when there is a budget).
@@ -155,6 +175,10 @@ class StackConfig:
     def protect(self) -> bool:
         """Pulumi `protect` follows deletion protection: prod cannot be destroyed by accident."""
         return self.deletion_protection
+
+    @property
+    def has_api_key(self) -> bool:
+        return self.api_key is not None or self.api_key_secret is not None
 
     @property
     def ingress_value(self) -> str:
@@ -241,8 +265,11 @@ def memory_gib(memory: str) -> float | None:
     return amount if unit == "Gi" else amount / 1024
 
 
-def parse_config(raw: Mapping[str, str]) -> StackConfig:
-    """Validate raw stack config (`{"whisper:region": "us-central1", "gcp:project": ...}`)."""
+def parse_config(raw: Mapping[str, str], secret_keys: Collection[str] = ()) -> StackConfig:
+    """Validate raw stack config (`{"whisper:region": "us-central1", "gcp:project": ...}`).
+
+    `secret_keys` are the keys set with `--secret` (encrypted in the stack file).
+    """
     r = _Reader(raw)
 
     project = raw.get(PROJECT_KEY) or ""
@@ -311,6 +338,13 @@ def parse_config(raw: Mapping[str, str]) -> StackConfig:
         r.fail(
             f"{NAMESPACE}:memory {memory} is out of range; Cloud Run with a GPU needs "
             f"{GPU_MIN_MEMORY_GIB}Gi to {MAX_MEMORY_GIB}Gi — {_fix('memory', '16Gi')}"
+        )
+    elif cpu in GPU_CPU_CHOICES and gib > cpu * MAX_MEMORY_GIB_PER_CPU:
+        needed_cpu = next(choice for choice in GPU_CPU_CHOICES if gib <= choice * MAX_MEMORY_GIB_PER_CPU)
+        r.fail(
+            f"{NAMESPACE}:memory {memory} is more than Cloud Run allows with {cpu} vCPU "
+            f"({cpu * MAX_MEMORY_GIB_PER_CPU}Gi, 4 GiB per vCPU) — {_fix('cpu', str(needed_cpu))} "
+            f"(or {_fix('memory', f'{cpu * MAX_MEMORY_GIB_PER_CPU}Gi')})"
         )
 
     min_instances = r.integer("minInstances", 0)
@@ -388,9 +422,12 @@ def parse_config(raw: Mapping[str, str]) -> StackConfig:
             f"{_fix('serviceAccount', 'whisper-run-dev' + in_project)}"
         )
 
+    api_key, api_key_secret = _parse_api_key(r, secret_keys)
     env = _parse_env(r)
     budget, budget_skipped_reason = _parse_budget(r)
-    observability = _parse_observability(r, min_instances, timeout_seconds, env)
+    observability = _parse_observability(
+        r, min_instances, timeout_seconds, has_api_key=api_key is not None or api_key_secret is not None
+    )
     spend_cap = _parse_spend_cap(r, budget, budget_skipped_reason)
 
     if r.problems:
@@ -418,6 +455,8 @@ def parse_config(raw: Mapping[str, str]) -> StackConfig:
         budget=budget,
         env=env,
         service_account=service_account,
+        api_key=api_key,
+        api_key_secret=api_key_secret,
         observability=observability,
         spend_cap=spend_cap,
         budget_skipped_reason=budget_skipped_reason,
@@ -452,6 +491,13 @@ def _parse_env(r: _Reader) -> dict[str, str]:
                 f"{NAMESPACE}:env {name!r} is not a service setting (they start with "
                 f"{contract.ENV_PREFIX}) — pulumi config set --path '{NAMESPACE}:env.WHISPER_BEAM_SIZE' 5"
             )
+        elif name in API_KEY_ENV:
+            r.fail(
+                f"{NAMESPACE}:env {name!r} would put the API key in the stack file, the state and the "
+                f"revision's environment in plain text; keep it in Secret Manager — pulumi config rm --path "
+                f"'{NAMESPACE}:env.{name}' && pulumi config set --secret {API_KEY} <key> (or "
+                f"{_fix('apiKeySecret', '<existing secret id>')})"
+            )
         elif name in MANAGED_ENV:
             r.fail(
                 f"{NAMESPACE}:env {name!r} is set by the program from a typed key (engine, model, "
@@ -463,6 +509,32 @@ def _parse_env(r: _Reader) -> dict[str, str]:
         else:
             result[name] = str(value).lower() if isinstance(value, bool) else str(value)
     return result
+
+
+def _parse_api_key(r: _Reader, secret_keys: Collection[str]) -> tuple[str | None, str | None]:
+    """The API key from a stack secret, or the id of an existing Secret Manager secret; never both."""
+    api_key = r.value("apiKey") or None
+    secret_id = r.value("apiKeySecret") or None
+    set_secret = f"pulumi config set --secret {API_KEY} <key>"
+    if api_key is not None and API_KEY not in secret_keys:
+        # Never echo the value: it is already in the stack file in plain text.
+        r.fail(f"{API_KEY} is stored in plain text; set it as a secret — {set_secret}")
+    elif api_key is not None and len(api_key.strip()) < MIN_API_KEY_CHARS:
+        r.fail(
+            f"{API_KEY} is shorter than {MIN_API_KEY_CHARS} characters — "
+            f"{set_secret} (e.g. openssl rand -hex 32)"
+        )
+    if secret_id is not None and not _SECRET_ID.match(secret_id):
+        r.fail(
+            f"{NAMESPACE}:apiKeySecret {secret_id!r} is not a secret id in this project (letters, digits, "
+            f"- and _) — {_fix('apiKeySecret', 'whisper-api-key')}"
+        )
+    if api_key is not None and secret_id is not None:
+        r.fail(
+            f"{API_KEY} and {NAMESPACE}:apiKeySecret are both set; keep one — pulumi config rm {API_KEY} "
+            f"(or pulumi config rm {NAMESPACE}:apiKeySecret)"
+        )
+    return (api_key.strip() if api_key else None), secret_id
 
 
 def _parse_budget(r: _Reader) -> tuple[BudgetConfig | None, str | None]:
@@ -516,6 +588,18 @@ def _parse_budget(r: _Reader) -> tuple[BudgetConfig | None, str | None]:
                 f"{NAMESPACE}:budget.emails entry {email!r} is not an email address — "
                 f"pulumi config set --path '{NAMESPACE}:budget.emails[0]' you@example.com"
             )
+    if len(emails) > MAX_BUDGET_EMAILS:
+        r.fail(
+            f"{NAMESPACE}:budget.emails has {len(emails)} addresses; a budget notifies at most "
+            f"{MAX_BUDGET_EMAILS} channels (use a group address for more people) — pulumi config rm --path "
+            f"'{NAMESPACE}:budget.emails[{MAX_BUDGET_EMAILS}]'"
+        )
+    duplicates = sorted({email for email in emails if isinstance(email, str) and emails.count(email) > 1})
+    if duplicates:
+        r.fail(
+            f"{NAMESPACE}:budget.emails lists {', '.join(duplicates)} more than once — "
+            f"keep one entry per address (pulumi config edit)"
+        )
 
     if len(r.problems) > problems_before:
         return None, None
@@ -572,7 +656,22 @@ def _all_config_keys() -> list[str]:
 
 def read_stack_config() -> StackConfig:
     """Read and validate the running stack's configuration (raises ConfigError)."""
-    return parse_config(raw_stack_config())
+    from pulumi.runtime import config as runtime_config
+
+    raw = raw_stack_config()
+    secret_keys = {key for key in raw if runtime_config.is_config_secret(key)}
+    return parse_config(raw, secret_keys | set(runtime_config.get_config_secret_keys_env()))
+
+
+def provider_settings() -> dict[str, pulumi.Input[str]]:
+    """The stack's `gcp:` credentials settings, for explicit providers (which do not inherit them)."""
+    gcp = pulumi.Config("gcp")
+    settings: dict[str, pulumi.Input[str]] = {}
+    for key, argument in FORWARDED_PROVIDER_SETTINGS.items():
+        value = gcp.get_secret(key) if key != "impersonateServiceAccount" else gcp.get(key)
+        if value is not None:
+            settings[argument] = value
+    return settings
 
 
 # --- Observability and the spend cap (whisper:observability, whisper:spendCap) ---------------------
@@ -589,7 +688,6 @@ OBSERVABILITY_KEYS = (
     "queueFullRatio",
 )
 SPEND_CAP_KEYS = ("enabled", "fraction")
-API_KEY_ENV = ("WHISPER_API_KEY", "WHISPER_API_KEY_FILE")  # service/whisper_api/settings.py
 UPTIME_PERIODS_S = (60, 300, 600, 900)  # the periods Cloud Monitoring accepts
 DEFAULT_P95_LATENCY_S = 120.0  # a 25 MB upload decodes well inside this on an L4; see docs/observability.md
 
@@ -623,7 +721,7 @@ def _observability_fix(key: str, example: str) -> str:
 
 
 def _parse_observability(
-    r: _Reader, min_instances: int, timeout_seconds: int, env: Mapping[str, str]
+    r: _Reader, min_instances: int, timeout_seconds: int, has_api_key: bool
 ) -> ObservabilityConfig:
     raw = r.json("observability", {}, dict, "--path 'observability.alerts' true")
     for key in sorted(set(raw) - set(OBSERVABILITY_KEYS)):
@@ -668,14 +766,14 @@ def _parse_observability(
                 f"pulumi config set --path '{NAMESPACE}:observability.emails[0]' oncall@example.com"
             )
 
-    metrics = flag("metrics", True)
-    keyed = sorted(name for name in env if name in API_KEY_ENV)
-    if metrics and keyed:
-        # The service's API key also guards /metrics, and the sidecar cannot present it.
+    # The service's API key also guards /metrics, and the sidecar cannot present it: with a key,
+    # metrics are off unless asked for, and asking for both is refused.
+    metrics = flag("metrics", not has_api_key)
+    if metrics and has_api_key:
         r.fail(
-            f"{NAMESPACE}:env sets {', '.join(keyed)}, so /metrics needs the key and the metrics sidecar "
-            f"cannot scrape it; Cloud Run IAM already guards the service — pulumi config rm --path "
-            f"'{NAMESPACE}:env.{keyed[0]}' (or {_observability_fix('metrics', 'false')})"
+            f"{NAMESPACE}:observability.metrics is true but an API key ({API_KEY} or "
+            f"{NAMESPACE}:apiKeySecret) also guards /metrics, which the metrics sidecar cannot present — "
+            f"{_observability_fix('metrics', 'false')}"
         )
     timeout = max(timeout_seconds, 1)
     return ObservabilityConfig(

@@ -88,18 +88,14 @@ def test_observability_mistakes_name_the_key_and_the_fix(settings: dict[str, obj
     assert "pulumi config" in problem
 
 
-def test_an_api_key_would_lock_the_collector_out() -> None:
-    problem = only_problem(env={"WHISPER_API_KEY": "s3cret"})
-    assert "whisper:env sets WHISPER_API_KEY" in problem
-    assert "whisper:observability.metrics' false" in problem
-    cfg = parse_config(
-        {
-            **VALID,
-            "whisper:env": json.dumps({"WHISPER_API_KEY": "s3cret"}),
-            "whisper:observability": json.dumps({"metrics": False}),
-        }
-    )
-    assert cfg.observability.metrics is False
+def test_an_api_key_turns_metrics_off_because_it_also_guards_metrics() -> None:
+    keyed = {**VALID, "whisper:apiKeySecret": "whisper-api-key"}
+    assert parse_config(keyed).observability.metrics is False
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**keyed, "whisper:observability": json.dumps({"metrics": True})})
+    [problem] = caught.value.problems
+    assert "whisper:observability.metrics is true but an API key" in problem
+    assert "pulumi config set --path 'whisper:observability.metrics' false" in problem
 
 
 def test_spend_cap_needs_a_budget_to_listen_to() -> None:
