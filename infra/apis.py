@@ -18,6 +18,7 @@ REQUIRED_APIS: dict[str, str] = {
     "monitoring.googleapis.com": "metrics and the budget's notification channels",
     "billingbudgets.googleapis.com": "the budget alerts",
     "secretmanager.googleapis.com": "the API key's secret",
+    "storage.googleapis.com": "the batch job's buckets (whisper:batch)",
     "pubsub.googleapis.com": "the budget's topic, which the spend cap listens to",
 }
 # An API answers "has not been used in project … or it is disabled" for a while after its enablement

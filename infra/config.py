@@ -101,6 +101,7 @@ KEYS = (
     "serviceAccount",
     "apiKey",
     "apiKeySecret",
+    "batch",
     "observability",
     "spendCap",
 )
@@ -170,6 +171,7 @@ class StackConfig:
     spend_cap: SpendCapConfig | None = None
     # Why the budget was skipped, for a warning at deploy time (None when there is a budget).
     budget_skipped_reason: str | None = None
+    batch: BatchConfig | None = None  # None: whisper:batch absent or enabled: false
 
     @property
     def protect(self) -> bool:
@@ -425,6 +427,7 @@ def parse_config(raw: Mapping[str, str], secret_keys: Collection[str] = ()) -> S
     api_key, api_key_secret = _parse_api_key(r, secret_keys)
     env = _parse_env(r)
     budget, budget_skipped_reason = _parse_budget(r)
+    batch = _parse_batch(r, project, service_name, max_instances)
     observability = _parse_observability(
         r, min_instances, timeout_seconds, has_api_key=api_key is not None or api_key_secret is not None
     )
@@ -460,6 +463,7 @@ def parse_config(raw: Mapping[str, str], secret_keys: Collection[str] = ()) -> S
         observability=observability,
         spend_cap=spend_cap,
         budget_skipped_reason=budget_skipped_reason,
+        batch=batch,
     )
 
 
@@ -626,6 +630,152 @@ def _thresholds(r: _Reader, raw: Mapping[str, Any], key: str, default: list[floa
                 f"(0, {MAX_THRESHOLD:g}] (0.5 means 50 %) — {fix}"
             )
     return tuple(sorted(float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)))
+
+
+# --- whisper:batch: batch transcription on Cloud Run Jobs (infra/batch.py) ---------------------------
+
+BATCH_KEYS = (
+    "enabled",
+    "taskCount",
+    "parallelism",
+    "maxRetries",
+    "taskTimeoutSeconds",
+    "inputBucket",
+    "bucketPrefix",
+    "inputRetentionDays",
+    "outputRetentionDays",
+    "runners",
+    "serviceAccount",
+)
+MAX_TASK_COUNT = 10_000  # Cloud Run Jobs' limits
+MAX_TASK_RETRIES = 10
+MAX_GPU_TASK_TIMEOUT_SECONDS = 3600  # a GPU task runs at most 1 h (longer is a preview feature)
+_BUCKET = re.compile(r"^[a-z0-9][-a-z0-9_.]{1,61}[a-z0-9]$")
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """Batch transcription: an input and an output bucket and a Cloud Run Job on the service's image."""
+
+    input_bucket: str
+    output_bucket: str
+    create_input_bucket: bool = True  # False: `inputBucket` names a bucket that exists already
+    task_count: int = 1
+    parallelism: int = 1
+    max_retries: int = 1
+    task_timeout_seconds: int = MAX_GPU_TASK_TIMEOUT_SECONDS
+    input_retention_days: int = 0  # 0: recordings are kept until deleted
+    output_retention_days: int = 30
+    runners: tuple[str, ...] = ()
+    service_account: str | None = None  # an existing account's e-mail; None: the stack makes `<name>-job`
+
+
+def _parse_batch(r: _Reader, project: str, service_name: str, max_instances: int) -> BatchConfig | None:
+    key = f"{NAMESPACE}:batch"
+    raw = r.json("batch", None, dict, "--path 'batch.enabled' true")
+    enabled = raw.get("enabled", True) if raw is not None else False
+    if enabled in (False, "false"):
+        return None
+
+    def set_path(name: str, example: object) -> str:
+        return f"pulumi config set --path '{key}.{name}' {example}"
+
+    for unknown in sorted(set(raw) - set(BATCH_KEYS)):
+        r.fail(
+            f"{key}.{unknown} is not a known key (known: {', '.join(BATCH_KEYS)}) — "
+            f"pulumi config rm --path '{key}.{unknown}'"
+        )
+    if enabled not in (True, "true"):
+        r.fail(f"{key}.enabled {enabled!r} is not true or false — {set_path('enabled', 'true')}")
+
+    def whole(name: str, default: int, high: int, meaning: str, low: int = 0) -> int:
+        value = raw.get(name, default)
+        try:
+            number = None if isinstance(value, bool) else _parse_int(str(value))
+        except ValueError:
+            number = None
+        if number is None or not low <= number <= high:
+            r.fail(
+                f"{key}.{name} {value!r} must be a whole number from {low} to {high} ({meaning}) — "
+                f"{set_path(name, default)}"
+            )
+            return default
+        return number
+
+    task_count = whole("taskCount", 1, MAX_TASK_COUNT, "tasks per run, each with its share of the inputs", 1)
+    parallelism = whole("parallelism", min(task_count, max_instances), MAX_TASK_COUNT, "tasks at once", 1)
+    if parallelism > max_instances:
+        r.fail(
+            f"{key}.parallelism {parallelism} exceeds {NAMESPACE}:maxInstances {max_instances}: each task "
+            f"holds an L4, and maxInstances bounds the GPUs this stack may use (within your quota) — "
+            f"{set_path('parallelism', max_instances)} (or raise {NAMESPACE}:maxInstances)"
+        )
+    max_retries = whole("maxRetries", 1, MAX_TASK_RETRIES, "retries of a failed task")
+    timeout = whole(
+        "taskTimeoutSeconds",
+        MAX_GPU_TASK_TIMEOUT_SECONDS,
+        MAX_GPU_TASK_TIMEOUT_SECONDS,
+        "GPU tasks: 1 h at most",
+        1,
+    )
+    input_days = whole("inputRetentionDays", 0, 36500, "days until recordings are deleted; 0 keeps them")
+    output_days = whole("outputRetentionDays", 30, 36500, "days until transcripts are deleted; 0 keeps them")
+
+    prefix = str(raw.get("bucketPrefix") or f"{project}-{service_name}")
+    output_bucket = f"{prefix}-batch-out"
+    if not _valid_bucket(output_bucket):
+        r.fail(
+            f"{key}.bucketPrefix {prefix!r} makes the bucket name {output_bucket!r}, which is not valid "
+            "(3-63 lowercase letters, digits and hyphens, globally unique) — "
+            f"{set_path('bucketPrefix', 'acme-whisper')}"
+        )
+    input_bucket = str(raw.get("inputBucket") or "")
+    if input_bucket and not _valid_bucket(input_bucket):
+        r.fail(
+            f"{key}.inputBucket {input_bucket!r} is not a bucket name — {set_path('inputBucket', 'bucket')}"
+        )
+    if input_bucket and input_days:
+        r.fail(
+            f"{key}.inputRetentionDays applies to the input bucket the stack creates, not to "
+            f"{input_bucket!r} (its owner's) — pulumi config rm --path '{key}.inputRetentionDays'"
+        )
+
+    runners = raw.get("runners", [])
+    fix_runners = f"pulumi config set --path '{key}.runners[0]' user:you@example.com"
+    for member in runners if isinstance(runners, list) else [runners]:
+        kind, _, identity = str(member).partition(":")
+        if member in PUBLIC_MEMBERS:
+            r.fail(f"{key}.runners contains {member!r}: a GPU job is never run by everyone — {fix_runners}")
+        elif not isinstance(member, str) or not member.startswith(MEMBER_PREFIXES):
+            r.fail(f"{key}.runners entry {member!r} is not an IAM member — {fix_runners}")
+        elif kind in {"user", "group", "serviceAccount"} and not _EMAIL.match(identity):
+            r.fail(f"{key}.runners entry {member!r} has a malformed e-mail address — {fix_runners}")
+
+    service_account = raw.get("serviceAccount") or None
+    in_project = f"@{project}.iam.gserviceaccount.com"
+    if service_account is not None and not str(service_account).endswith(in_project):
+        r.fail(
+            f"{key}.serviceAccount {service_account!r} must be a service account e-mail in {project} — "
+            f"{set_path('serviceAccount', 'whisper-job' + in_project)}"
+        )
+
+    return BatchConfig(
+        input_bucket=input_bucket or f"{prefix}-batch-in",
+        output_bucket=output_bucket,
+        create_input_bucket=not input_bucket,
+        task_count=task_count,
+        parallelism=parallelism,
+        max_retries=max_retries,
+        task_timeout_seconds=timeout,
+        input_retention_days=input_days,
+        output_retention_days=output_days,
+        runners=tuple(runners) if isinstance(runners, list) else (),
+        service_account=service_account,
+    )
+
+
+def _valid_bucket(name: str) -> bool:
+    return bool(_BUCKET.match(name)) and not name.startswith("goog") and ".." not in name
 
 
 def raw_stack_config() -> dict[str, str]:

@@ -8,6 +8,7 @@ import pulumi
 
 from infra.api_key import ApiKey, ApiKeyArgs
 from infra.apis import ProjectApis, ProjectApisArgs
+from infra.batch import BatchTranscription, BatchTranscriptionArgs
 from infra.budget import BudgetAlerts, BudgetAlertsArgs
 from infra.config import StackConfig, provider_settings, read_stack_config
 from infra.identity import RuntimeIdentity, RuntimeIdentityArgs
@@ -135,7 +136,50 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         pulumi.log.warn(cfg.budget_skipped_reason or "no budget configured")
     observe(cfg, labels, apis, service, budget, registry_url=registry.url, runtime=identity.email)
 
+    outputs: dict[str, Any] = {}
+    if cfg.batch is not None:
+        batch = BatchTranscription(
+            "batch",
+            BatchTranscriptionArgs(
+                project=cfg.project,
+                region=cfg.region,
+                service_name=cfg.service_name,
+                image_ref=image.ref,
+                engine=cfg.engine,
+                model=cfg.model,
+                gpu_type=cfg.gpu_type,
+                cpu=cfg.cpu,
+                memory=cfg.memory,
+                zonal_redundancy=cfg.zonal_redundancy,
+                input_bucket=cfg.batch.input_bucket,
+                output_bucket=cfg.batch.output_bucket,
+                create_input_bucket=cfg.batch.create_input_bucket,
+                task_count=cfg.batch.task_count,
+                parallelism=cfg.batch.parallelism,
+                max_retries=cfg.batch.max_retries,
+                task_timeout_seconds=cfg.batch.task_timeout_seconds,
+                input_retention_days=cfg.batch.input_retention_days,
+                output_retention_days=cfg.batch.output_retention_days,
+                runners=cfg.batch.runners,
+                deletion_protection=cfg.deletion_protection,
+                labels=labels,
+                extra_env=cfg.env,
+                existing_account=cfg.batch.service_account,
+            ),
+            opts=protected,
+            depends_on=apis.ready,
+        )
+        outputs |= {
+            "batch_job": batch.job_name,
+            "batch_input": batch.input_url,
+            "batch_output": batch.output_url,
+            "batch_example": batch.job_name.apply(
+                lambda job: batch_example(job, batch.input_url, batch.output_url)
+            ),
+        }
+
     return {
+        **outputs,
         "url": service.url,
         "image_ref": image.ref,
         "service_account_email": identity.email,
@@ -199,6 +243,14 @@ def observe(
             ),
             depends_on=apis.ready,
         )
+
+
+def batch_example(job: str, input_url: str, output_url: str) -> str:
+    """Upload recordings, then transcribe them all on the job's GPU tasks."""
+    return (
+        f"gcloud storage cp -r recordings/ {input_url}/ && "
+        f"scripts/batch --job {job} {input_url}/recordings {output_url}/recordings"
+    )
 
 
 IDENTITY_TOKEN = "$(gcloud auth print-identity-token)"  # noqa: S105 - a shell command, not a token

@@ -76,15 +76,22 @@ class WhisperServiceArgs:
     sidecars: Sequence[run.ServiceTemplateContainerArgs] = ()
 
 
+def model_env(engine: str, model: str) -> dict[str, str]:
+    """The model baked in the image, run on the GPU: what the service and the batch job share."""
+    return {
+        contract.ENV_ENGINE: engine,
+        contract.ENV_MODEL: model,
+        contract.ENV_MODEL_DIR: contract.MODEL_DIR,
+        contract.ENV_DEVICE: "cuda",
+    }
+
+
 def service_env(args: WhisperServiceArgs) -> dict[str, str]:
     """The service's settings as env vars; queue size and timeout mirror Cloud Run's own limits."""
     return {
         # Cloud Run does not set it; the logs need it to link each line to its request's trace.
         contract.ENV_GOOGLE_CLOUD_PROJECT: args.project,
-        contract.ENV_ENGINE: args.engine,
-        contract.ENV_MODEL: args.model,
-        contract.ENV_MODEL_DIR: contract.MODEL_DIR,
-        contract.ENV_DEVICE: "cuda",
+        **model_env(args.engine, args.model),
         # Cloud Run sends an instance at most `concurrency` requests; the service admits exactly
         # that many, so a full instance makes Cloud Run scale out rather than queue blindly.
         contract.ENV_QUEUE_SIZE: str(args.concurrency),
