@@ -381,6 +381,31 @@ KEY_SETTINGS: Mapping[str, tuple[str, ...]] = {
     "gcp:monitoring/notificationChannel:NotificationChannel": ("type", "labels"),
     "gcp:billing/budget:Budget": ("billingAccount", "amount", "budgetFilter", "thresholdRules"),
     "pulumi:providers:gcp": ("billingProject", "userProjectOverride"),
+    "gcp:storage/bucket:Bucket": (
+        "name",
+        "location",
+        "uniformBucketLevelAccess",
+        "publicAccessPrevention",
+        "forceDestroy",
+        "lifecycleRules",
+    ),
+    "gcp:storage/bucketIAMMember:BucketIAMMember": ("bucket", "role", "member"),
+    "gcp:cloudrunv2/job:Job": (
+        "name",
+        "location",
+        "deletionProtection",
+        "template.taskCount",
+        "template.parallelism",
+        "template.template.serviceAccount",
+        "template.template.nodeSelector.accelerator",
+        "template.template.maxRetries",
+        "template.template.timeout",
+        "template.template.containers.0.image",
+        "template.template.containers.0.commands",
+        "template.template.containers.0.args",
+        "template.template.containers.0.resources",
+    ),
+    "gcp:cloudrunv2/jobIamMember:JobIamMember": ("role", "member"),
 }
 
 

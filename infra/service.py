@@ -101,6 +101,24 @@ def service_env(args: WhisperServiceArgs) -> dict[str, str]:
     }
 
 
+def api_key_volume(
+    args: WhisperServiceArgs,
+) -> tuple[list[run.ServiceTemplateVolumeArgs], list[run.ServiceTemplateContainerVolumeMountArgs]]:
+    """The key as a file from Secret Manager: never in the environment, the state or the revision."""
+    if args.api_key_secret is None:
+        return [], []
+    key_file = PurePosixPath(contract.API_KEY_FILE)
+    volume = run.ServiceTemplateVolumeArgs(
+        name=API_KEY_VOLUME,
+        secret=run.ServiceTemplateVolumeSecretArgs(
+            secret=args.api_key_secret,
+            items=[run.ServiceTemplateVolumeSecretItemArgs(path=key_file.name, version=args.api_key_version)],
+        ),
+    )
+    mount = run.ServiceTemplateContainerVolumeMountArgs(name=API_KEY_VOLUME, mount_path=str(key_file.parent))
+    return [volume], [mount]
+
+
 class WhisperService(pulumi.ComponentResource):
     """The API on Cloud Run: GPU, always-allocated CPU, probes on the service's own health paths."""
 
@@ -115,6 +133,7 @@ class WhisperService(pulumi.ComponentResource):
         depends_on: Sequence[pulumi.Resource] = (),
     ) -> None:
         super().__init__("whisper:infra:WhisperService", name, None, opts)
+        volumes, mounts = api_key_volume(args)
         container = run.ServiceTemplateContainerArgs(
             name=INGRESS_CONTAINER,
             # By digest: every new build is a new revision, and a tag moved elsewhere changes nothing.
@@ -144,32 +163,7 @@ class WhisperService(pulumi.ComponentResource):
                 failure_threshold=LIVENESS_FAILURE_THRESHOLD,
             ),
             envs=[run.ServiceTemplateContainerEnvArgs(name=k, value=v) for k, v in service_env(args).items()],
-            volume_mounts=[
-                run.ServiceTemplateContainerVolumeMountArgs(
-                    name=API_KEY_VOLUME, mount_path=PurePosixPath(contract.API_KEY_FILE).parent.as_posix()
-                )
-            ]
-            if args.api_key_secret is not None
-            else None,
-        )
-        # The key as a file from Secret Manager: never in the environment, the state or the revision.
-        volumes = (
-            [
-                run.ServiceTemplateVolumeArgs(
-                    name=API_KEY_VOLUME,
-                    secret=run.ServiceTemplateVolumeSecretArgs(
-                        secret=args.api_key_secret,
-                        items=[
-                            run.ServiceTemplateVolumeSecretItemArgs(
-                                path=PurePosixPath(contract.API_KEY_FILE).name,
-                                version=args.api_key_version,
-                            )
-                        ],
-                    ),
-                )
-            ]
-            if args.api_key_secret is not None
-            else None
+            volume_mounts=mounts or None,
         )
         self.service = run.Service(
             f"{name}-service",
@@ -194,7 +188,7 @@ class WhisperService(pulumi.ComponentResource):
                 ),
                 labels=dict(args.labels),
                 containers=[container, *args.sidecars],
-                volumes=volumes,
+                volumes=volumes or None,
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
         )
