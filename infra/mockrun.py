@@ -182,6 +182,10 @@ def _computed_outputs(type_: str, name: str, inputs: Mapping[str, Any]) -> dict[
         return {"uri": f"https://{inputs['name']}-{MOCK_PROJECT_NUMBER}.{inputs['location']}.run.app"}
     if type_ == "gcp:monitoring/notificationChannel:NotificationChannel":
         return {"name": f"projects/{inputs['project']}/notificationChannels/{name}"}
+    if type_ == "gcp:monitoring/uptimeCheckConfig:UptimeCheckConfig":
+        return {"uptimeCheckId": f"{name}-check-id"}
+    if type_ == "gcp:projects/iAMCustomRole:IAMCustomRole":
+        return {"name": f"projects/{inputs['project']}/roles/{inputs['roleId']}"}
     if type_ == "gcp:billing/budget:Budget":
         return {"name": f"billingAccounts/{inputs['billingAccount']}/budgets/{name}"}
     return {}

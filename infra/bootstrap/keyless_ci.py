@@ -36,6 +36,10 @@ DEPLOYER_PROJECT_ROLES: dict[str, str] = {
     "roles/artifactregistry.admin": "create the image repository with its cleanup policies and push images",
     "roles/serviceusage.serviceUsageAdmin": "enable the APIs the stack uses (and bill its API calls)",
     "roles/monitoring.notificationChannelEditor": "the budget's e-mail notification channels",
+    "roles/monitoring.alertPolicyEditor": "the alert policies (infra/observability.py, infra/spend_cap.py)",
+    "roles/monitoring.dashboardEditor": "the service's dashboard",
+    "roles/monitoring.uptimeCheckConfigEditor": "the authenticated /readyz uptime check",
+    "roles/pubsub.admin": "the budget's topic, who may publish to it, and the spend cap's subscription",
     # Budgets on this one project only (billing.resourcebudgets.*), not on the whole billing account.
     "roles/billing.projectCostsManager": "the budget scoped to this project",
 }
