@@ -59,9 +59,11 @@ SECRET_MANAGER_PERMISSIONS = (
 # What the running container calls: Cloud Logging and Cloud Monitoring. Image pulls are done by
 # Cloud Run's service agent, which reads same-project repositories.
 RUNTIME_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
-# `pulumi preview --refresh` reads every resource of the stack (Viewer includes project budgets) and
-# decrypts the stack's secrets; it writes only its lock file.
-PREVIEWER_PROJECT_ROLE = "roles/viewer"
+# `pulumi preview --refresh` reads every resource of the stack (Viewer includes project budgets and
+# IAM policies, not secret payloads), bills the budget provider's calls to the project
+# (`user_project_override` needs serviceusage.services.use) and decrypts the stack's secrets; it
+# writes only its lock file.
+PREVIEWER_PROJECT_ROLES = ("roles/viewer", "roles/serviceusage.serviceUsageConsumer")
 SERVICE_ACCOUNT_USER_ROLE = "roles/iam.serviceAccountUser"
 WORKLOAD_IDENTITY_USER_ROLE = "roles/iam.workloadIdentityUser"
 STATE_BUCKET_ROLE = "roles/storage.objectAdmin"
@@ -374,13 +376,14 @@ class KeylessCi(pulumi.ComponentResource):
         )
         previewer = self.previewer.member
         for target in sorted({config.dev_project, config.prod_project}):
-            gcp.projects.IAMMember(
-                f"{name}-previewer-{target}-viewer",
-                project=target,
-                role=PREVIEWER_PROJECT_ROLE,
-                member=previewer,
-                opts=child,
-            )
+            for role in PREVIEWER_PROJECT_ROLES:
+                gcp.projects.IAMMember(
+                    f"{name}-previewer-{target}-{_role_slug(role)}",
+                    project=target,
+                    role=role,
+                    member=previewer,
+                    opts=child,
+                )
         gcp.storage.BucketIAMMember(
             f"{name}-previewer-state-viewer",
             bucket=self.state_bucket.name,

@@ -216,8 +216,9 @@ def test_runtime_accounts_belong_to_the_bootstrap_and_only_write_logs_and_metric
 
 def test_previewer_reads_and_writes_only_lock_files(plan: Plan) -> None:
     assert roles_of(plan, PREVIEWER) == {
-        ("my-whisper-dev", "roles/viewer"),
-        ("my-whisper-prod", "roles/viewer"),
+        (project, role)
+        for project in ("my-whisper-dev", "my-whisper-prod")
+        for role in ("roles/viewer", "roles/serviceusage.serviceUsageConsumer")
     }
     state = {
         b.inputs["role"]: b.inputs.get("condition")

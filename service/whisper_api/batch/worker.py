@@ -34,9 +34,9 @@ from whisper_api.batch.manifest import (
     manifest_part,
 )
 from whisper_api.batch.storage import Location, StorageError, StoredFile
-from whisper_api.engines.base import Engine
+from whisper_api.engines.base import Engine, TranscriptionCancelled
 from whisper_api.formats import render
-from whisper_api.schemas import ResponseFormat, TranscribeOptions, Transcript
+from whisper_api.schemas import ResponseFormat, Segment, TranscribeOptions, Transcript
 from whisper_api.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -216,7 +216,7 @@ class BatchRunner:
             for item, decoding in _decode_ahead(decoder, todo, self._decode):
                 if self.cancel.is_set():
                     break
-                record = self._process(item, decoding)
+                record = self._process(item, decoding, bar)
                 if self.cancel.is_set() and record.status != "done":
                     break  # stopped mid-file: the rerun does this one again
                 self._record(summary, record)
@@ -225,7 +225,7 @@ class BatchRunner:
             decoder.shutdown(wait=True, cancel_futures=True)
             bar.close()
 
-    def _process(self, item: StoredFile, decoding: Future[Decoded]) -> FileRecord:
+    def _process(self, item: StoredFile, decoding: Future[Decoded], progress: _ProgressBar) -> FileRecord:
         identity = self._identity(item)
         timings: dict[str, float] = {}
         duration = None
@@ -233,12 +233,16 @@ class BatchRunner:
             audio, timings["decode"] = decoding.result()
             duration = audio.shape[0] / SAMPLE_RATE
             started = time.perf_counter()
-            transcript = self.engine.transcribe(audio, self.job.options)
+            transcript = self.engine.transcribe(
+                audio, self.job.options, on_segment=progress.on_segment(duration), cancel=self.cancel
+            )
             del audio
             timings["transcribe"] = time.perf_counter() - started
             started = time.perf_counter()
             outputs = self._write(item, transcript)
             timings["write"] = time.perf_counter() - started
+        except TranscriptionCancelled:
+            return FileRecord(**identity, status="failed", error="Interrupted.", error_code="cancelled")
         except _Failure as failure:
             logger.warning("failed: %s: %s", item.path, failure)
             return FileRecord(
@@ -342,7 +346,7 @@ class _ProgressBar:
             unit="B",
             unit_scale=True,
             disable=None if enabled is None else not enabled,  # None: only on a terminal
-            bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed} elapsed, ETA {remaining}",
+            bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed} elapsed, ETA {remaining}{postfix}",
         )
         self._describe()
 
@@ -350,6 +354,14 @@ class _ProgressBar:
         self.bar.set_description_str(
             f"{self.finished}/{self.files} files, {self.audio_seconds / 3600:.2f} h audio", refresh=False
         )
+
+    def on_segment(self, duration: float) -> Callable[[Segment], None]:
+        """Shows how far into the current recording the engine is: hours-long files move the bar."""
+
+        def show(segment: Segment) -> None:
+            self.bar.set_postfix_str(f"current file {segment.end / 60:.1f}/{duration / 60:.1f} min")
+
+        return show
 
     def advance(self, item: StoredFile, record: FileRecord) -> None:
         self.finished += 1

@@ -8,18 +8,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.service.batch.conftest import FIXTURES, FlakyProxy, upload_fixtures
+from tests.service.batch.conftest import FIXTURES, FlakyProxy, run_task, upload_fixtures
 from tests.service.conftest import engine_settings
 from whisper_api.audio import AudioError, decode_audio
 from whisper_api.batch.__main__ import main
-from whisper_api.batch.manifest import DONE_DIR, SINGLE_TASK, FileRecord, Shard, read_records
+from whisper_api.batch.manifest import DONE_DIR, FileRecord, Shard, read_records
 from whisper_api.batch.storage import GcsPrefix, LocalFolder, StorageError, open_location
-from whisper_api.batch.worker import BatchJob, BatchRunner, Summary, owns
+from whisper_api.batch.worker import BatchJob, owns
 from whisper_api.formats import render
 from whisper_api.schemas import TranscribeOptions
 
@@ -42,32 +41,6 @@ def api_message(data: bytes) -> tuple[str, str]:
     with pytest.raises(AudioError) as raised:
         decode_audio(data, 3600)
     return str(raised.value), raised.value.code
-
-
-def run_task(
-    engines,
-    source: str,
-    target: str,
-    *,
-    shard: Shard = SINGLE_TASK,
-    job: BatchJob | None = None,
-    run_id: str = "run-1",
-    load_engine: Callable | None = None,
-    **settings: object,
-) -> Summary:
-
-    runner = BatchRunner(
-        open_location(source),
-        open_location(target),
-        job or BatchJob(),
-        engine_settings("faster-whisper", **settings),
-        load_engine or (lambda: engines["faster-whisper"]),
-        shard=shard,
-        run_id=run_id,
-        progress=False,
-        flush_interval_s=0,
-    )
-    return runner.run()
 
 
 def manifest_lines(gcs, bucket: str, run_id: str = "run-1") -> list[FileRecord]:
