@@ -24,7 +24,8 @@ MIB = 1024 * 1024
 
 
 class UploadLimitMiddleware:
-    """Refuse bodies larger than `max_bytes` on `paths` with OpenAI's 413 (`file_too_large`)."""
+    """On `paths`: 413 (`file_too_large`) for bodies over `max_bytes`; 408 (`upload_timeout`) for
+    bodies that send nothing for `idle_timeout_s` or are still arriving after `total_timeout_s`."""
 
     def __init__(
         self,
@@ -137,7 +138,7 @@ class _LimitedRequest:
         return left if idle is None else min(idle, left)
 
     async def send(self, message: MutableMapping[str, Any]) -> None:
-        if not self.refused:  # after a 413 the app's own answer to the "disconnect" is dropped
+        if not self.refused:  # after a 413/408 the app's own answer to the "disconnect" is dropped
             await self._send(message)
 
 
