@@ -33,7 +33,7 @@ from whisper_api.batch.manifest import (
     done_marker,
     manifest_part,
 )
-from whisper_api.batch.storage import Location, StorageError, StoredFile
+from whisper_api.batch.storage import Location, StorageError, StoredFile, is_safe_path
 from whisper_api.engines.base import Engine, TranscriptionCancelled
 from whisper_api.formats import render
 from whisper_api.schemas import ResponseFormat, Segment, TranscribeOptions, Transcript
@@ -274,6 +274,12 @@ class BatchRunner:
 
     def _decode(self, item: StoredFile) -> Decoded:
         started = time.perf_counter()
+        if not is_safe_path(item.path):
+            raise _Failure(
+                "The name is not a plain relative path (an empty, '.' or '..' part, or a backslash); "
+                "rename the recording.",
+                "invalid_name",
+            )
         try:
             with self.inputs.open(item) as stream:
                 audio = decode_audio(stream.read(), self.settings.max_audio_seconds)

@@ -366,3 +366,23 @@ def test_a_four_minute_recording_is_transcribed_to_its_end(tmp_path: Path, engin
     assert stored["segments"][-1]["end"] > stored["duration"] - 15  # the last repetition is there
     last_sentence = "Thank you all for your hard work this month."
     assert stored["text"].count(last_sentence) >= 5, stored["text"]
+
+
+def test_object_names_that_would_leave_the_output_folder_fail_and_write_nothing_outside(
+    gcs, make_bucket, engines, tmp_path: Path
+) -> None:
+    source = make_bucket("in")
+    hostile = ["a/../../escape.wav", "b//double.wav", "./dot.wav"]
+    upload_fixtures(gcs, source, {name: "short.wav" for name in [*hostile, "fine/ok.wav"]})
+    listed = {blob.name for blob in gcs.list_blobs(source)}
+    output = tmp_path / "deep" / "out"
+
+    summary = run_task(engines, f"gs://{source}", str(output))
+
+    assert summary.done == 1
+    assert {record.path for record in summary.failures} == listed - {"fine/ok.wav"}
+    assert {record.error_code for record in summary.failures} == {"invalid_name"}
+    written = {path.relative_to(tmp_path).as_posix() for path in tmp_path.rglob("*") if path.is_file()}
+    assert all(path.startswith("deep/out/") for path in written), written
+    with pytest.raises(StorageError, match="not a relative path"):
+        LocalFolder(output).write("../x.srt", b"", "text/plain")
