@@ -182,6 +182,10 @@ def _computed_outputs(type_: str, name: str, inputs: Mapping[str, Any]) -> dict[
         return {"uri": f"https://{inputs['name']}-{MOCK_PROJECT_NUMBER}.{inputs['location']}.run.app"}
     if type_ == "gcp:monitoring/notificationChannel:NotificationChannel":
         return {"name": f"projects/{inputs['project']}/notificationChannels/{name}"}
+    if type_ == "gcp:monitoring/uptimeCheckConfig:UptimeCheckConfig":
+        return {"uptimeCheckId": f"{name}-check-id"}
+    if type_ == "gcp:projects/iAMCustomRole:IAMCustomRole":
+        return {"name": f"projects/{inputs['project']}/roles/{inputs['roleId']}"}
     if type_ == "gcp:billing/budget:Budget":
         return {"name": f"billingAccounts/{inputs['billingAccount']}/budgets/{name}"}
     return {}
@@ -368,6 +372,9 @@ KEY_SETTINGS: Mapping[str, tuple[str, ...]] = {
         "template.containers.0.startupProbe.httpGet.path",
         "template.containers.0.livenessProbe.httpGet.path",
         "template.containers.0.envs",
+        # The metrics collector sidecar, when the stack has one (infra/observability.py).
+        "template.containers.1.image",
+        "template.containers.1.dependsOns",
         "template.volumes",
     ),
     "gcp:secretmanager/secret:Secret": ("secretId",),
@@ -375,7 +382,24 @@ KEY_SETTINGS: Mapping[str, tuple[str, ...]] = {
     "time:index/sleep:Sleep": ("createDuration",),
     "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": ("role", "member"),
     "gcp:monitoring/notificationChannel:NotificationChannel": ("type", "labels"),
-    "gcp:billing/budget:Budget": ("billingAccount", "amount", "budgetFilter", "thresholdRules"),
+    "gcp:billing/budget:Budget": (
+        "billingAccount",
+        "amount",
+        "budgetFilter",
+        "thresholdRules",
+        "allUpdatesRule.pubsubTopic",
+    ),
+    "gcp:monitoring/alertPolicy:AlertPolicy": ("displayName", "severity", "notificationChannels"),
+    "gcp:monitoring/uptimeCheckConfig:UptimeCheckConfig": (
+        "httpCheck.path",
+        "httpCheck.serviceAgentAuthentication",
+        "period",
+    ),
+    "gcp:pubsub/topic:Topic": ("name",),
+    "gcp:pubsub/topicIAMMember:TopicIAMMember": ("role", "member"),
+    "gcp:pubsub/subscription:Subscription": ("topic", "pushConfig.pushEndpoint", "pushConfig.oidcToken"),
+    "gcp:projects/iAMCustomRole:IAMCustomRole": ("roleId", "permissions"),
+    "gcp:serviceaccount/iAMMember:IAMMember": ("serviceAccountId", "role", "member"),
     "pulumi:providers:gcp": ("billingProject", "userProjectOverride"),
     "gcp:storage/bucket:Bucket": (
         "name",

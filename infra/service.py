@@ -14,6 +14,8 @@ from infra.shared import contract, slug
 run = gcp.cloudrunv2
 
 INVOKER_ROLE = "roles/run.invoker"
+# The container that receives requests; sidecars (infra/observability.py) start after it is ready.
+INGRESS_CONTAINER = "whisper-api"
 # Cloud Run's limits for a service's startup probe ("Configure container health checks", Google's
 # Cloud Run docs): initialDelaySeconds and periodSeconds at most 240 each, and the time it may keep
 # failing, failureThreshold x periodSeconds, at most 240 s (the smallest value the docs have given;
@@ -70,6 +72,8 @@ class WhisperServiceArgs:
     # The API key's Secret Manager secret (id in `project`) and version; None: no key, IAM only.
     api_key_secret: pulumi.Input[str] | None = None
     api_key_version: pulumi.Input[str] = "latest"
+    # Containers next to the API (the metrics collector); only the API has a port and takes requests.
+    sidecars: Sequence[run.ServiceTemplateContainerArgs] = ()
 
 
 def model_env(engine: str, model: str) -> dict[str, str]:
@@ -131,7 +135,7 @@ class WhisperService(pulumi.ComponentResource):
         super().__init__("whisper:infra:WhisperService", name, None, opts)
         volumes, mounts = api_key_volume(args)
         container = run.ServiceTemplateContainerArgs(
-            name="whisper-api",
+            name=INGRESS_CONTAINER,
             # By digest: every new build is a new revision, and a tag moved elsewhere changes nothing.
             image=args.image_ref,
             ports=run.ServiceTemplateContainerPortsArgs(container_port=contract.PORT, name="http1"),
@@ -183,7 +187,7 @@ class WhisperService(pulumi.ComponentResource):
                     max_instance_count=args.max_instances,
                 ),
                 labels=dict(args.labels),
-                containers=[container],
+                containers=[container, *args.sidecars],
                 volumes=volumes or None,
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),

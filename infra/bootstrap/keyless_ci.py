@@ -36,6 +36,10 @@ DEPLOYER_PROJECT_ROLES: dict[str, str] = {
     "roles/artifactregistry.admin": "create the image repository with its cleanup policies and push images",
     "roles/serviceusage.serviceUsageAdmin": "enable the APIs the stack uses (and bill its API calls)",
     "roles/monitoring.notificationChannelEditor": "the budget's e-mail notification channels",
+    "roles/monitoring.alertPolicyEditor": "the alert policies (infra/observability.py, infra/spend_cap.py)",
+    "roles/monitoring.dashboardEditor": "the service's dashboard",
+    "roles/monitoring.uptimeCheckConfigEditor": "the authenticated /readyz uptime check",
+    "roles/pubsub.admin": "the budget's topic, who may publish to it, and the spend cap's subscription",
     # Budgets on this one project only (billing.resourcebudgets.*), not on the whole billing account.
     "roles/billing.projectCostsManager": "the budget scoped to this project",
 }
@@ -75,6 +79,7 @@ SECRETS_DECRYPT_ROLE = "roles/cloudkms.cryptoKeyDecrypter"
 # Where the self-managed backend keeps its locks (pulumi/pkg/backend/diy).
 LOCKS_PREFIX = ".pulumi/locks/"
 
+ENVIRONMENT_PROJECT_APIS = ("iam.googleapis.com", "cloudresourcemanager.googleapis.com")
 BOOTSTRAP_APIS = (
     "iam.googleapis.com",
     "iamcredentials.googleapis.com",
@@ -323,6 +328,20 @@ class KeylessCi(pulumi.ComponentResource):
             for api in BOOTSTRAP_APIS
         ]
         after_apis = pulumi.ResourceOptions(parent=self, depends_on=self.apis)
+        # The accounts and custom roles made in each environment's project need its IAM API.
+        self.project_apis = {project: self.apis} | {
+            target: [
+                gcp.projects.Service(
+                    f"{name}-{target}-{api.split('.')[0]}",
+                    project=target,
+                    service=api,
+                    disable_on_destroy=False,
+                    opts=child,
+                )
+                for api in ENVIRONMENT_PROJECT_APIS
+            ]
+            for target in sorted({config.dev_project, config.prod_project} - {project})
+        }
 
         self.pool = gcp.iam.WorkloadIdentityPool(
             f"{name}-pool",
@@ -459,7 +478,7 @@ class KeylessCi(pulumi.ComponentResource):
             account_id=account_id,
             display_name=f"Whisper {label}",
             description=f"{purpose}; {self.config.github_repository}; no keys.",
-            opts=pulumi.ResourceOptions(parent=self, depends_on=self.apis),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.project_apis[project]),
         )
 
     def _impersonable_by(
@@ -529,7 +548,7 @@ class KeylessCi(pulumi.ComponentResource):
             title=f"Whisper secret manager ({environment})",
             description="Create the API key's secret and grant access to it; cannot read any secret's value.",
             permissions=list(SECRET_MANAGER_PERMISSIONS),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=self.apis),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.project_apis[target]),
         )
         number = gcp.organizations.get_project_output(project_id=target).number
         gcp.projects.IAMMember(

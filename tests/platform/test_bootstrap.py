@@ -271,13 +271,20 @@ def test_no_service_account_key_exists_anywhere(plan: Plan) -> None:
     assert not [r.type for r in plan.resources if r.type.lower().endswith(("/key:key", "hmackey:hmackey"))]
 
 
-def test_accounts_and_pool_wait_for_the_apis(plan: Plan) -> None:
-    apis = plan.of_type("gcp:projects/service:Service")
-    for resource in [
-        *plan.of_type(ACCOUNT),
-        *plan.of_type("gcp:iam/workloadIdentityPool:WorkloadIdentityPool"),
-    ]:
-        assert plan.not_waited_for(resource, apis) == [], resource.name
+def test_accounts_and_roles_wait_for_the_iam_api_of_their_own_project(plan: Plan) -> None:
+    def iam_api(project: str) -> list[RecordedResource]:
+        return [
+            api
+            for api in plan.of_type("gcp:projects/service:Service")
+            if api.inputs["project"] == project and api.inputs["service"] == "iam.googleapis.com"
+        ]
+
+    custom_roles = plan.of_type("gcp:projects/iAMCustomRole:IAMCustomRole")
+    for resource in [*plan.of_type(ACCOUNT), *custom_roles]:
+        [api] = iam_api(resource.inputs["project"])
+        assert plan.waits_for(resource, api), resource.name
+    [pool] = plan.of_type("gcp:iam/workloadIdentityPool:WorkloadIdentityPool")
+    assert plan.waits_for(pool, iam_api(PROJECT)[0])
 
 
 def test_outputs_are_what_the_workflows_and_stacks_need(plan: Plan) -> None:
