@@ -26,7 +26,7 @@ $(VENV)/.dev: $(VENV)/.service requirements/infra.txt requirements/dev.txt requi
 run: $(VENV)/.service ## Serve the API on the bundled tiny.en model (WHISPER_* variables pass through).
 	HOST=$(HOST) PORT=$(PORT) WHISPER_LOG_JSON=$${WHISPER_LOG_JSON:-false} $(BIN)/python -m whisper_api
 
-test: $(VENV)/.dev ## Every test: service, infra (mock runtime), Dockerfiles, workflows, policies.
+test: $(VENV)/.dev ## Every test: service, infra (mock runtime), Dockerfiles, workflows, policies (WHISPER_IMAGE_TESTS=1: build and run the images too).
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.dev ## Every offline linter: ruff, mypy, zizmor + shellcheck (platform), hadolint + checkov (images).
@@ -45,8 +45,8 @@ bench: $(VENV)/.dev ## Rerun every benchmark into benchmarks/ (quiet machine, ~1
 fixtures: ## Regenerate tests/fixtures (needs espeak-ng, sox and ffmpeg from apt; the tests do not).
 	scripts/make-fixtures
 
-lock: $(VENV)/.dev ## Re-pin every transitive dependency after changing requirements/*.txt.
-	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^pip==' > requirements/lock.txt
+lock: $(VENV)/.dev ## Regenerate the images' pins (service/requirements-*.txt) from requirements/lock.txt.
+	$(BIN)/python scripts/lock-images
 
 clean:
 	rm -rf $(VENV) .venv-tools .pytest_cache .ruff_cache .mypy_cache
