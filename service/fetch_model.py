@@ -205,7 +205,9 @@ def resolve_source(engine: str, name: str) -> Source:
     if name in OPENAI_WHISPER_URLS:
         url = OPENAI_WHISPER_URLS[name]
         return CheckpointSource(url=url, sha256=url.rsplit("/", 2)[-2])
-    raise ModelFetchError(f"unknown openai-whisper model {name!r}: use one of {', '.join(OPENAI_WHISPER_URLS)}")
+    raise ModelFetchError(
+        f"unknown openai-whisper model {name!r}: use one of {', '.join(OPENAI_WHISPER_URLS)}"
+    )
 
 
 def model_path(engine: str, name: str, root: Path) -> Path:
@@ -300,12 +302,15 @@ def _fetch_ct2(
         shutil.rmtree(path / ".cache", ignore_errors=True)  # huggingface_hub's bookkeeping, not the model
         missing = [file for file in CT2_REQUIRED_FILES if not (path / file).is_file()]
         if missing:
-            raise ModelFetchError(f"{source.repo_id} is not a CTranslate2 model: {', '.join(missing)} missing")
+            raise ModelFetchError(
+                f"{source.repo_id} is not a CTranslate2 model: {', '.join(missing)} missing"
+            )
         for file, expected in (pin.sha256 if pin else {}).items():
             actual = sha256_of(path / file)
             if actual != expected:
                 raise ModelFetchError(
-                    f"checksum mismatch for {source.repo_id}@{commit}/{file}: expected {expected}, got {actual}"
+                    f"checksum mismatch for {source.repo_id}@{commit}/{file}: "
+                    f"expected {expected}, got {actual}"
                 )
     except BaseException:
         shutil.rmtree(path, ignore_errors=True)  # nothing unverified is left for a later COPY

@@ -139,5 +139,7 @@ def copied_from_context(dockerfile: Dockerfile) -> list[str]:
             if "from" in copy.flags:
                 continue
             for source in copy.value.split()[:-1]:
-                sources += sorted({source.replace(f"${{{contract.BUILD_ARG_ENGINE}}}", e) for e in contract.ENGINES})
+                sources += sorted(
+                    {source.replace(f"${{{contract.BUILD_ARG_ENGINE}}}", e) for e in contract.ENGINES}
+                )
     return sources

@@ -122,11 +122,15 @@ def test_another_commit_of_a_pinned_model_is_fetched_by_its_commit(tmp_path: Pat
 
 def test_an_unpinned_model_needs_a_commit(tmp_path: Path) -> None:
     downloader, calls = _hub(FAKE_FILES)
-    with pytest.raises(ModelFetchError, match=r"'owner/unpinned' .* has no pinned revision.*whisper:modelRevision"):
+    with pytest.raises(
+        ModelFetchError, match=r"'owner/unpinned' .* has no pinned revision.*whisper:modelRevision"
+    ):
         fetch_model.fetch("faster-whisper", "owner/unpinned", tmp_path, ct2_downloader=downloader)
     assert calls == []
 
-    fetch_model.fetch("faster-whisper", "owner/unpinned", tmp_path, revision=FAKE_COMMIT, ct2_downloader=downloader)
+    fetch_model.fetch(
+        "faster-whisper", "owner/unpinned", tmp_path, revision=FAKE_COMMIT, ct2_downloader=downloader
+    )
     assert calls == [("owner/unpinned", FAKE_COMMIT, fetch_model.CT2_ALLOW_PATTERNS)]
 
 
@@ -134,7 +138,9 @@ def test_an_unpinned_model_needs_a_commit(tmp_path: Path) -> None:
 def test_a_branch_tag_or_short_id_is_refused(tmp_path: Path, revision: str) -> None:
     downloader, calls = _hub(FAKE_FILES)
     with pytest.raises(ModelFetchError, match="is not a commit id"):
-        fetch_model.fetch("faster-whisper", "large-v3", tmp_path, revision=revision, ct2_downloader=downloader)
+        fetch_model.fetch(
+            "faster-whisper", "large-v3", tmp_path, revision=revision, ct2_downloader=downloader
+        )
     assert calls == []
 
 

@@ -14,7 +14,6 @@ import re
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import builders
 import jiwer
@@ -74,7 +73,9 @@ def word_error_rate(expected: str, actual: str) -> float:
 
 
 def call(container: str, method: str, path: str, file: str | None = None) -> tuple[int, str]:
-    result = builders.docker("exec", container, "python", "-c", CLIENT, method, path, *([file] if file else []))
+    result = builders.docker(
+        "exec", container, "python", "-c", CLIENT, method, path, *([file] if file else [])
+    )
     status, _, body = result.stdout.partition("\n")
     return int(status), body
 
@@ -85,7 +86,9 @@ def wait_ready(container: str) -> None:
         state = builders.docker("inspect", "--format", "{{.State.Running}}", container).stdout.strip()
         logs = lambda: builders.docker("logs", container, check=False).stderr[-4000:]  # noqa: E731
         assert state == "true", f"the container exited before it was ready:\n{logs()}"
-        probe = builders.docker("exec", container, "python", "-c", CLIENT, "GET", contract.READY_PATH, check=False)
+        probe = builders.docker(
+            "exec", container, "python", "-c", CLIENT, "GET", contract.READY_PATH, check=False
+        )
         if probe.stdout.startswith("200"):
             return
         assert time.monotonic() < deadline, f"not ready after {READY_TIMEOUT_S} s:\n{logs()}"
@@ -204,4 +207,3 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0(cpu_container: str) 
     assert word_error_rate(EXPECTED["long"], json.loads(body)["text"]) <= 0.2
     exit_code = builders.docker("wait", cpu_container, timeout=120).stdout.strip()
     assert exit_code == "0", builders.docker("logs", cpu_container, check=False).stderr[-4000:]
-
