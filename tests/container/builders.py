@@ -36,6 +36,10 @@ STANDIN_PACKAGES = (
     "ca-certificates",
 )
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+# pip inside the build (venvs included) trusts the host's CA bundle, as the host's pip does, and finds
+# the wheels that the host has but no reachable index serves (torch's CPU build), mounted by build().
+HOST_WHEELS = Path("/opt/wheels")
+STANDIN_PIP_CONF = f"[global]\ncert = /etc/ssl/certs/ca-certificates.crt\nfind-links = {HOST_WHEELS}\n"
 STANDIN_REPOSITORY = "localhost/whisper-standin-base"
 TEST_REPOSITORY = "localhost/whisper-api-test"
 # buildah's storage is kept between runs for its layer cache; past this it is emptied (a full rebuild)
@@ -73,7 +77,7 @@ def _exists(image: str) -> bool:
 def standin_key() -> str:
     """Everything the stand-in is made of: a new CA bundle or package list makes a new one."""
     digest = hashlib.sha256()
-    digest.update(f"{STANDIN_SUITE} {' '.join(STANDIN_PACKAGES)} pip.conf v1\n".encode())
+    digest.update(f"{STANDIN_SUITE} {' '.join(STANDIN_PACKAGES)}\n{STANDIN_PIP_CONF}".encode())
     digest.update(HOST_CA.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -115,8 +119,7 @@ def _debootstrap(tarball: Path) -> None:
             timeout=1200,
         )
         shutil.copyfile(HOST_CA, root / "etc/ssl/certs/ca-certificates.crt")
-        # pip inside the build (venvs included) trusts the host's CA bundle, as the host's pip does.
-        (root / "etc/pip.conf").write_text("[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n")
+        (root / "etc/pip.conf").write_text(STANDIN_PIP_CONF)
         for package in (root / "var/cache/apt/archives").glob("*.deb"):
             package.unlink()
         partial = tarball.with_suffix(".part")
@@ -141,6 +144,8 @@ def build(target: str, tag: str, base: str, build_args: dict[str, str]) -> str:
     """Build `target` of service/Dockerfile as `localhost/whisper-api-test:<tag>`."""
     image = f"{TEST_REPOSITORY}:{tag}"
     arguments = [f"--build-arg={name}={value}" for name, value in {"BASE_IMAGE": base, **build_args}.items()]
+    if HOST_WHEELS.is_dir():
+        arguments.append(f"--volume={HOST_WHEELS}:{HOST_WHEELS}:ro")
     run(
         "buildah",
         "build",

@@ -26,6 +26,10 @@ FIXTURES = REPO / "tests" / "fixtures"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())
 ENGINE = "faster-whisper"
 BUILD_ARGS = {contract.BUILD_ARG_ENGINE: ENGINE, contract.BUILD_ARG_MODEL: contract.BUNDLED_MODEL}
+OPENAI_BUILD_ARGS = {**BUILD_ARGS, contract.BUILD_ARG_ENGINE: "openai-whisper"}
+TORCH_CPU = re.search(
+    r"^torch==(\S+)$", (REPO / "service" / "requirements-image-openai-whisper-cpu.txt").read_text(), re.M
+)
 SERVICE_UID = "10001"
 # Issue 12's budget for the gpu image with tiny.en, uncompressed (docs/images.md has the measured sizes).
 GPU_TINY_BUDGET_BYTES = 2_500_000_000
@@ -107,8 +111,9 @@ def daemon() -> Iterator[None]:
         yield
 
 
-def _image(target: str, base: str) -> Iterator[str]:
-    image = builders.build(target, f"{target}-{ENGINE}", base, BUILD_ARGS)
+def _image(target: str, base: str, build_args: dict[str, str] = BUILD_ARGS) -> Iterator[str]:
+    engine = build_args[contract.BUILD_ARG_ENGINE]
+    image = builders.build(target, f"{target}-{engine}", base, build_args)
     with builders.in_docker(image):
         yield image
 
@@ -122,6 +127,16 @@ def gpu_image(base: str, daemon: None) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def cpu_image(base: str, daemon: None) -> Iterator[str]:
     yield from _image(contract.IMAGE_TARGET_CPU, base)
+
+
+@pytest.fixture(scope="module")
+def openai_cpu_image(base: str, daemon: None) -> Iterator[str]:
+    assert TORCH_CPU, "requirements-image-openai-whisper-cpu.txt pins no torch"
+    version = TORCH_CPU.group(1)
+    if not any(builders.HOST_WHEELS.glob(f"torch-{version}-*.whl")):
+        where = builders.HOST_WHEELS
+        pytest.skip(f"no torch {version} wheel: PyTorch's index is unreachable and {where} lacks it")
+    yield from _image(contract.IMAGE_TARGET_CPU, base, OPENAI_BUILD_ARGS)
 
 
 def start(image: str, **env: str) -> str:
@@ -207,3 +222,19 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0(cpu_container: str) 
     assert word_error_rate(EXPECTED["long"], json.loads(body)["text"]) <= 0.2
     exit_code = builders.docker("wait", cpu_container, timeout=120).stdout.strip()
     assert exit_code == "0", builders.docker("logs", cpu_container, check=False).stderr[-4000:]
+
+
+def test_the_openai_whisper_cpu_image_carries_torch_and_transcribes(openai_cpu_image: str) -> None:
+    assert TORCH_CPU
+    probe = "import torch, whisper; print(torch.__version__)"
+    result = builders.docker("run", "--rm", "--network=none", openai_cpu_image, "python", "-c", probe)
+    assert result.stdout.strip() == TORCH_CPU.group(1)
+    name = start(openai_cpu_image)
+    try:
+        wait_ready(name)  # tiny.en is the CTranslate2 folder, converted for openai-whisper at start
+        builders.docker("cp", str(FIXTURES / "short.flac"), f"{name}:/tmp/short.flac")
+        code, body = call(name, "POST", "/v1/audio/transcriptions", "/tmp/short.flac")
+        assert code == 200, body
+        assert word_error_rate(EXPECTED["short"], json.loads(body)["text"]) <= 0.2
+    finally:
+        builders.docker("rm", "--force", name, check=False)
