@@ -109,11 +109,11 @@ KEYS = (
 )
 API_KEY = f"{NAMESPACE}:apiKey"
 _SECRET_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
-# The provider settings a stack may set under `gcp:` that an explicit provider must be handed again.
+# The `gcp:` settings an explicit provider must be handed again: key → (argument, is a credential).
 FORWARDED_PROVIDER_SETTINGS = {
-    "impersonateServiceAccount": "impersonate_service_account",
-    "credentials": "credentials",
-    "accessToken": "access_token",
+    "impersonateServiceAccount": ("impersonate_service_account", False),
+    "credentials": ("credentials", True),
+    "accessToken": ("access_token", True),
 }
 BUDGET_KEYS = ("billingAccount", "amount", "currency", "thresholds", "forecastThresholds", "emails")
 
@@ -840,8 +840,8 @@ def provider_settings() -> dict[str, pulumi.Input[str]]:
     """The stack's `gcp:` credentials settings, for explicit providers (which do not inherit them)."""
     gcp = pulumi.Config("gcp")
     settings: dict[str, pulumi.Input[str]] = {}
-    for key, argument in FORWARDED_PROVIDER_SETTINGS.items():
-        value = gcp.get_secret(key) if key != "impersonateServiceAccount" else gcp.get(key)
+    for key, (argument, credential) in FORWARDED_PROVIDER_SETTINGS.items():
+        value = gcp.get_secret(key) if credential else gcp.get(key)
         if value is not None:
             settings[argument] = value
     return settings
