@@ -10,12 +10,19 @@ import wave
 from collections.abc import Iterator
 from pathlib import Path
 
-import av
 import httpx
 import numpy as np
 import pytest
 
-from tests.service.conftest import FIXTURES, Server, load_clip, start_server, stop
+from tests.service.conftest import (
+    FIXTURES,
+    Server,
+    flac_of_silence,
+    load_clip,
+    start_server,
+    stop,
+    wav_bytes,
+)
 from whisper_api.engines.base import SAMPLE_RATE
 
 TRANSCRIPTIONS = "/v1/audio/transcriptions"
@@ -165,33 +172,6 @@ def test_a_long_file_that_fits_the_deadline_is_transcribed_whole(server: Server)
 MIB = 1024 * 1024
 
 
-def wav_at_1_hz() -> bytes:
-    """10 KB declaring 10,000 samples at 1 Hz: 2.8 hours once resampled to 16 kHz."""
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(1)
-        wav.setframerate(1)
-        wav.writeframes(b"\x80" * 10_000)
-    return out.getvalue()
-
-
-def flac_of_silence(seconds: float, rate: int = 8_000) -> bytes:
-    """About 2 MB of FLAC for 3 hours of digital silence (encoded here with PyAV)."""
-    out = io.BytesIO()
-    with av.open(out, "w", format="flac") as container:
-        stream = container.add_stream("flac", rate=rate, layout="mono")
-        frame_samples = 4096
-        silence = np.zeros((1, frame_samples), dtype=np.int16)
-        for start in range(0, int(seconds * rate), frame_samples):
-            frame = av.AudioFrame.from_ndarray(silence, format="s16", layout="mono")
-            frame.sample_rate = rate
-            frame.pts = start
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    return out.getvalue()
-
-
 def memory_mib(pid: int) -> dict[str, float]:
     """The server's resident memory now (VmRSS) and at its peak (VmHWM), from /proc."""
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
@@ -209,7 +189,7 @@ def test_three_concurrent_bombs_add_less_than_600_mib_and_memory_returns(tmp_pat
     peak stays under idle + 600 MiB (it was 5.5 GB for three such files)."""
     flac = flac_of_silence(3 * 3600 - 10)
     assert len(flac) < 3 * MIB
-    wav = wav_at_1_hz()
+    wav = wav_bytes(rate=1, samples=10_000)  # 10 KB: 2.8 hours at 16 kHz
     assert len(wav) < 11_000
     server = start_server(tmp_path, WHISPER_WORKERS="1", WHISPER_QUEUE_SIZE="8")
     try:
