@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_gcp as gcp
+
+from infra.shared import slug
 
 CURRENT_SPEND = "CURRENT_SPEND"
 FORECASTED_SPEND = "FORECASTED_SPEND"
@@ -22,6 +24,9 @@ class BudgetAlertsArgs:
     thresholds: Sequence[float]
     forecast_thresholds: Sequence[float]
     emails: Sequence[str]
+    # The stack's `gcp:` credentials settings (impersonation, credentials, access token): an explicit
+    # provider does not inherit them from the default one.
+    provider_settings: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
 class BudgetAlerts(pulumi.ComponentResource):
@@ -43,18 +48,20 @@ class BudgetAlerts(pulumi.ComponentResource):
             project=args.project,
             billing_project=args.project,
             user_project_override=True,
+            **args.provider_settings,  # type: ignore[arg-type]
             opts=pulumi.ResourceOptions(parent=self),
         )
+        # Named after the address, not its position: removing one e-mail touches only its channel.
         self.channels = [
             gcp.monitoring.NotificationChannel(
-                f"{name}-email-{index}",
+                f"{name}-email-{slug(email)}",
                 project=args.project,
                 type="email",
                 display_name=f"{args.service_name} budget: {email}",
                 labels={"email_address": email},
                 opts=child,
             )
-            for index, email in enumerate(args.emails)
+            for email in args.emails
         ]
         project_number = gcp.organizations.get_project_output(project_id=args.project).number
         threshold_rules = [

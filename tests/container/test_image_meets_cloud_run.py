@@ -49,5 +49,6 @@ def test_infra_builds_the_gpu_target_with_the_build_args_the_dockerfile_declares
 def test_every_env_var_cloud_run_sets_is_a_service_setting(plan: Plan, dockerfile: Dockerfile) -> None:
     settings = {f"{contract.ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
     env = {item["name"]: item["value"] for item in container(plan)["envs"]}
-    assert set(env) <= settings
+    # Plus Google's own project variable, which telemetry reads for trace correlation.
+    assert set(env) - {contract.ENV_GOOGLE_CLOUD_PROJECT} <= settings
     assert env[contract.ENV_MODEL_DIR] == dockerfile.env(contract.IMAGE_TARGET_GPU)[contract.ENV_MODEL_DIR]

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import runpy
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from infra.apis import REQUIRED_APIS
 from infra.config import ConfigError
 from infra.identity import RUNTIME_ROLES
 from infra.mockrun import MOCK_ACCESS_TOKEN, MOCK_PROJECT_NUMBER, Plan, load_stack_config, lookup, run_program
+from infra.service import STARTUP_MAX_FAILING_S, startup_window_problems
 from infra.shared import REPO_ROOT, SERVICE_DIR, contract
 
 SERVICE = "gcp:cloudrunv2/service:Service"
@@ -113,8 +115,36 @@ def test_service_env_matches_the_baked_model(prod: Plan) -> None:
 
 def test_image_is_referenced_by_digest(dev: Plan) -> None:
     image_ref = dev.outputs["image_ref"]
-    assert "@sha256:" in image_ref
+    [tag] = dev.one(IMAGE).inputs["tags"]
+    # What pulumi-docker-build returns: the tag with the digest appended.
+    assert re.fullmatch(re.escape(tag) + r"@sha256:[0-9a-f]{64}", image_ref)
     assert container(dev)["image"] == image_ref == dev.one(IMAGE).outputs["ref"]
+
+
+# --- the order in which the engine creates things -------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_service_is_created_after_apis_and_image(stack: str, request: pytest.FixtureRequest) -> None:
+    plan: Plan = request.getfixturevalue(stack)
+    assert plan.not_waited_for(plan.one(SERVICE), [*plan.of_type(API), plan.one(IMAGE)]) == []
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_registry_is_created_after_the_apis(stack: str, request: pytest.FixtureRequest) -> None:
+    plan: Plan = request.getfixturevalue(stack)
+    assert plan.not_waited_for(plan.one(REPOSITORY), plan.of_type(API)) == []
+
+
+def test_budget_and_its_channels_are_created_after_the_apis(prod: Plan) -> None:
+    for resource in [prod.one(BUDGET), *prod.of_type(CHANNEL)]:
+        assert prod.not_waited_for(resource, prod.of_type(API)) == [], resource.name
+    assert prod.not_waited_for(prod.one(BUDGET), prod.of_type(CHANNEL)) == []
+
+
+def test_invokers_are_granted_on_the_created_service(dev: Plan) -> None:
+    for invoker in dev.of_type(INVOKER):
+        assert dev.waits_for(invoker, dev.one(SERVICE)), invoker.name
 
 
 def test_image_build_settings(dev: Plan) -> None:
@@ -170,15 +200,32 @@ def test_registry_cleans_up_old_images(
     }
 
 
-def test_runtime_identity_only_writes_logs_and_metrics(dev: Plan) -> None:
-    email = dev.outputs["service_account_email"]
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_stacks_run_as_the_bootstraps_account_and_create_no_identity(
+    stack: str, request: pytest.FixtureRequest
+) -> None:
+    plan: Plan = request.getfixturevalue(stack)
+    email = f"whisper-run-{stack}@my-whisper-{stack}.iam.gserviceaccount.com"
+    assert load_stack_config(stack)["whisper:serviceAccount"] == email
+    assert plan.outputs["service_account_email"] == email
+    assert plan.one(SERVICE).inputs["template"]["serviceAccount"] == email
+    # The bootstrap owns the account and its roles: a destroy here cannot take them away.
+    assert plan.of_type(ACCOUNT) == [] and plan.of_type(PROJECT_IAM) == []
+
+
+def test_without_a_bootstrap_account_the_stack_creates_one_that_only_writes_logs_and_metrics() -> None:
+    config = {k: v for k, v in load_stack_config("dev").items() if k != "whisper:serviceAccount"}
+    plan = run_program(config)
+    email = plan.outputs["service_account_email"]
     assert email == "whisper-run@my-whisper-dev.iam.gserviceaccount.com"
-    assert dev.one(ACCOUNT).inputs["accountId"] == "whisper-run"
-    bindings = dev.of_type(PROJECT_IAM)
+    assert plan.one(ACCOUNT).inputs["accountId"] == "whisper-run"
+    bindings = plan.of_type(PROJECT_IAM)
     assert sorted(b.inputs["role"] for b in bindings) == sorted(RUNTIME_ROLES)
     assert {b.inputs["member"] for b in bindings} == {f"serviceAccount:{email}"}
-    assert dev.one(SERVICE).inputs["template"]["serviceAccount"] == email
-    assert "compute@developer" not in email
+    assert plan.one(SERVICE).inputs["template"]["serviceAccount"] == email
+    service = plan.one(SERVICE)
+    assert plan.not_waited_for(service, [plan.one(ACCOUNT), *bindings, *plan.of_type(API)]) == []
+    assert plan.not_waited_for(plan.one(ACCOUNT), plan.of_type(API)) == []
 
 
 def test_apis_are_enabled_and_left_on_at_destroy(dev: Plan) -> None:
@@ -212,13 +259,31 @@ def test_dev_is_destroyable(dev: Plan) -> None:
     assert not any(resource.protect for resource in dev.resources)
 
 
-def test_prod_is_protected_except_the_image(prod: Plan) -> None:
-    unprotected = {resource.type for resource in prod.resources if not resource.protect}
-    assert unprotected == {"whisper:infra:ServiceImage", IMAGE}
+def test_prod_protects_only_the_repository_and_the_service(prod: Plan) -> None:
+    protected = {resource.type for resource in prod.resources if resource.protect and resource.custom}
+    assert protected == {REPOSITORY, SERVICE}
+    # Everything else can change in prod: revoke an invoker, drop a budget e-mail, re-create a binding.
+    for type_ in (INVOKER, CHANNEL, BUDGET, API):
+        assert prod.of_type(type_) and not any(r.protect for r in prod.of_type(type_)), type_
     service = prod.one(SERVICE).inputs
     assert service["deletionProtection"] is True
     assert service["template"]["gpuZonalRedundancyDisabled"] is False
     assert service["template"]["scaling"] == {"minInstanceCount": 1, "maxInstanceCount": 3}
+
+
+def test_budget_channels_are_named_after_their_address_not_their_position() -> None:
+    config = load_stack_config("prod")
+    budget = json.loads(config["whisper:budget"])
+    reordered = {**config, "whisper:budget": json.dumps({**budget, "emails": budget["emails"][::-1]})}
+    names = {
+        c.name: c.inputs["labels"]["email_address"]
+        for c in run_program(config, stack="prod").of_type(CHANNEL)
+    }
+    assert names == {
+        c.name: c.inputs["labels"]["email_address"]
+        for c in run_program(reordered, stack="prod").of_type(CHANNEL)
+    }
+    assert names["budget-email-finance-example-com"] == "finance@example.com"
 
 
 def test_prod_budget_alerts(prod: Plan) -> None:
@@ -304,6 +369,8 @@ def test_plan_script_prints_resources_and_settings() -> None:
     assert "service-service  gcp:cloudrunv2/service:Service (parent: service)" in out
     assert "template.nodeSelector.accelerator = nvidia-l4" in out
     assert "WHISPER_QUEUE_SIZE=4" in out
+    service_block = out.split("service-service  gcp:cloudrunv2/service:Service")[1].split("\n  invokers")[0]
+    assert "waits for: apis" in service_block  # the explicit depends_on, by component
     assert "warning: whisper:budget.billingAccount is not set" in out
     assert "[protected]" not in out
 
@@ -312,3 +379,136 @@ def test_plan_script_reports_a_missing_stack() -> None:
     missing = run_plan("--stack", "nope")
     assert missing.returncode == 2
     assert "Pulumi.nope.yaml does not exist" in missing.stderr
+
+
+# --- APIs, probes, env -----------------------------------------------------------------------------
+
+SLEEP = "time:index/sleep:Sleep"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_everything_waits_for_the_apis_to_take_effect(stack: str, request: pytest.FixtureRequest) -> None:
+    plan: Plan = request.getfixturevalue(stack)
+    [pause] = plan.of_type(SLEEP)
+    assert pause.inputs["createDuration"] == "90s"
+    assert plan.not_waited_for(pause, plan.of_type(API)) == []
+    assert sorted(pause.inputs["triggers"]) == sorted(REQUIRED_APIS)  # a new API pauses again
+    users = [plan.one(SERVICE), plan.one(REPOSITORY), *plan.of_type(BUDGET), *plan.of_type(CHANNEL)]
+    for resource in users:
+        assert plan.waits_for(resource, pause), resource.name
+
+
+def test_startup_probe_fits_cloud_runs_window(dev: Plan) -> None:
+    probe = container(dev)["startupProbe"]
+    window = (int(probe["initialDelaySeconds"]), int(probe["periodSeconds"]), int(probe["failureThreshold"]))
+    assert startup_window_problems(*window) == []
+    assert window[1] * window[2] == STARTUP_MAX_FAILING_S  # all the time Cloud Run allows for the load
+    assert probe["timeoutSeconds"] <= probe["periodSeconds"]
+
+
+@pytest.mark.parametrize(
+    ("window", "problem"),
+    [
+        ((0, 10, 30), "failureThreshold x periodSeconds = 300 s exceeds 240 s"),  # the old probe
+        ((300, 10, 3), "initialDelaySeconds 300"),
+        ((0, 241, 1), "periodSeconds 241"),
+    ],
+)
+def test_startup_windows_cloud_run_refuses_are_caught(window: tuple[int, int, int], problem: str) -> None:
+    assert any(problem in found for found in startup_window_problems(*window))
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_service_knows_its_project_for_trace_correlation(
+    stack: str, request: pytest.FixtureRequest
+) -> None:
+    plan: Plan = request.getfixturevalue(stack)
+    assert env(plan)[contract.ENV_GOOGLE_CLOUD_PROJECT] == f"my-whisper-{stack}"
+
+
+def test_budget_provider_gets_the_stacks_gcp_credentials_settings() -> None:
+    config = {
+        **load_stack_config("prod"),
+        "gcp:impersonateServiceAccount": "ops@my-whisper-prod.iam.gserviceaccount.com",
+        "gcp:accessToken": "ya29.token",
+    }
+    plan = run_program(config, stack="prod", secret_keys=["gcp:accessToken"])
+    budget = plan.one(BUDGET)
+    provider = plan.provider_of(budget)
+    assert provider is not None and provider.type == "pulumi:providers:gcp"
+    assert provider.inputs["impersonateServiceAccount"] == "ops@my-whisper-prod.iam.gserviceaccount.com"
+    assert provider.inputs["accessToken"] == "ya29.token"
+    assert "accessToken" in provider.secret_inputs
+    assert (provider.inputs["billingProject"], provider.inputs["userProjectOverride"]) == (
+        "my-whisper-prod",
+        "true",
+    )
+
+
+def test_budget_provider_without_gcp_settings_sets_only_the_quota_project(prod: Plan) -> None:
+    provider = prod.provider_of(prod.one(BUDGET))
+    assert provider is not None
+    assert not {"impersonateServiceAccount", "accessToken", "credentials"} & set(provider.inputs)
+
+
+# --- the API key -----------------------------------------------------------------------------------
+
+SECRET = "gcp:secretmanager/secret:Secret"
+SECRET_VERSION = "gcp:secretmanager/secretVersion:SecretVersion"
+SECRET_IAM = "gcp:secretmanager/secretIamMember:SecretIamMember"
+API_KEY_VALUE = "sk-" + "0123456789abcdef" * 2
+
+
+def with_api_key(**extra: str) -> Plan:
+    return run_program({**load_stack_config("dev"), **extra}, secret_keys=["whisper:apiKey"])
+
+
+def test_stack_secret_api_key_is_stored_in_secret_manager_and_mounted_as_a_file() -> None:
+    plan = with_api_key(**{"whisper:apiKey": API_KEY_VALUE})
+    secret, version = plan.one(SECRET), plan.one(SECRET_VERSION)
+    assert secret.inputs["secretId"] == "whisper-api-key"
+    assert version.inputs["secretData"] == API_KEY_VALUE and "secretData" in version.secret_inputs
+    [accessor] = plan.of_type(SECRET_IAM)
+    assert accessor.inputs["role"] == "roles/secretmanager.secretAccessor"
+    assert accessor.inputs["secretId"] == "whisper-api-key"
+    assert (
+        accessor.inputs["member"] == "serviceAccount:whisper-run-dev@my-whisper-dev.iam.gserviceaccount.com"
+    )
+    [volume] = plan.one(SERVICE).inputs["template"]["volumes"]
+    assert volume["secret"]["secret"] == "whisper-api-key"
+    assert volume["secret"]["items"] == [{"path": "key", "version": version.outputs["version"]}]
+    assert container(plan)["volumeMounts"] == [{"name": volume["name"], "mountPath": "/secrets/api-key"}]
+    variables = env(plan)
+    assert variables[contract.ENV_API_KEY_FILE] == contract.API_KEY_FILE == "/secrets/api-key/key"
+    assert contract.ENV_API_KEY not in variables
+    assert API_KEY_VALUE not in json.dumps(plan.one(SERVICE).inputs)
+    assert plan.not_waited_for(plan.one(SERVICE), [secret, version, accessor]) == []
+    assert (
+        "X-Serverless-Authorization: Bearer $(gcloud auth print-identity-token)"
+        in plan.outputs["curl_example"]
+    )
+    assert 'Authorization: Bearer $WHISPER_API_KEY"' in plan.outputs["curl_example"]
+    assert "X-Serverless-Authorization" in plan.outputs["openai_example"]
+
+
+def test_existing_secret_is_mounted_and_only_it_is_readable_by_the_service() -> None:
+    plan = with_api_key(**{"whisper:apiKeySecret": "team-whisper-key"})
+    assert plan.of_type(SECRET) == [] and plan.of_type(SECRET_VERSION) == []
+    [accessor] = plan.of_type(SECRET_IAM)
+    assert accessor.inputs["secretId"] == "team-whisper-key"
+    [volume] = plan.one(SERVICE).inputs["template"]["volumes"]
+    assert volume["secret"] == {"secret": "team-whisper-key", "items": [{"path": "key", "version": "latest"}]}
+    assert plan.waits_for(plan.one(SERVICE), accessor)
+
+
+def test_without_an_api_key_nothing_is_mounted(dev: Plan) -> None:
+    assert dev.of_type(SECRET_IAM) == []
+    assert "volumes" not in dev.one(SERVICE).inputs["template"]
+    assert contract.ENV_API_KEY_FILE not in env(dev)
+    assert 'Authorization: Bearer $(gcloud auth print-identity-token)"' in dev.outputs["curl_example"]
+
+
+def test_plain_text_api_key_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ConfigError, match="whisper:apiKey is stored in plain text") as error:
+        run_program({**load_stack_config("dev"), "whisper:apiKey": API_KEY_VALUE})
+    assert API_KEY_VALUE not in str(error.value)
