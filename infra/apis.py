@@ -19,6 +19,7 @@ REQUIRED_APIS: dict[str, str] = {
     "billingbudgets.googleapis.com": "the budget alerts",
     "secretmanager.googleapis.com": "the API key's secret",
     "storage.googleapis.com": "the batch job's buckets (whisper:batch)",
+    "pubsub.googleapis.com": "the budget's topic, which the spend cap listens to",
 }
 # An API answers "has not been used in project … or it is disabled" for a while after its enablement
 # operation finished; Google's guidance is to wait and retry. One pause the first time (and again

@@ -102,6 +102,8 @@ KEYS = (
     "apiKey",
     "apiKeySecret",
     "batch",
+    "observability",
+    "spendCap",
 )
 API_KEY = f"{NAMESPACE}:apiKey"
 _SECRET_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
@@ -165,6 +167,8 @@ class StackConfig:
     # The API key: a stack secret the program stores in Secret Manager, or an existing secret's id.
     api_key: str | None = field(default=None, repr=False)
     api_key_secret: str | None = None
+    observability: ObservabilityConfig = field(default_factory=lambda: ObservabilityConfig())
+    spend_cap: SpendCapConfig | None = None
     # Why the budget was skipped, for a warning at deploy time (None when there is a budget).
     budget_skipped_reason: str | None = None
     batch: BatchConfig | None = None  # None: whisper:batch absent or enabled: false
@@ -424,6 +428,10 @@ def parse_config(raw: Mapping[str, str], secret_keys: Collection[str] = ()) -> S
     env = _parse_env(r)
     budget, budget_skipped_reason = _parse_budget(r)
     batch = _parse_batch(r, project, service_name, max_instances)
+    observability = _parse_observability(
+        r, min_instances, timeout_seconds, has_api_key=api_key is not None or api_key_secret is not None
+    )
+    spend_cap = _parse_spend_cap(r, budget, budget_skipped_reason)
 
     if r.problems:
         raise ConfigError(r.problems)
@@ -452,6 +460,8 @@ def parse_config(raw: Mapping[str, str], secret_keys: Collection[str] = ()) -> S
         service_account=service_account,
         api_key=api_key,
         api_key_secret=api_key_secret,
+        observability=observability,
+        spend_cap=spend_cap,
         budget_skipped_reason=budget_skipped_reason,
         batch=batch,
     )
@@ -812,3 +822,164 @@ def provider_settings() -> dict[str, pulumi.Input[str]]:
         if value is not None:
             settings[argument] = value
     return settings
+
+
+# --- Observability and the spend cap (whisper:observability, whisper:spendCap) ---------------------
+
+OBSERVABILITY_KEYS = (
+    "metrics",
+    "alerts",
+    "dashboard",
+    "uptimeCheck",
+    "uptimePeriodSeconds",
+    "emails",
+    "errorRatio",
+    "p95LatencySeconds",
+    "queueFullRatio",
+)
+SPEND_CAP_KEYS = ("enabled", "fraction")
+UPTIME_PERIODS_S = (60, 300, 600, 900)  # the periods Cloud Monitoring accepts
+DEFAULT_P95_LATENCY_S = 120.0  # a 25 MB upload decodes well inside this on an L4; see docs/observability.md
+
+
+@dataclass(frozen=True)
+class ObservabilityConfig:
+    """What `pulumi up` declares for on-call: metrics sidecar, alert policies, dashboard, uptime check."""
+
+    metrics: bool = True
+    alerts: bool = True
+    dashboard: bool = True
+    # Off unless an instance is kept warm: each check would otherwise start a GPU instance.
+    uptime_check: bool = False
+    uptime_period_seconds: int = 300
+    # Alert recipients; empty means the budget's emails.
+    emails: tuple[str, ...] = ()
+    error_ratio: float = 0.05
+    p95_latency_seconds: float = DEFAULT_P95_LATENCY_S
+    queue_full_ratio: float = 0.05
+
+
+@dataclass(frozen=True)
+class SpendCapConfig:
+    """Stop GPU spend once the month's actual cost passes `fraction` of the budget amount."""
+
+    fraction: float = 1.0
+
+
+def _observability_fix(key: str, example: str) -> str:
+    return f"pulumi config set --path '{NAMESPACE}:observability.{key}' {example}"
+
+
+def _parse_observability(
+    r: _Reader, min_instances: int, timeout_seconds: int, has_api_key: bool
+) -> ObservabilityConfig:
+    raw = r.json("observability", {}, dict, "--path 'observability.alerts' true")
+    for key in sorted(set(raw) - set(OBSERVABILITY_KEYS)):
+        r.fail(
+            f"{NAMESPACE}:observability.{key} is not a known key (known: {', '.join(OBSERVABILITY_KEYS)}) — "
+            f"pulumi config rm --path '{NAMESPACE}:observability.{key}'"
+        )
+
+    def flag(key: str, default: bool) -> bool:
+        value = raw.get(key, default)
+        if not isinstance(value, bool):
+            fix = _observability_fix(key, "true")
+            r.fail(f"{NAMESPACE}:observability.{key} {value!r} is not true or false — {fix}")
+            return default
+        return value
+
+    def number(key: str, default: float, low: float, high: float, meaning: str) -> float:
+        value = raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low < value <= high:
+            r.fail(
+                f"{NAMESPACE}:observability.{key} {value!r} must be {meaning} in ({low:g}, {high:g}] — "
+                f"{_observability_fix(key, f'{default:g}')}"
+            )
+            return default
+        return float(value)
+
+    period = raw.get("uptimePeriodSeconds", 300)
+    if isinstance(period, bool) or period not in UPTIME_PERIODS_S:
+        r.fail(
+            f"{NAMESPACE}:observability.uptimePeriodSeconds {period!r} must be one of "
+            f"{', '.join(map(str, UPTIME_PERIODS_S))} — {_observability_fix('uptimePeriodSeconds', '300')}"
+        )
+        period = 300
+
+    emails = raw.get("emails", [])
+    if not isinstance(emails, list):
+        emails = [emails]
+    for email in emails:
+        if not isinstance(email, str) or not _EMAIL.match(email):
+            r.fail(
+                f"{NAMESPACE}:observability.emails entry {email!r} is not an email address — "
+                f"pulumi config set --path '{NAMESPACE}:observability.emails[0]' oncall@example.com"
+            )
+
+    # The service's API key also guards /metrics, and the sidecar cannot present it: with a key,
+    # metrics are off unless asked for, and asking for both is refused.
+    metrics = flag("metrics", not has_api_key)
+    if metrics and has_api_key:
+        r.fail(
+            f"{NAMESPACE}:observability.metrics is true but an API key ({API_KEY} or "
+            f"{NAMESPACE}:apiKeySecret) also guards /metrics, which the metrics sidecar cannot present — "
+            f"{_observability_fix('metrics', 'false')}"
+        )
+    timeout = max(timeout_seconds, 1)
+    return ObservabilityConfig(
+        metrics=metrics,
+        alerts=flag("alerts", True),
+        dashboard=flag("dashboard", True),
+        uptime_check=flag("uptimeCheck", min_instances > 0),
+        uptime_period_seconds=int(period),
+        emails=tuple(email for email in emails if isinstance(email, str)),
+        error_ratio=number("errorRatio", 0.05, 0, 1, "a fraction of requests"),
+        p95_latency_seconds=number(
+            "p95LatencySeconds",
+            min(DEFAULT_P95_LATENCY_S, 0.8 * timeout),
+            0,
+            timeout,
+            f"seconds, at most {NAMESPACE}:timeoutSeconds,",
+        ),
+        queue_full_ratio=number("queueFullRatio", 0.05, 0, 1, "a fraction of audio requests"),
+    )
+
+
+def _parse_spend_cap(
+    r: _Reader, budget: BudgetConfig | None, budget_skipped: str | None
+) -> SpendCapConfig | None:
+    raw = r.json("spendCap", {}, dict, "--path 'spendCap.enabled' true")
+    for key in sorted(set(raw) - set(SPEND_CAP_KEYS)):
+        r.fail(
+            f"{NAMESPACE}:spendCap.{key} is not a known key (known: {', '.join(SPEND_CAP_KEYS)}) — "
+            f"pulumi config rm --path '{NAMESPACE}:spendCap.{key}'"
+        )
+    enabled = raw.get("enabled", False)
+    if not isinstance(enabled, bool):
+        r.fail(
+            f"{NAMESPACE}:spendCap.enabled {enabled!r} is not true or false — "
+            f"pulumi config set --path '{NAMESPACE}:spendCap.enabled' true"
+        )
+        return None
+    fraction = raw.get("fraction", 1.0)
+    if (
+        isinstance(fraction, bool)
+        or not isinstance(fraction, int | float)
+        or not 0 < fraction <= MAX_THRESHOLD
+    ):
+        r.fail(
+            f"{NAMESPACE}:spendCap.fraction {fraction!r} must be a fraction of the budget amount in "
+            f"(0, {MAX_THRESHOLD:g}] (1.0 stops at 100 %) — "
+            f"pulumi config set --path '{NAMESPACE}:spendCap.fraction' 1.0"
+        )
+        return None
+    if not enabled:
+        return None
+    if budget is None and budget_skipped is not None:
+        # The cap acts on the budget's Pub/Sub notifications: without a budget it would never fire.
+        r.fail(
+            f"{NAMESPACE}:spendCap.enabled needs a budget to listen to; {budget_skipped} "
+            f"(or pulumi config set --path '{NAMESPACE}:spendCap.enabled' false)"
+        )
+        return None
+    return SpendCapConfig(fraction=float(fraction))

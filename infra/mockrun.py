@@ -182,6 +182,10 @@ def _computed_outputs(type_: str, name: str, inputs: Mapping[str, Any]) -> dict[
         return {"uri": f"https://{inputs['name']}-{MOCK_PROJECT_NUMBER}.{inputs['location']}.run.app"}
     if type_ == "gcp:monitoring/notificationChannel:NotificationChannel":
         return {"name": f"projects/{inputs['project']}/notificationChannels/{name}"}
+    if type_ == "gcp:monitoring/uptimeCheckConfig:UptimeCheckConfig":
+        return {"uptimeCheckId": f"{name}-check-id"}
+    if type_ == "gcp:projects/iAMCustomRole:IAMCustomRole":
+        return {"name": f"projects/{inputs['project']}/roles/{inputs['roleId']}"}
     if type_ == "gcp:billing/budget:Budget":
         return {"name": f"billingAccounts/{inputs['billingAccount']}/budgets/{name}"}
     return {}
@@ -377,6 +381,31 @@ KEY_SETTINGS: Mapping[str, tuple[str, ...]] = {
     "gcp:monitoring/notificationChannel:NotificationChannel": ("type", "labels"),
     "gcp:billing/budget:Budget": ("billingAccount", "amount", "budgetFilter", "thresholdRules"),
     "pulumi:providers:gcp": ("billingProject", "userProjectOverride"),
+    "gcp:storage/bucket:Bucket": (
+        "name",
+        "location",
+        "uniformBucketLevelAccess",
+        "publicAccessPrevention",
+        "forceDestroy",
+        "lifecycleRules",
+    ),
+    "gcp:storage/bucketIAMMember:BucketIAMMember": ("bucket", "role", "member"),
+    "gcp:cloudrunv2/job:Job": (
+        "name",
+        "location",
+        "deletionProtection",
+        "template.taskCount",
+        "template.parallelism",
+        "template.template.serviceAccount",
+        "template.template.nodeSelector.accelerator",
+        "template.template.maxRetries",
+        "template.template.timeout",
+        "template.template.containers.0.image",
+        "template.template.containers.0.commands",
+        "template.template.containers.0.args",
+        "template.template.containers.0.resources",
+    ),
+    "gcp:cloudrunv2/jobIamMember:JobIamMember": ("role", "member"),
 }
 
 

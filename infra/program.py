@@ -12,8 +12,10 @@ from infra.batch import BatchTranscription, BatchTranscriptionArgs
 from infra.budget import BudgetAlerts, BudgetAlertsArgs
 from infra.config import StackConfig, provider_settings, read_stack_config
 from infra.identity import RuntimeIdentity, RuntimeIdentityArgs
+from infra.observability import Observability, ObservabilityArgs, metrics_sidecars
 from infra.registry import Registry, RegistryArgs, ServiceImage, ServiceImageArgs
 from infra.service import ServiceInvokers, ServiceInvokersArgs, WhisperService, WhisperServiceArgs
+from infra.spend_cap import SpendCap, SpendCapArgs
 
 TRANSCRIPTIONS_PATH = "/v1/audio/transcriptions"
 
@@ -101,6 +103,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             extra_env=cfg.env,
             api_key_secret=api_key.secret if api_key else None,
             api_key_version=api_key.version if api_key else "latest",
+            sidecars=metrics_sidecars(cfg.observability),
         ),
         opts=protected,
         depends_on=[*apis.ready, *identity.resources, *(api_key.resources if api_key else [])],
@@ -111,8 +114,9 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             project=cfg.project, region=cfg.region, service_name=service.name, members=cfg.invoker_members
         ),
     )
+    budget = None
     if cfg.budget is not None:
-        BudgetAlerts(
+        budget = BudgetAlerts(
             "budget",
             BudgetAlertsArgs(
                 project=cfg.project,
@@ -124,11 +128,13 @@ def build(cfg: StackConfig) -> dict[str, Any]:
                 forecast_thresholds=cfg.budget.forecast_thresholds,
                 emails=cfg.budget.emails,
                 provider_settings=provider_settings(),
+                publish_to_topic=cfg.spend_cap is not None,
             ),
             depends_on=apis.ready,
         )
     else:
         pulumi.log.warn(cfg.budget_skipped_reason or "no budget configured")
+    observe(cfg, labels, apis, service, budget, registry_url=registry.url, runtime=identity.email)
 
     outputs: dict[str, Any] = {}
     if cfg.batch is not None:
@@ -180,6 +186,63 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         "curl_example": service.url.apply(lambda url: curl_example(url, api_key=cfg.has_api_key)),
         "openai_example": service.url.apply(lambda url: openai_example(url, api_key=cfg.has_api_key)),
     }
+
+
+def observe(
+    cfg: StackConfig,
+    labels: dict[str, str],
+    apis: ProjectApis,
+    service: WhisperService,
+    budget: BudgetAlerts | None,
+    registry_url: pulumi.Output[str],
+    runtime: pulumi.Output[str],
+) -> None:
+    """Alerts, dashboard and uptime check on the service; the spend cap on the budget's topic."""
+    settings = cfg.observability
+    channels = [channel.id for channel in budget.channels] if budget else []
+    channel_emails = cfg.budget.emails if cfg.budget else ()
+    observability = Observability(
+        "observability",
+        ObservabilityArgs(
+            project=cfg.project,
+            region=cfg.region,
+            service_name=cfg.service_name,
+            service=service.name,
+            max_instances=cfg.max_instances,
+            settings=settings,
+            channels=channels,
+            channel_emails=channel_emails,
+            labels=labels,
+        ),
+        depends_on=apis.ready,
+    )
+    if settings.alerts and not observability.channel_ids:
+        pulumi.log.warn(
+            "alert policies notify no one: set whisper:observability.emails or whisper:budget.emails"
+        )
+    if settings.uptime_check and cfg.min_instances == 0:
+        pulumi.log.warn(
+            "whisper:observability.uptimeCheck with minInstances 0: every check starts a GPU instance"
+        )
+    if cfg.spend_cap is not None and budget is not None and budget.topic is not None:
+        SpendCap(
+            "spend-cap",
+            SpendCapArgs(
+                project=cfg.project,
+                region=cfg.region,
+                service_name=cfg.service_name,
+                service=service.name,
+                runtime_account_email=runtime,
+                registry_url=registry_url,
+                topic=budget.topic.id,
+                budget_id=budget.budget_id,
+                fraction=cfg.spend_cap.fraction,
+                channels=observability.channel_ids,
+                labels=labels,
+                deletion_protection=cfg.deletion_protection,
+            ),
+            depends_on=apis.ready,
+        )
 
 
 def batch_example(job: str, input_url: str, output_url: str) -> str:

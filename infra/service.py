@@ -14,6 +14,8 @@ from infra.shared import contract, slug
 run = gcp.cloudrunv2
 
 INVOKER_ROLE = "roles/run.invoker"
+# The container that receives requests; sidecars (infra/observability.py) start after it is ready.
+INGRESS_CONTAINER = "whisper-api"
 # Cloud Run's limits for a service's startup probe ("Configure container health checks", Google's
 # Cloud Run docs): initialDelaySeconds and periodSeconds at most 240 each, and the time it may keep
 # failing, failureThreshold x periodSeconds, at most 240 s (the smallest value the docs have given;
@@ -70,6 +72,8 @@ class WhisperServiceArgs:
     # The API key's Secret Manager secret (id in `project`) and version; None: no key, IAM only.
     api_key_secret: pulumi.Input[str] | None = None
     api_key_version: pulumi.Input[str] = "latest"
+    # Containers next to the API (the metrics collector); only the API has a port and takes requests.
+    sidecars: Sequence[run.ServiceTemplateContainerArgs] = ()
 
 
 def model_env(engine: str, model: str) -> dict[str, str]:
@@ -97,6 +101,24 @@ def service_env(args: WhisperServiceArgs) -> dict[str, str]:
     }
 
 
+def api_key_volume(
+    args: WhisperServiceArgs,
+) -> tuple[list[run.ServiceTemplateVolumeArgs], list[run.ServiceTemplateContainerVolumeMountArgs]]:
+    """The key as a file from Secret Manager: never in the environment, the state or the revision."""
+    if args.api_key_secret is None:
+        return [], []
+    key_file = PurePosixPath(contract.API_KEY_FILE)
+    volume = run.ServiceTemplateVolumeArgs(
+        name=API_KEY_VOLUME,
+        secret=run.ServiceTemplateVolumeSecretArgs(
+            secret=args.api_key_secret,
+            items=[run.ServiceTemplateVolumeSecretItemArgs(path=key_file.name, version=args.api_key_version)],
+        ),
+    )
+    mount = run.ServiceTemplateContainerVolumeMountArgs(name=API_KEY_VOLUME, mount_path=str(key_file.parent))
+    return [volume], [mount]
+
+
 class WhisperService(pulumi.ComponentResource):
     """The API on Cloud Run: GPU, always-allocated CPU, probes on the service's own health paths."""
 
@@ -111,8 +133,9 @@ class WhisperService(pulumi.ComponentResource):
         depends_on: Sequence[pulumi.Resource] = (),
     ) -> None:
         super().__init__("whisper:infra:WhisperService", name, None, opts)
+        volumes, mounts = api_key_volume(args)
         container = run.ServiceTemplateContainerArgs(
-            name="whisper-api",
+            name=INGRESS_CONTAINER,
             # By digest: every new build is a new revision, and a tag moved elsewhere changes nothing.
             image=args.image_ref,
             ports=run.ServiceTemplateContainerPortsArgs(container_port=contract.PORT, name="http1"),
@@ -140,32 +163,7 @@ class WhisperService(pulumi.ComponentResource):
                 failure_threshold=LIVENESS_FAILURE_THRESHOLD,
             ),
             envs=[run.ServiceTemplateContainerEnvArgs(name=k, value=v) for k, v in service_env(args).items()],
-            volume_mounts=[
-                run.ServiceTemplateContainerVolumeMountArgs(
-                    name=API_KEY_VOLUME, mount_path=PurePosixPath(contract.API_KEY_FILE).parent.as_posix()
-                )
-            ]
-            if args.api_key_secret is not None
-            else None,
-        )
-        # The key as a file from Secret Manager: never in the environment, the state or the revision.
-        volumes = (
-            [
-                run.ServiceTemplateVolumeArgs(
-                    name=API_KEY_VOLUME,
-                    secret=run.ServiceTemplateVolumeSecretArgs(
-                        secret=args.api_key_secret,
-                        items=[
-                            run.ServiceTemplateVolumeSecretItemArgs(
-                                path=PurePosixPath(contract.API_KEY_FILE).name,
-                                version=args.api_key_version,
-                            )
-                        ],
-                    ),
-                )
-            ]
-            if args.api_key_secret is not None
-            else None
+            volume_mounts=mounts or None,
         )
         self.service = run.Service(
             f"{name}-service",
@@ -189,8 +187,8 @@ class WhisperService(pulumi.ComponentResource):
                     max_instance_count=args.max_instances,
                 ),
                 labels=dict(args.labels),
-                containers=[container],
-                volumes=volumes,
+                containers=[container, *args.sidecars],
+                volumes=volumes or None,
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
         )

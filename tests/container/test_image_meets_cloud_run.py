@@ -10,8 +10,9 @@ from whisper_api import contract
 from whisper_api.app import create_app
 from whisper_api.settings import Settings
 
-SERVICE = "gcp:cloudrunv2/service:Service"
-IMAGE = "docker-build:index:Image"
+# The API's service and image (a stack with the spend cap has a second of each).
+WHISPER = "service-service"
+BUILD = "image-build"
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])
@@ -20,7 +21,7 @@ def plan(request: pytest.FixtureRequest) -> Plan:
 
 
 def container(plan: Plan) -> dict:
-    return plan.one(SERVICE).inputs["template"]["containers"][0]
+    return plan.named(WHISPER).inputs["template"]["containers"][0]
 
 
 def test_cloud_run_sends_traffic_to_the_port_the_image_listens_on(plan: Plan, dockerfile: Dockerfile) -> None:
@@ -41,7 +42,7 @@ def test_the_probe_paths_are_routes_the_service_serves(plan: Plan) -> None:
 def test_infra_builds_the_gpu_target_with_the_build_args_the_dockerfile_declares(
     plan: Plan, dockerfile: Dockerfile
 ) -> None:
-    build = plan.one(IMAGE).inputs
+    build = plan.named(BUILD).inputs
     assert build["target"] == contract.IMAGE_TARGET_GPU
     assert set(build["buildArgs"]) <= set(dockerfile.global_args)
 
