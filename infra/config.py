@@ -429,7 +429,11 @@ def parse_config(raw: Mapping[str, str], secret_keys: Collection[str] = ()) -> S
     budget, budget_skipped_reason = _parse_budget(r)
     batch = _parse_batch(r, project, service_name, max_instances)
     observability = _parse_observability(
-        r, min_instances, timeout_seconds, has_api_key=api_key is not None or api_key_secret is not None
+        r,
+        min_instances,
+        timeout_seconds,
+        has_api_key=api_key is not None or api_key_secret is not None,
+        public_ingress=ingress == "all",
     )
     spend_cap = _parse_spend_cap(r, budget, budget_skipped_reason)
 
@@ -871,7 +875,7 @@ def _observability_fix(key: str, example: str) -> str:
 
 
 def _parse_observability(
-    r: _Reader, min_instances: int, timeout_seconds: int, has_api_key: bool
+    r: _Reader, min_instances: int, timeout_seconds: int, has_api_key: bool, public_ingress: bool
 ) -> ObservabilityConfig:
     raw = r.json("observability", {}, dict, "--path 'observability.alerts' true")
     for key in sorted(set(raw) - set(OBSERVABILITY_KEYS)):
@@ -925,12 +929,19 @@ def _parse_observability(
             f"{NAMESPACE}:apiKeySecret) also guards /metrics, which the metrics sidecar cannot present — "
             f"{_observability_fix('metrics', 'false')}"
         )
+    # Uptime checkers call from the internet: an internal-only service cannot answer them.
+    uptime_check = flag("uptimeCheck", min_instances > 0 and public_ingress)
+    if uptime_check and not public_ingress:
+        r.fail(
+            f"{NAMESPACE}:observability.uptimeCheck needs {NAMESPACE}:ingress all (Google's checkers call "
+            f"from the internet; IAM still guards the service) — {_observability_fix('uptimeCheck', 'false')}"
+        )
     timeout = max(timeout_seconds, 1)
     return ObservabilityConfig(
         metrics=metrics,
         alerts=flag("alerts", True),
         dashboard=flag("dashboard", True),
-        uptime_check=flag("uptimeCheck", min_instances > 0),
+        uptime_check=uptime_check,
         uptime_period_seconds=int(period),
         emails=tuple(email for email in emails if isinstance(email, str)),
         error_ratio=number("errorRatio", 0.05, 0, 1, "a fraction of requests"),

@@ -40,6 +40,16 @@ def test_uptime_check_defaults_on_when_an_instance_is_kept_warm() -> None:
     assert parse_config({**VALID, "whisper:minInstances": "1"}).observability.uptime_check is True
 
 
+def test_no_uptime_check_on_an_internal_service() -> None:
+    internal = {**VALID, "whisper:minInstances": "1", "whisper:ingress": "internal"}
+    assert parse_config(internal).observability.uptime_check is False
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**internal, "whisper:observability": json.dumps({"uptimeCheck": True})})
+    [problem] = caught.value.problems
+    assert "whisper:observability.uptimeCheck needs whisper:ingress all" in problem
+    assert "'whisper:observability.uptimeCheck' false" in problem
+
+
 def test_p95_default_stays_below_a_short_timeout() -> None:
     cfg = parse_config({**VALID, "whisper:timeoutSeconds": "60"})
     assert cfg.observability.p95_latency_seconds == 48
