@@ -104,15 +104,19 @@ async def _http_error(_: Request, error: Exception) -> JSONResponse:
     return error_response(status, message, type=error_type_for(status), code=code, headers=error.headers)
 
 
+def internal_error() -> ErrorBody:
+    """What a client learns of a bug: nothing but that it happened (the trace is logged)."""
+    message = "The server had an error while processing your request."
+    return ErrorBody(message=message, type=SERVER_ERROR, code="internal_error")
+
+
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
     """Starlette answers this outside every middleware, so the request id is added here."""
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
     identifier = request_id(request.scope)
-    return error_response(
-        HTTPStatus.INTERNAL_SERVER_ERROR,
-        "The server had an error while processing your request.",
-        type=SERVER_ERROR,
-        code="internal_error",
+    return JSONResponse(
+        ErrorResponse(error=internal_error()).model_dump(),
+        status_code=HTTPStatus.INTERNAL_SERVER_ERROR,
         headers={HEADER: identifier} if identifier else None,
     )
 

@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import ALLOWED_ORIGIN, ENGINE_NAMES, FIXTURES, Server, Servers
+from tests.e2e.conftest import ALLOWED_ORIGIN, ENGINE_NAMES, FIXTURES, Server, Servers, sdk
 
 TRANSCRIPTIONS = "/v1/audio/transcriptions"
 REQUEST_ID = re.compile(r"req_[0-9a-f]{32}")
@@ -37,15 +37,11 @@ def error_of(response: httpx.Response, param: str | None, code: str) -> str:
 @pytest.mark.parametrize("engine", ENGINE_NAMES)
 def test_verbose_json_usage_zero_based_ids_and_ends_within_the_audio(servers: Servers, engine: str) -> None:
     with (FIXTURES / "long.ogg").open("rb") as audio:
-        transcript = (
-            servers[engine]
-            .client()
-            .audio.transcriptions.create(
-                model="whisper-1",
-                file=audio,
-                response_format="verbose_json",
-                timestamp_granularities=["word", "segment"],
-            )
+        transcript = sdk(servers[engine]).audio.transcriptions.create(
+            model="whisper-1",
+            file=audio,
+            response_format="verbose_json",
+            timestamp_granularities=["word", "segment"],
         )
     assert transcript.usage is not None and transcript.usage.type == "duration"
     assert transcript.usage.seconds == math.ceil(transcript.duration)

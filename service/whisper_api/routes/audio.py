@@ -6,6 +6,7 @@ is timed on the request's StepTimer for Server-Timing and the log line.
 """
 
 import threading
+from functools import partial
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -27,9 +28,12 @@ from whisper_api.schemas import (
     TranscriptionJson,
     TranscriptionRequest,
     TranscriptionVerbose,
+    TranscriptTextDelta,
+    TranscriptTextDone,
     TranslationRequest,
 )
 from whisper_api.settings import Settings
+from whisper_api.streaming import stream_transcript
 from whisper_api.timing import StepTimer, request_timer
 
 TRANSCRIPTIONS_PATH = "/v1/audio/transcriptions"
@@ -109,7 +113,9 @@ _TEXT_EXAMPLES = {
 AUDIO_RESPONSES: dict[int | str, dict[str, Any]] = {
     HTTPStatus.OK: {
         "description": "The transcript in the asked-for `response_format`: `json` (TranscriptionJson), "
-        "`verbose_json` (TranscriptionVerbose), or `text`, `srt` and `vtt` as text/plain.",
+        "`verbose_json` (TranscriptionVerbose), or `text`, `srt` and `vtt` as text/plain. With "
+        "`stream=true`, server-sent events: a `data:` line per decoded segment (TranscriptTextDelta), then "
+        'one with the whole text (TranscriptTextDone), or `{"error": {...}}` if it fails on the way.',
         "content": {
             "application/json": {
                 "schema": {
@@ -123,12 +129,18 @@ AUDIO_RESPONSES: dict[int | str, dict[str, Any]] = {
                 "schema": {"type": "string"},
                 "examples": {name: {"value": value} for name, value in _TEXT_EXAMPLES.items()},
             },
+            "text/event-stream": {
+                "schema": {"type": "string"},
+                "example": 'data: {"type":"transcript.text.delta","delta":"The quick brown fox."}\n\n'
+                'data: {"type":"transcript.text.done","text":"The quick brown fox.",'
+                '"usage":{"type":"duration","seconds":4}}\n\n',
+            },
         },
     },
     **ERROR_RESPONSES,
 }
 # Pydantic models referenced above by $ref only; listing them makes FastAPI emit their schemas.
-RESPONSE_MODELS = (TranscriptionJson, TranscriptionVerbose)
+RESPONSE_MODELS = (TranscriptionJson, TranscriptionVerbose, TranscriptTextDelta, TranscriptTextDone)
 
 
 def get_settings(request: Request) -> Settings:
@@ -224,6 +236,10 @@ class AudioJob:
         except AudioError as error:
             raise invalid_request(str(error), param="file", code=error.code) from error
 
+    async def stream(self, upload: UploadFile, options: TranscribeOptions) -> Response:
+        """`stream=true`: server-sent events, a delta per decoded segment (see `streaming`)."""
+        return await stream_transcript(partial(self.transcribe, upload, options), on_close=upload.close)
+
     def check_model(self, model: str) -> None:
         served = served_model_names(self.request)
         if not is_served(model, served):
@@ -296,6 +312,8 @@ async def create_transcription(
         language=language,
         word_timestamps="word" in form.timestamp_granularities,
     )
+    if form.stream:
+        return await job.stream(form.file, options)
     return await job.run(form.file, options, form)
 
 
@@ -312,7 +330,10 @@ async def create_translation(
     """Transcribe the uploaded audio into English text (OpenAI `audio.translations.create`)."""
     job.check_model(form.model)
     job.check_stream(form)
-    return await job.run(form.file, _options("translate", form, job.settings), form)
+    options = _options("translate", form, job.settings)
+    if form.stream:
+        return await job.stream(form.file, options)
+    return await job.run(form.file, options, form)
 
 
 __all__ = ["AUDIO_PATHS", "TRANSCRIPTIONS_PATH", "TRANSLATIONS_PATH", "router"]
