@@ -251,3 +251,24 @@ def test_openapi_documents_fields_formats_and_errors(fw_api: TestClient) -> None
     ].keys()
     ok = operation["responses"]["200"]["content"]
     assert {"application/json", "text/plain"} <= ok.keys()
+
+
+def test_cors_is_off_by_default(fw_api: TestClient) -> None:
+    preflight = fw_api.options(
+        TRANSCRIPTIONS, headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+    )
+    assert "access-control-allow-origin" not in preflight.headers
+    assert (
+        "access-control-allow-origin"
+        not in fw_api.get("/v1/models", headers={"Origin": "https://app.example"}).headers
+    )
+
+
+def test_list_settings_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    from whisper_api.settings import Settings
+
+    monkeypatch.setenv("WHISPER_MODEL_ALIASES", "whisper-1, my-asr ,")
+    monkeypatch.setenv("WHISPER_CORS_ORIGINS", "https://a.example,https://b.example")
+    settings = Settings()
+    assert settings.model_aliases == ["whisper-1", "my-asr"]
+    assert settings.cors_origins == ["https://a.example", "https://b.example"]
