@@ -72,6 +72,7 @@ _PROJECT_ID = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
 _BILLING_ACCOUNT = re.compile(r"^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _MEMORY = re.compile(r"^(\d+)(Gi|Mi)$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _SERVICE_ACCOUNT = re.compile(
     r"^[a-z][-a-z0-9]{4,28}[a-z0-9]@[a-z][-a-z0-9]{4,28}[a-z0-9]\.iam\.gserviceaccount\.com$"
 )
@@ -82,6 +83,7 @@ KEYS = (
     "serviceName",
     "engine",
     "model",
+    "modelRevision",
     "gpuType",
     "cpu",
     "memory",
@@ -107,11 +109,11 @@ KEYS = (
 )
 API_KEY = f"{NAMESPACE}:apiKey"
 _SECRET_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
-# The provider settings a stack may set under `gcp:` that an explicit provider must be handed again.
+# The `gcp:` settings an explicit provider must be handed again: key → (argument, is a credential).
 FORWARDED_PROVIDER_SETTINGS = {
-    "impersonateServiceAccount": "impersonate_service_account",
-    "credentials": "credentials",
-    "accessToken": "access_token",
+    "impersonateServiceAccount": ("impersonate_service_account", False),
+    "credentials": ("credentials", True),
+    "accessToken": ("access_token", True),
 }
 BUDGET_KEYS = ("billingAccount", "amount", "currency", "thresholds", "forecastThresholds", "emails")
 
@@ -146,6 +148,8 @@ class StackConfig:
     service_name: str = "whisper"
     engine: str = contract.DEFAULT_ENGINE
     model: str = contract.DEFAULT_IMAGE_MODEL
+    # A commit of the model's Hugging Face repository; empty: the one service/fetch_model.py pins.
+    model_revision: str = ""
     gpu_type: str = "nvidia-l4"
     cpu: int = 4
     memory: str = "16Gi"
@@ -258,6 +262,18 @@ def _parse_bool(text: str) -> bool:
     raise ValueError(text)
 
 
+def _parse_model_revision(r: _Reader) -> str:
+    """Empty, or a full commit id: a branch or tag such as `main` can change what the image bakes."""
+    revision = r.string("modelRevision", "")
+    if revision and not _COMMIT.match(revision):
+        r.fail(
+            f"{NAMESPACE}:modelRevision {revision!r} is not a commit id (40 lowercase hex digits); a branch "
+            "or tag can move — use the commit of the model's Hugging Face repository, or remove the key to "
+            f"bake the pinned one — {_fix('modelRevision', '<40-hex commit>')}"
+        )
+    return revision
+
+
 def memory_gib(memory: str) -> float | None:
     """'16Gi' → 16.0, '20480Mi' → 20.0; None when it is not a Kubernetes-style quantity."""
     match = _MEMORY.match(memory)
@@ -323,6 +339,8 @@ def parse_config(raw: Mapping[str, str], secret_keys: Collection[str] = ()) -> S
             f"{NAMESPACE}:model {model!r} must be a model name such as {contract.DEFAULT_IMAGE_MODEL} — "
             f"{_fix('model', contract.DEFAULT_IMAGE_MODEL)}"
         )
+
+    model_revision = _parse_model_revision(r)
 
     cpu = r.integer("cpu", 4)
     if cpu not in GPU_CPU_CHOICES:
@@ -445,6 +463,7 @@ def parse_config(raw: Mapping[str, str], secret_keys: Collection[str] = ()) -> S
         service_name=service_name,
         engine=engine,
         model=model,
+        model_revision=model_revision,
         gpu_type=gpu_type,
         cpu=cpu,
         memory=memory,
@@ -821,8 +840,8 @@ def provider_settings() -> dict[str, pulumi.Input[str]]:
     """The stack's `gcp:` credentials settings, for explicit providers (which do not inherit them)."""
     gcp = pulumi.Config("gcp")
     settings: dict[str, pulumi.Input[str]] = {}
-    for key, argument in FORWARDED_PROVIDER_SETTINGS.items():
-        value = gcp.get_secret(key) if key != "impersonateServiceAccount" else gcp.get(key)
+    for key, (argument, credential) in FORWARDED_PROVIDER_SETTINGS.items():
+        value = gcp.get_secret(key) if credential else gcp.get(key)
         if value is not None:
             settings[argument] = value
     return settings

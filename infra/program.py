@@ -54,7 +54,11 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     image = ServiceImage(
         "image",
         ServiceImageArgs(
-            registry_url=registry.url, image_name=cfg.service_name, engine=cfg.engine, model=cfg.model
+            registry_url=registry.url,
+            image_name=cfg.service_name,
+            engine=cfg.engine,
+            model=cfg.model,
+            model_revision=cfg.model_revision,
         ),
     )
     identity = RuntimeIdentity(

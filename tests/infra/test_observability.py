@@ -212,6 +212,7 @@ def test_dev_alerts_exist_but_warn_that_nobody_is_notified(dev: Plan) -> None:
 def test_alert_emails_without_a_budget_get_their_own_channels() -> None:
     plan = with_observability("dev", emails=["oncall@example.com"])
     [channel] = plan.of_type(CHANNEL)
+    assert channel.name == "observability-email-oncall-example-com"
     assert channel.inputs["labels"] == {"email_address": "oncall@example.com"}
     assert channel.parent == "observability"
     assert all(p["notificationChannels"] == [channel.outputs["name"]] for p in policies(plan).values())
