@@ -1,9 +1,11 @@
 """Transcript → the five OpenAI response formats: json, text, srt, vtt, verbose_json.
 
 Subtitles and language names follow openai-whisper's reference (`whisper.utils.WriteSRT` /
-`WriteVTT`, `whisper.tokenizer.LANGUAGES`) byte for byte; tests compare them with it. They are
+`WriteVTT`, `whisper.tokenizer.LANGUAGES`) byte for byte, except that VTT cues always carry hours
+(`00:00:08.000`), as OpenAI's API writes them; tests compare them with the reference. They are
 written here rather than loaded from openai-whisper because the faster-whisper image carries
-neither openai-whisper nor torch (service/requirements-image-faster-whisper.txt).
+neither openai-whisper nor torch. Segment ids count from 0, and no time ends after the audio does,
+whichever engine decoded it.
 
 Media types: `application/json` for json and verbose_json, `text/plain; charset=utf-8` for text,
 srt and vtt (as OpenAI answers).
@@ -11,14 +13,18 @@ srt and vtt (as OpenAI answers).
 
 from __future__ import annotations
 
+import math
+
 from pydantic import BaseModel
 
 from whisper_api.schemas import (
     ResponseFormat,
+    Segment,
     SegmentOut,
     Transcript,
     TranscriptionJson,
     TranscriptionVerbose,
+    Usage,
     WordOut,
 )
 
@@ -136,28 +142,59 @@ def language_name(code: str) -> str:
     return LANGUAGE_NAMES.get(code, code)
 
 
-def timestamp(seconds: float, *, always_include_hours: bool, decimal_marker: str) -> str:
-    """`whisper.utils.format_timestamp`: `01:02:03,004` (SRT) or `02:03.004` (WebVTT under an hour)."""
+def usage(transcript: Transcript) -> Usage:
+    return Usage(seconds=math.ceil(transcript.duration))
+
+
+def _within(seconds: float, duration: float) -> float:
+    return min(max(seconds, 0.0), duration)
+
+
+def timed_segments(transcript: Transcript) -> list[Segment]:
+    """The segments as responses show them: ids 0, 1, 2, ... and every start and end (words'
+    too) within [0, duration]; engines round timestamps up to their frame or window."""
+    duration = transcript.duration
+    return [
+        segment.model_copy(
+            update={
+                "id": index,
+                "start": _within(segment.start, duration),
+                "end": _within(segment.end, duration),
+                "words": None
+                if segment.words is None
+                else [
+                    word.model_copy(
+                        update={"start": _within(word.start, duration), "end": _within(word.end, duration)}
+                    )
+                    for word in segment.words
+                ],
+            }
+        )
+        for index, segment in enumerate(transcript.segments)
+    ]
+
+
+def timestamp(seconds: float, *, decimal_marker: str) -> str:
+    """`whisper.utils.format_timestamp`, hours always shown: `01:02:03,004` (SRT), `00:02:03.004` (VTT)."""
     milliseconds = round(max(seconds, 0.0) * 1000.0)
     hours, milliseconds = divmod(milliseconds, 3_600_000)
     minutes, milliseconds = divmod(milliseconds, 60_000)
     whole_seconds, milliseconds = divmod(milliseconds, 1_000)
-    hours_marker = f"{hours:02d}:" if always_include_hours or hours > 0 else ""
-    return f"{hours_marker}{minutes:02d}:{whole_seconds:02d}{decimal_marker}{milliseconds:03d}"
+    return f"{hours:02d}:{minutes:02d}:{whole_seconds:02d}{decimal_marker}{milliseconds:03d}"
 
 
-def subtitles(transcript: Transcript, response_format: str) -> str:
-    """SRT or WebVTT with one cue per segment, as openai-whisper's WriteSRT / WriteVTT write it."""
-    srt = response_format == "srt"
+def subtitles(segments: list[Segment], response_format: str) -> str:
+    """SRT or WebVTT, one cue per segment (as OpenAI's srt/vtt), as openai-whisper's writers write it."""
+    marker = "," if response_format == "srt" else "."
     cues = [
         (
-            timestamp(segment.start, always_include_hours=srt, decimal_marker="," if srt else "."),
-            timestamp(segment.end, always_include_hours=srt, decimal_marker="," if srt else "."),
+            timestamp(segment.start, decimal_marker=marker),
+            timestamp(segment.end, decimal_marker=marker),
             segment.text.strip().replace("-->", "->"),  # "-->" in the text would end the cue line
         )
-        for segment in transcript.segments
+        for segment in segments
     ]
-    if srt:
+    if response_format == "srt":
         return "".join(
             f"{index}\n{start} --> {end}\n{text}\n\n" for index, (start, end, text) in enumerate(cues, 1)
         )
@@ -167,20 +204,23 @@ def subtitles(transcript: Transcript, response_format: str) -> str:
 def verbose(transcript: Transcript, granularities: frozenset[str]) -> TranscriptionVerbose:
     with_segments = "segment" in granularities or not granularities
     with_words = "word" in granularities
+    segments = timed_segments(transcript)
     return TranscriptionVerbose(
         task=transcript.task,
         language=language_name(transcript.language),
         duration=transcript.duration,
         text=transcript.text,
-        segments=[
-            SegmentOut.model_validate(segment.model_dump(exclude={"words"}))
-            for segment in transcript.segments
-        ]
+        segments=[SegmentOut.model_validate(segment.model_dump(exclude={"words"})) for segment in segments]
         if with_segments
         else None,
-        words=[WordOut(word=word.word.strip(), start=word.start, end=word.end) for word in transcript.words]
+        words=[
+            WordOut(word=word.word.strip(), start=word.start, end=word.end)
+            for segment in segments
+            for word in segment.words or []
+        ]
         if with_words
         else None,
+        usage=usage(transcript),
     )
 
 
@@ -192,11 +232,11 @@ def render(
     `granularities` (`word`, `segment`) matter for verbose_json only.
     """
     if response_format == "json":
-        return TranscriptionJson(text=transcript.text), JSON_MEDIA_TYPE
+        return TranscriptionJson(text=transcript.text, usage=usage(transcript)), JSON_MEDIA_TYPE
     if response_format == "verbose_json":
         return verbose(transcript, granularities), JSON_MEDIA_TYPE
     if response_format == "text":
         return transcript.text + "\n", TEXT_MEDIA_TYPE
     if response_format in ("srt", "vtt"):
-        return subtitles(transcript, response_format), TEXT_MEDIA_TYPE
+        return subtitles(timed_segments(transcript), response_format), TEXT_MEDIA_TYPE
     raise ValueError(f"unknown response_format {response_format!r}")
