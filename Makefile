@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 STACK ?= dev
 
-.PHONY: run test lint plan bench fixtures lock clean
+.PHONY: run batch test lint plan bench fixtures lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ $(VENV)/.dev: $(VENV)/.service requirements/infra.txt requirements/dev.txt requi
 
 run: $(VENV)/.service ## Serve the API on the bundled tiny.en model (WHISPER_* variables pass through).
 	HOST=$(HOST) PORT=$(PORT) WHISPER_LOG_JSON=$${WHISPER_LOG_JSON:-false} $(BIN)/python -m whisper_api
+
+batch: $(VENV)/.service ## Transcribe every recording under IN (folder or gs://) into OUT; ARGS="--formats srt,vtt" etc.
+	@test -n "$(IN)" -a -n "$(OUT)" || { echo 'usage: make batch IN=folder-or-gs://bucket/prefix OUT=folder-or-gs://bucket/prefix [ARGS="--formats srt"]' >&2; exit 2; }
+	WHISPER_LOG_JSON=$${WHISPER_LOG_JSON:-false} $(BIN)/python -m whisper_api.batch "$(IN)" "$(OUT)" $(ARGS)
 
 test: $(VENV)/.dev ## Every test: service, infra (mock runtime), Dockerfiles, workflows, policies.
 	$(BIN)/python -m pytest

@@ -1,1 +1,1 @@
-"""The Pulumi program that puts the Whisper API on a Cloud Run L4 GPU (see the README)."""
+"""The Pulumi program that puts the Whisper API on a Cloud Run L4 GPU (see docs/deploy.md)."""

@@ -20,7 +20,7 @@ from infra.shared import contract
 NAMESPACE = "whisper"
 PROJECT_KEY = "gcp:project"
 
-# Cloud Run GPU facts (the README, Google's Cloud Run GPU documentation).
+# Cloud Run GPU facts (docs/deploy.md, Google's Cloud Run GPU documentation).
 GPU_REGIONS: Mapping[str, tuple[str, ...]] = {
     "nvidia-l4": (
         "us-central1",
@@ -65,6 +65,9 @@ _PROJECT_ID = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
 _BILLING_ACCOUNT = re.compile(r"^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _MEMORY = re.compile(r"^(\d+)(Gi|Mi)$")
+_SERVICE_ACCOUNT = re.compile(
+    r"^[a-z][-a-z0-9]{4,28}[a-z0-9]@[a-z][-a-z0-9]{4,28}[a-z0-9]\.iam\.gserviceaccount\.com$"
+)
 
 # Every key this program reads under `whisper:`; anything else in the stack file is a typo.
 KEYS = (
@@ -88,6 +91,7 @@ KEYS = (
     "untaggedRetentionDays",
     "budget",
     "env",
+    "serviceAccount",
 )
 BUDGET_KEYS = ("billingAccount", "amount", "currency", "thresholds", "forecastThresholds", "emails")
 
@@ -115,7 +119,7 @@ class BudgetConfig:
 
 @dataclass(frozen=True)
 class StackConfig:
-    """The validated stack settings; see the README for each key's meaning and default."""
+    """The validated stack settings; see docs/deploy.md for each key's meaning and default."""
 
     project: str
     region: str = "us-central1"
@@ -138,6 +142,8 @@ class StackConfig:
     untagged_retention_days: int = 7
     budget: BudgetConfig | None = None
     env: Mapping[str, str] = field(default_factory=dict)
+    # The bootstrap's runtime account (e-mail); None: the stack creates `<serviceName>-run` itself.
+    service_account: str | None = None
     # Why the budget was skipped, for a warning at deploy time (None when there is a budget).
     budget_skipped_reason: str | None = None
 
@@ -367,6 +373,17 @@ def parse_config(raw: Mapping[str, str]) -> StackConfig:
             f"{_fix('untaggedRetentionDays', '7')}"
         )
 
+    service_account = r.string("serviceAccount", "") or None
+    in_project = f"@{project}.iam.gserviceaccount.com"
+    if service_account is not None and (
+        not _SERVICE_ACCOUNT.match(service_account) or not service_account.endswith(in_project)
+    ):
+        r.fail(
+            f"{NAMESPACE}:serviceAccount {service_account!r} must be a service account e-mail in {project} "
+            "(the bootstrap's devRuntimeServiceAccount / prodRuntimeServiceAccount output) — "
+            f"{_fix('serviceAccount', 'whisper-run-dev' + in_project)}"
+        )
+
     env = _parse_env(r)
     budget, budget_skipped_reason = _parse_budget(r)
 
@@ -394,6 +411,7 @@ def parse_config(raw: Mapping[str, str]) -> StackConfig:
         untagged_retention_days=untagged_retention_days,
         budget=budget,
         env=env,
+        service_account=service_account,
         budget_skipped_reason=budget_skipped_reason,
     )
 

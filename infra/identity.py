@@ -1,4 +1,9 @@
-"""The service's own runtime identity: a dedicated account that may only write logs and metrics."""
+"""The service's runtime identity: a dedicated account that may only write logs and metrics.
+
+In CI the account belongs to the bootstrap (`whisper:serviceAccount`), so that a destroy-and-recreate
+of the stack keeps its identity and the deployer's `actAs` on it; a stack deployed by hand without
+it creates `<serviceName>-run` itself.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import pulumi_gcp as gcp
 
 # Everything the container itself calls: Cloud Logging and Cloud Monitoring. Image pulls are done by
 # Cloud Run's service agent, which can read same-project repositories, so no registry role is needed.
+# infra/bootstrap/keyless_ci.py grants the same roles to the accounts it owns.
 RUNTIME_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
 
 
@@ -17,6 +23,7 @@ RUNTIME_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
 class RuntimeIdentityArgs:
     project: str
     service_name: str
+    existing_email: str | None = None
 
 
 class RuntimeIdentity(pulumi.ComponentResource):
@@ -24,6 +31,8 @@ class RuntimeIdentity(pulumi.ComponentResource):
 
     email: pulumi.Output[str]
     member: pulumi.Output[str]
+    # What must exist before a revision can run as the account (empty for a bootstrap account).
+    resources: list[pulumi.Resource]
 
     def __init__(
         self,
@@ -33,24 +42,29 @@ class RuntimeIdentity(pulumi.ComponentResource):
         depends_on: Sequence[pulumi.Resource] = (),
     ) -> None:
         super().__init__("whisper:infra:RuntimeIdentity", name, None, opts)
-        self.account = gcp.serviceaccount.Account(
-            f"{name}-account",
-            project=args.project,
-            account_id=f"{args.service_name}-run",
-            display_name=f"{args.service_name} Cloud Run runtime",
-            description="Runs the Whisper API on Cloud Run; may only write logs and metrics.",
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
-        )
-        self.email = self.account.email
-        self.member = self.account.email.apply(lambda email: f"serviceAccount:{email}")
-        self.bindings = [
-            gcp.projects.IAMMember(
-                f"{name}-{role.removeprefix('roles/').replace('.', '-').lower()}",
+        if args.existing_email is not None:
+            self.email = pulumi.Output.from_input(args.existing_email)
+            self.resources = []
+        else:
+            account = gcp.serviceaccount.Account(
+                f"{name}-account",
                 project=args.project,
-                role=role,
-                member=self.member,
-                opts=pulumi.ResourceOptions(parent=self),
+                account_id=f"{args.service_name}-run",
+                display_name=f"{args.service_name} Cloud Run runtime",
+                description="Runs the Whisper API on Cloud Run; may only write logs and metrics.",
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
             )
-            for role in RUNTIME_ROLES
-        ]
+            roles = [
+                gcp.projects.IAMMember(
+                    f"{name}-{role.removeprefix('roles/').replace('.', '-').lower()}",
+                    project=args.project,
+                    role=role,
+                    member=account.member,
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+                for role in RUNTIME_ROLES
+            ]
+            self.email = account.email
+            self.resources = [account, *roles]
+        self.member = self.email.apply(lambda email: f"serviceAccount:{email}")
         self.register_outputs({"email": self.email})

@@ -27,7 +27,12 @@ MOCK_ACCESS_TOKEN = "mock-access-token"  # noqa: S105 - a placeholder the mocks 
 
 @dataclass(frozen=True)
 class RecordedResource:
-    """One registered resource: its type token, logical name, inputs (camelCase) and options."""
+    """One registered resource: its type token, logical name, inputs (camelCase) and options.
+
+    `dependencies` are the URNs the engine waits for before creating it, as the SDK sends them:
+    explicit `depends_on` (a component expanded to its children) and every resource whose output
+    flows into an input; `property_dependencies` says which input brought which.
+    """
 
     type: str
     name: str
@@ -38,11 +43,22 @@ class RecordedResource:
     protect: bool
     custom: bool
     secret_inputs: frozenset[str] = frozenset()
+    dependencies: frozenset[str] = frozenset()
+    property_dependencies: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    provider_urn: str = ""
+    retain_on_delete: bool = False
+    ignore_changes: tuple[str, ...] = ()
 
     @property
     def parent(self) -> str:
         """The parent's logical name ('' for top-level resources)."""
-        return self.parent_urn.rsplit("::", 1)[-1] if "::" in self.parent_urn else ""
+        return _name_of(self.parent_urn)
+
+    @property
+    def explicit_dependencies(self) -> frozenset[str]:
+        """What `depends_on` added: the dependencies that no input accounts for."""
+        implied = frozenset().union(*self.property_dependencies.values())
+        return self.dependencies - implied
 
 
 @dataclass
@@ -65,6 +81,39 @@ class Plan:
     def named(self, name: str) -> RecordedResource:
         return next(resource for resource in self.resources if resource.name == name)
 
+    def by_urn(self, urn: str) -> RecordedResource:
+        return next(resource for resource in self.resources if resource.urn == urn)
+
+    def children(self, component: RecordedResource) -> list[RecordedResource]:
+        """Every resource below `component`, at any depth."""
+        below = [resource for resource in self.resources if resource.parent_urn == component.urn]
+        return below + [grandchild for child in below for grandchild in self.children(child)]
+
+    def upstream(self, resource: RecordedResource) -> set[str]:
+        """Every URN `resource` waits for, directly or through a chain of dependencies."""
+        seen: set[str] = set()
+        pending = list(resource.dependencies)
+        while pending:
+            urn = pending.pop()
+            if urn not in seen:
+                seen.add(urn)
+                pending.extend(self.by_urn(urn).dependencies)
+        return seen
+
+    def waits_for(self, resource: RecordedResource, other: RecordedResource) -> bool:
+        """True when the engine creates `other` (or, for a component, all its children) first."""
+        targets = [child for child in self.children(other) if child.custom] if not other.custom else [other]
+        upstream = self.upstream(resource)
+        return bool(targets) and all(target.urn in upstream for target in targets)
+
+    def not_waited_for(self, resource: RecordedResource, others: list[RecordedResource]) -> list[str]:
+        """The names of `others` that `resource` may be created before (empty: the order is right)."""
+        return [other.name for other in others if not self.waits_for(resource, other)]
+
+    def provider_of(self, resource: RecordedResource) -> RecordedResource | None:
+        """The explicit provider resource (None: the stack's default provider)."""
+        return next((r for r in self.resources if r.urn == resource.provider_urn), None)
+
 
 class CloudMocks(pulumi.runtime.Mocks):
     """Stands in for the providers: echoes inputs and adds the computed outputs the program reads."""
@@ -72,8 +121,7 @@ class CloudMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         inputs = dict(args.inputs)
         state = {**inputs, **_computed_outputs(args.typ, args.name, inputs)}
-        resource_id = state.get("name") if args.typ.endswith("NotificationChannel") else None
-        return str(resource_id or f"{args.name}-id"), state
+        return _resource_id(args.typ, args.name, state), state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         return self._data_source(args), []  # (result, no check failures)
@@ -88,17 +136,48 @@ class CloudMocks(pulumi.runtime.Mocks):
         return {}
 
 
+def _resource_id(type_: str, name: str, state: Mapping[str, Any]) -> str:
+    """The provider's id where the program reads it: a resource path for these types."""
+    if type_ == "gcp:kms/keyRing:KeyRing":
+        return f"projects/{state['project']}/locations/{state['location']}/keyRings/{state['name']}"
+    if type_ == "gcp:kms/cryptoKey:CryptoKey":
+        return f"{state['keyRing']}/cryptoKeys/{state['name']}"
+    if type_ in {
+        "gcp:monitoring/notificationChannel:NotificationChannel",
+        "gcp:secretmanager/secret:Secret",
+        "gcp:secretmanager/secretVersion:SecretVersion",
+    }:
+        return str(state["name"])
+    return f"{name}-id"
+
+
 def _computed_outputs(type_: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    pools = f"projects/{MOCK_PROJECT_NUMBER}/locations/global/workloadIdentityPools"
     if type_ == "gcp:serviceaccount/account:Account":
         email = f"{inputs['accountId']}@{inputs['project']}.iam.gserviceaccount.com"
-        return {"email": email, "member": f"serviceAccount:{email}"}
+        return {
+            "email": email,
+            "member": f"serviceAccount:{email}",
+            "name": f"projects/{inputs['project']}/serviceAccounts/{email}",
+        }
+    if type_ == "gcp:iam/workloadIdentityPool:WorkloadIdentityPool":
+        return {"name": f"{pools}/{inputs['workloadIdentityPoolId']}"}
+    if type_ == "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider":
+        pool, provider = inputs["workloadIdentityPoolId"], inputs["workloadIdentityPoolProviderId"]
+        return {"name": f"{pools}/{pool}/providers/{provider}"}
+    if type_ == "gcp:projects/iAMCustomRole:IAMCustomRole":
+        return {"name": f"projects/{inputs['project']}/roles/{inputs['roleId']}"}
+    if type_ == "gcp:secretmanager/secret:Secret":
+        return {"name": f"projects/{MOCK_PROJECT_NUMBER}/secrets/{inputs['secretId']}"}
+    if type_ == "gcp:secretmanager/secretVersion:SecretVersion":
+        return {"name": f"{inputs['secret']}/versions/1", "version": "1"}
     if type_ == "docker-build:index:Image":
-        # A digest that follows the build inputs, like a real build of changed sources would.
+        # A digest that follows the build inputs, like a real build of changed sources would; `ref`
+        # is the first tag with the digest appended (`repo:tag@sha256:…`), as the provider returns it.
         digest = (
             "sha256:" + hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
         )
-        repository = str(inputs["tags"][0]).rsplit(":", 1)[0]
-        return {"digest": digest, "ref": f"{repository}@{digest}"}
+        return {"digest": digest, "ref": f"{inputs['tags'][0]}@{digest}"}
     if type_ == "gcp:cloudrunv2/service:Service":
         return {"uri": f"https://{inputs['name']}-{MOCK_PROJECT_NUMBER}.{inputs['location']}.run.app"}
     if type_ == "gcp:monitoring/notificationChannel:NotificationChannel":
@@ -109,27 +188,16 @@ def _computed_outputs(type_: str, name: str, inputs: Mapping[str, Any]) -> dict[
 
 
 class _RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
-    """The mock monitor, also keeping each registration's parent and `protect` option."""
+    """The mock monitor, also keeping each registration's options and dependencies."""
 
     def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
         super().__init__(mocks)
-        self.registrations: list[tuple[str, str, str, str, bool, bool, dict[str, Any]]] = []
+        self.registrations: list[tuple[Any, str]] = []  # (the request, its URN)
 
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
-            inputs = pulumi.runtime.rpc.deserialize_properties(request.object)
-            self.registrations.append(
-                (
-                    request.type,
-                    request.name,
-                    response.urn,
-                    request.parent,
-                    bool(request.protect),
-                    bool(request.custom),
-                    dict(inputs),
-                )
-            )
+            self.registrations.append((request, response.urn))
         return response
 
 
@@ -179,23 +247,38 @@ def run_program(
 
     evaluate()  # type: ignore[misc]  # pulumi.runtime.test is annotated as returning None
     outputs_by_urn = monitor.get_registered_resources()
-    for type_, name, urn, parent, protect, custom, inputs in monitor.registrations:
-        registered = outputs_by_urn.get(urn)
-        plan.resources.append(
-            RecordedResource(
-                type=type_,
-                name=name,
-                urn=urn,
-                inputs=_plain(inputs),
-                outputs=_plain(registered.state) if registered else {},
-                secret_inputs=_secret_keys(inputs),
-                parent_urn=parent,
-                protect=protect,
-                custom=custom,
-            )
-        )
+    plan.resources.extend(
+        _recorded(request, urn, outputs_by_urn.get(urn)) for request, urn in monitor.registrations
+    )
     plan.warnings.extend(collector.messages)
     return plan
+
+
+def _recorded(request: Any, urn: str, registered: Any) -> RecordedResource:
+    inputs = dict(pulumi.runtime.rpc.deserialize_properties(request.object))
+    return RecordedResource(
+        type=request.type,
+        name=request.name,
+        urn=urn,
+        inputs=_plain(inputs),
+        outputs=_plain(registered.state) if registered else {},
+        secret_inputs=_secret_keys(inputs),
+        parent_urn=request.parent,
+        protect=bool(request.protect),
+        custom=bool(request.custom),
+        dependencies=frozenset(request.dependencies),
+        property_dependencies={
+            key: frozenset(deps.urns) for key, deps in request.propertyDependencies.items()
+        },
+        # A provider reference is `<urn>::<id>`.
+        provider_urn=request.provider.rsplit("::", 1)[0] if request.provider else "",
+        retain_on_delete=bool(request.retainOnDelete),
+        ignore_changes=tuple(request.ignoreChanges),
+    )
+
+
+def _name_of(urn: str) -> str:
+    return urn.rsplit("::", 1)[-1] if "::" in urn else ""
 
 
 def _plain(value: Any) -> Any:

@@ -53,7 +53,9 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     )
     identity = RuntimeIdentity(
         "identity",
-        RuntimeIdentityArgs(project=cfg.project, service_name=cfg.service_name),
+        RuntimeIdentityArgs(
+            project=cfg.project, service_name=cfg.service_name, existing_email=cfg.service_account
+        ),
         opts=protected,
         depends_on=apis.services,
     )
@@ -81,7 +83,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             extra_env=cfg.env,
         ),
         opts=protected,
-        depends_on=[*apis.services, *identity.bindings],
+        depends_on=[*apis.services, *identity.resources],
     )
     ServiceInvokers(
         "invokers",

@@ -1,14 +1,7 @@
-"""Run once by an admin (see the README): keyless CI access and the Pulumi state backend."""
+"""Run once by an admin (see docs/platform.md): keyless CI identities, runtime accounts, state backend."""
 
-import pulumi
-from keyless_ci import KeylessCi, load_config
+from keyless_ci import main
 
-config = load_config()
-ci = KeylessCi("whisper-ci", config)
-
-# The values to paste into the repository's Actions variables, and into `pulumi login` / `stack init`.
-pulumi.export("workloadIdentityProvider", ci.workload_identity_provider)
-pulumi.export("deployerServiceAccount", ci.deployer_email)
-pulumi.export("backendUrl", ci.backend_url)
-pulumi.export("secretsProvider", ci.secrets_provider)
-pulumi.export("githubRepository", config.github_repository)
+# The outputs are the values to paste into the repository's Actions variables, each stack's
+# `whisper:serviceAccount`, and `pulumi login` / `pulumi stack init --secrets-provider`.
+main()

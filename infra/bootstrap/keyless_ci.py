@@ -1,8 +1,16 @@
-"""What an admin creates once so that GitHub Actions can run `pulumi up` with no long-lived key.
+"""What an admin creates once so that GitHub Actions can run Pulumi with no long-lived key.
 
-A Workload Identity Federation pool trusts GitHub's OIDC tokens from one repository only; those tokens
-may impersonate a deployer service account holding exactly the roles the Whisper stack needs; a
-versioned bucket and a KMS key hold Pulumi's state and encrypt its secrets (a self-managed backend).
+A Workload Identity Federation pool trusts GitHub's OIDC tokens from one repository, pinned by its
+immutable ids. Three identities, each reachable only from where it belongs:
+
+- the previewer (read-only), from any workflow of the repository: pull-request previews and drift;
+- the dev deployer, only from jobs on `refs/heads/main`;
+- the prod deployer, only from jobs in the GitHub environment `prod` (its required reviewers).
+
+The runtime service accounts live here too, so that a stack's destroy-and-recreate neither changes
+the service's identity nor loses the deployer's `actAs` on it; the stacks take their e-mails
+(`whisper:serviceAccount`). Nobody gets project-wide `iam.serviceAccountUser`. A versioned bucket
+and a KMS key hold Pulumi's state and encrypt its secrets (a self-managed backend).
 """
 
 from __future__ import annotations
@@ -10,38 +18,58 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_gcp as gcp
 
 NAMESPACE = "bootstrap"
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
+ENVIRONMENTS = ("dev", "prod")
+PROD_ENVIRONMENT = "prod"
+DEV_REF = "refs/heads/main"
 
-# Each role the deployer holds on the project, and why `pulumi up/refresh/destroy` of the stack needs it.
+# Each role a deployer holds on its environment's project, and why `pulumi up/refresh/destroy` needs it.
 DEPLOYER_PROJECT_ROLES: dict[str, str] = {
     "roles/run.admin": "create and update the Cloud Run service and set its invoker IAM "
     "(Cloud Run Developer cannot set IAM policy)",
     "roles/artifactregistry.admin": "create the image repository with its cleanup policies and push images",
     "roles/serviceusage.serviceUsageAdmin": "enable the APIs the stack uses (and bill its API calls)",
     "roles/monitoring.notificationChannelEditor": "the budget's e-mail notification channels",
+    # Budgets on this one project only (billing.resourcebudgets.*), not on the whole billing account.
+    "roles/billing.projectCostsManager": "the budget scoped to this project",
 }
-# The runtime service account's lifecycle without roles/iam.serviceAccountAdmin, whose
-# setIamPolicy would let the deployer grant itself actAs on any account: a custom role per project.
-SERVICE_ACCOUNT_MANAGER_ROLE_ID = "whisperServiceAccountManager"
-SERVICE_ACCOUNT_MANAGER_PERMISSIONS = (
-    "iam.serviceAccounts.create",
-    "iam.serviceAccounts.delete",
-    "iam.serviceAccounts.get",
-    "iam.serviceAccounts.list",
-    "iam.serviceAccounts.update",
+# The API key's secret without roles/secretmanager.admin, which could read every secret's payload:
+# a custom role with no `versions.access`, limited by a condition to secrets named after the service.
+SECRET_MANAGER_ROLE_ID = "whisperSecretManager"  # noqa: S105 - a role id, not a secret
+SECRET_MANAGER_PERMISSIONS = (
+    "secretmanager.secrets.create",
+    "secretmanager.secrets.delete",
+    "secretmanager.secrets.get",
+    "secretmanager.secrets.getIamPolicy",
+    "secretmanager.secrets.setIamPolicy",
+    "secretmanager.secrets.update",
+    "secretmanager.versions.add",
+    "secretmanager.versions.destroy",
+    "secretmanager.versions.disable",
+    "secretmanager.versions.enable",
+    "secretmanager.versions.get",
+    "secretmanager.versions.list",
 )
-# Project IAM is granted with a condition: the deployer may only grant the runtime account's roles.
-RUNTIME_GRANTABLE_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
-PROJECT_IAM_ROLE = "roles/resourcemanager.projectIamAdmin"
+# What the running container calls: Cloud Logging and Cloud Monitoring. Image pulls are done by
+# Cloud Run's service agent, which reads same-project repositories.
+RUNTIME_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
+# `pulumi preview --refresh` reads every resource of the stack (Viewer includes project budgets) and
+# decrypts the stack's secrets; it writes only its lock file.
+PREVIEWER_PROJECT_ROLE = "roles/viewer"
 SERVICE_ACCOUNT_USER_ROLE = "roles/iam.serviceAccountUser"
-BILLING_ROLE = "roles/billing.costsManager"
+WORKLOAD_IDENTITY_USER_ROLE = "roles/iam.workloadIdentityUser"
 STATE_BUCKET_ROLE = "roles/storage.objectAdmin"
+STATE_READ_ROLE = "roles/storage.objectViewer"
 SECRETS_KEY_ROLE = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+SECRETS_DECRYPT_ROLE = "roles/cloudkms.cryptoKeyDecrypter"
+# Where the self-managed backend keeps its locks (pulumi/pkg/backend/diy).
+LOCKS_PREFIX = ".pulumi/locks/"
 
 BOOTSTRAP_APIS = (
     "iam.googleapis.com",
@@ -53,9 +81,9 @@ BOOTSTRAP_APIS = (
 )
 
 REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
-BILLING_ACCOUNT = re.compile(r"^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$")
+NUMERIC_ID = re.compile(r"^[1-9][0-9]{0,19}$")
 PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
-ACCOUNT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{1,17}$")
 POOL_ID = re.compile(r"^[a-z0-9-]{4,32}$")
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
 
@@ -68,148 +96,210 @@ class BootstrapConfigError(ValueError):
 class BootstrapConfig:
     project: str
     github_repository: str
+    # Immutable: a deleted and re-created repository (or owner) of the same name gets new ids.
+    github_repository_id: str
+    github_repository_owner_id: str
     region: str = "us-central1"
-    billing_account: str | None = None
     pool_id: str = "github"
     provider_id: str = "github-oidc"
-    deployer_account_id: str = "whisper-deployer"
-    # Projects the stacks deploy into (each stack's gcp:project); the deployer has its roles in each.
-    deploy_projects: tuple[str, ...] = ()
-    # After the first deploy: the runtime accounts, so that "act as" is granted on them only.
-    runtime_service_accounts: tuple[str, ...] = ()
+    # The stacks' `whisper:serviceName`: names the accounts and bounds the secrets a deployer manages.
+    service_name: str = "whisper"
+    dev_project: str = ""
+    prod_project: str = ""
     state_bucket: str = ""
     state_bucket_location: str = "US"
     kept_state_versions: int = 20
 
+    def project_of(self, environment: str) -> str:
+        return self.dev_project if environment == "dev" else self.prod_project
+
+    def runtime_account_id(self, environment: str) -> str:
+        return f"{self.service_name}-run-{environment}"
+
+    def deployer_account_id(self, environment: str) -> str:
+        return f"{self.service_name}-deploy-{environment}"
+
     @property
-    def principal_set_suffix(self) -> str:
-        return f"attribute.repository/{self.github_repository}"
+    def previewer_account_id(self) -> str:
+        return f"{self.service_name}-previewer"
 
 
 def _fix(key: str, example: str) -> str:
     return f"pulumi config set {NAMESPACE}:{key} {example}"
 
 
-def _names(value: object) -> list[str]:
-    """A list from config: a YAML list, or a comma-separated string."""
-    if value is None:
-        return []
-    items = value if isinstance(value, list | tuple) else str(value).split(",")
-    return [str(item).strip() for item in items if str(item).strip()]
-
-
 def parse_config(raw: Mapping[str, object]) -> BootstrapConfig:
     """Validate the `bootstrap:` keys (given without namespace) and fail with every problem listed."""
     problems: list[str] = []
 
-    def text(key: str, default: str | None = None) -> str | None:
+    def text(key: str, default: str = "") -> str:
         value = raw.get(key)
         return default if value is None or str(value).strip() == "" else str(value).strip()
 
-    project = text("project") or ""
-    if not PROJECT_ID.match(project):
-        problems.append(
-            f"{NAMESPACE}:project {project!r} is not a Google Cloud project ID — "
-            f"{_fix('project', 'my-project')}"
+    def check(key: str, value: str, valid: bool, what: str, example: str) -> None:
+        if not valid:
+            problems.append(f"{NAMESPACE}:{key} {value!r} is not {what} — {_fix(key, example)}")
+
+    project = text("project")
+    check("project", project, bool(PROJECT_ID.match(project)), "a Google Cloud project ID", "my-project")
+    repository = text("githubRepository")
+    check(
+        "githubRepository",
+        repository,
+        bool(REPOSITORY.match(repository)),
+        "the GitHub 'owner/repo' that deploys",
+        "my-org/whisper-cloud-run",
+    )
+    find_ids = "(gh api repos/OWNER/REPO --jq '.id, .owner.id')"
+    repository_id = text("githubRepositoryId")
+    check(
+        "githubRepositoryId",
+        repository_id,
+        bool(NUMERIC_ID.match(repository_id)),
+        f"a repository id {find_ids}",
+        "123456789",
+    )
+    owner_id = text("githubRepositoryOwnerId")
+    check(
+        "githubRepositoryOwnerId",
+        owner_id,
+        bool(NUMERIC_ID.match(owner_id)),
+        f"an owner id {find_ids}",
+        "987654",
+    )
+    service_name = text("serviceName", "whisper")
+    check(
+        "serviceName",
+        service_name,
+        bool(SERVICE_NAME.match(service_name)),
+        "a service name of 2-18 lowercase letters, digits or hyphens",
+        "whisper",
+    )
+    for key, default in (("poolId", "github"), ("providerId", "github-oidc")):
+        value = text(key, default)
+        check(key, value, bool(POOL_ID.match(value)) and not value.startswith("gcp-"), "a valid ID", default)
+    dev_project, prod_project = text("devProject", project), text("prodProject", project)
+    for key, value in (("devProject", dev_project), ("prodProject", prod_project)):
+        check(
+            key,
+            value,
+            bool(PROJECT_ID.match(value)),
+            "a project ID (the stack's gcp:project)",
+            f"my-whisper-{key[:-7]}",
         )
-    repository = text("githubRepository") or ""
-    if not REPOSITORY.match(repository):
-        problems.append(
-            f"{NAMESPACE}:githubRepository {repository!r} must be the GitHub 'owner/repo' that deploys — "
-            f"{_fix('githubRepository', 'my-org/whisper-cloud-run')}"
-        )
-    billing_account = text("billingAccount")
-    if billing_account is not None:
-        billing_account = billing_account.removeprefix("billingAccounts/")
-        if not BILLING_ACCOUNT.match(billing_account):
+    bucket = text("stateBucket", f"{project}-pulumi-state")
+    check(
+        "stateBucket",
+        bucket,
+        bool(BUCKET.match(bucket)) and "goog" not in bucket,
+        "a valid bucket name",
+        "my-project-pulumi-state",
+    )
+    kept = text("keptStateVersions", "20")
+    check(
+        "keptStateVersions",
+        kept,
+        kept.isdigit() and 1 <= int(kept) <= 1000,
+        "a whole number from 1 to 1000",
+        "20",
+    )
+    for retired in ("deployerAccountId", "deployProjects", "runtimeServiceAccounts", "billingAccount"):
+        if raw.get(retired) is not None:
             problems.append(
-                f"{NAMESPACE}:billingAccount {billing_account!r} is not a billing account ID "
-                f"(gcloud billing accounts list) — {_fix('billingAccount', '012345-6789AB-CDEF01')}"
+                f"{NAMESPACE}:{retired} is no longer read (one deployer per environment; runtime accounts "
+                "and project-level budget roles now live here; see docs/platform.md) — "
+                f"pulumi config rm {NAMESPACE}:{retired}"
             )
-    for key, default, pattern in (
-        ("poolId", "github", POOL_ID),
-        ("providerId", "github-oidc", POOL_ID),
-        ("deployerAccountId", "whisper-deployer", ACCOUNT_ID),
-    ):
-        value = text(key, default) or ""
-        if not pattern.match(value) or value.startswith("gcp-"):
-            problems.append(f"{NAMESPACE}:{key} {value!r} is not a valid ID — {_fix(key, default)}")
-    deploy_projects = _names(raw.get("deployProjects")) or [project]
-    for deploy_project in deploy_projects:
-        if not PROJECT_ID.match(deploy_project):
-            problems.append(
-                f"{NAMESPACE}:deployProjects has {deploy_project!r}, not a project ID — "
-                f"pulumi config set --path '{NAMESPACE}:deployProjects[0]' my-whisper-dev"
-            )
-    runtime_accounts = _names(raw.get("runtimeServiceAccounts"))
-    for account in runtime_accounts:
-        account_project = account.partition("@")[2].removesuffix(".iam.gserviceaccount.com")
-        if not account.endswith(".iam.gserviceaccount.com") or account_project not in deploy_projects:
-            problems.append(
-                f"{NAMESPACE}:runtimeServiceAccounts has {account!r}; it must be a runtime account e-mail in "
-                "one of the deploy projects (pulumi stack output serviceAccountEmail) — "
-                f"pulumi config set --path '{NAMESPACE}:runtimeServiceAccounts[0]' "
-                "whisper-run@my-whisper-dev.iam.gserviceaccount.com"
-            )
-    bucket = text("stateBucket", f"{project}-pulumi-state") or ""
-    if not BUCKET.match(bucket) or "goog" in bucket:
-        problems.append(
-            f"{NAMESPACE}:stateBucket {bucket!r} is not a valid bucket name — "
-            f"{_fix('stateBucket', 'my-project-pulumi-state')}"
-        )
-    kept = text("keptStateVersions", "20") or ""
-    if not kept.isdigit() or not 1 <= int(kept) <= 1000:
-        problems.append(
-            f"{NAMESPACE}:keptStateVersions {kept!r} must be a whole number from 1 to 1000 — "
-            f"{_fix('keptStateVersions', '20')}"
-        )
 
     if problems:
         raise BootstrapConfigError("invalid bootstrap config:\n  - " + "\n  - ".join(problems))
     return BootstrapConfig(
         project=project,
         github_repository=repository,
-        region=text("region", "us-central1") or "us-central1",
-        billing_account=billing_account,
-        pool_id=text("poolId", "github") or "github",
-        provider_id=text("providerId", "github-oidc") or "github-oidc",
-        deployer_account_id=text("deployerAccountId", "whisper-deployer") or "whisper-deployer",
-        deploy_projects=tuple(deploy_projects),
-        runtime_service_accounts=tuple(runtime_accounts),
+        github_repository_id=repository_id,
+        github_repository_owner_id=owner_id,
+        region=text("region", "us-central1"),
+        pool_id=text("poolId", "github"),
+        provider_id=text("providerId", "github-oidc"),
+        service_name=service_name,
+        dev_project=dev_project,
+        prod_project=prod_project,
         state_bucket=bucket,
-        state_bucket_location=text("stateBucketLocation", "US") or "US",
+        state_bucket_location=text("stateBucketLocation", "US"),
         kept_state_versions=int(kept),
     )
 
 
+CONFIG_KEYS = (
+    "project",
+    "githubRepository",
+    "githubRepositoryId",
+    "githubRepositoryOwnerId",
+    "region",
+    "poolId",
+    "providerId",
+    "serviceName",
+    "devProject",
+    "prodProject",
+    "stateBucket",
+    "stateBucketLocation",
+    "keptStateVersions",
+    "deployerAccountId",
+    "deployProjects",
+    "runtimeServiceAccounts",
+    "billingAccount",
+)
+
+
 def load_config() -> BootstrapConfig:
     config = pulumi.Config(NAMESPACE)
-    keys = (
-        "project", "githubRepository", "region", "billingAccount", "poolId", "providerId",
-        "deployerAccountId", "stateBucket", "stateBucketLocation", "keptStateVersions",
-    )  # fmt: skip
-    raw: dict[str, object] = {key: config.get(key) for key in keys}
-    raw["deployProjects"] = config.get_object("deployProjects")
-    raw["runtimeServiceAccounts"] = config.get_object("runtimeServiceAccounts")
+    raw: dict[str, object] = {key: config.get(key) for key in CONFIG_KEYS}
     raw["project"] = raw["project"] or pulumi.Config("gcp").get("project")
     return parse_config(raw)
+
+
+def provider_condition(config: BootstrapConfig) -> str:
+    """Only this repository's tokens: its name, and the ids that a look-alike re-creation cannot reuse."""
+    return (
+        f"assertion.repository == '{config.github_repository}'"
+        f" && assertion.repository_id == '{config.github_repository_id}'"
+        f" && assertion.repository_owner_id == '{config.github_repository_owner_id}'"
+    )
+
+
+ATTRIBUTE_MAPPING = {
+    "google.subject": "assertion.sub",
+    "attribute.repository": "assertion.repository",
+    "attribute.repository_id": "assertion.repository_id",
+    "attribute.repository_owner_id": "assertion.repository_owner_id",
+    "attribute.ref": "assertion.ref",
+    # Only jobs that name an environment carry the claim.
+    "attribute.environment": "has(assertion.environment) ? assertion.environment : ''",
+}
 
 
 def _role_slug(role: str) -> str:
     return role.removeprefix("roles/").replace(".", "-").lower()
 
 
+def _principal_set(pool: pulumi.Output[str], attribute: str) -> pulumi.Output[str]:
+    return pool.apply(lambda name: f"principalSet://iam.googleapis.com/{name}/attribute.{attribute}")
+
+
 class KeylessCi(pulumi.ComponentResource):
-    """WIF pool + GitHub provider, the deployer account and its roles, and the state backend."""
+    """WIF pool + GitHub provider, the previewer and per-environment deployer and runtime accounts, their
+    roles, and the state backend."""
 
     def __init__(
         self, name: str, config: BootstrapConfig, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("whisper:bootstrap:KeylessCi", name, None, opts)
+        self.config = config
+        self.name = name
         child = pulumi.ResourceOptions(parent=self)
         project = config.project
 
-        apis = [
+        self.apis = [
             gcp.projects.Service(
                 f"{name}-{api.split('.')[0]}",
                 project=project,
@@ -219,7 +309,7 @@ class KeylessCi(pulumi.ComponentResource):
             )
             for api in BOOTSTRAP_APIS
         ]
-        after_apis = pulumi.ResourceOptions(parent=self, depends_on=apis)
+        after_apis = pulumi.ResourceOptions(parent=self, depends_on=self.apis)
 
         self.pool = gcp.iam.WorkloadIdentityPool(
             f"{name}-pool",
@@ -236,124 +326,10 @@ class KeylessCi(pulumi.ComponentResource):
             workload_identity_pool_provider_id=config.provider_id,
             display_name="GitHub OIDC",
             oidc=gcp.iam.WorkloadIdentityPoolProviderOidcArgs(issuer_uri=GITHUB_ISSUER),
-            attribute_mapping={
-                "google.subject": "assertion.sub",
-                "attribute.repository": "assertion.repository",
-                "attribute.repository_owner": "assertion.repository_owner",
-                "attribute.ref": "assertion.ref",
-            },
+            attribute_mapping=ATTRIBUTE_MAPPING,
             # Tokens from any other repository are rejected before any binding is even considered.
-            attribute_condition=f"assertion.repository == '{config.github_repository}'",
+            attribute_condition=provider_condition(config),
             opts=child,
-        )
-
-        self.deployer = gcp.serviceaccount.Account(
-            f"{name}-deployer",
-            project=project,
-            account_id=config.deployer_account_id,
-            display_name="Whisper deployer (GitHub Actions)",
-            description=f"Runs pulumi preview/up/destroy from {config.github_repository}; no keys.",
-            opts=after_apis,
-        )
-        member = self.deployer.email.apply(lambda email: f"serviceAccount:{email}")
-
-        self.workload_identity_user = gcp.serviceaccount.IAMMember(
-            f"{name}-deployer-wif",
-            service_account_id=self.deployer.name,
-            role="roles/iam.workloadIdentityUser",
-            member=self.pool.name.apply(
-                lambda pool: f"principalSet://iam.googleapis.com/{pool}/{config.principal_set_suffix}"
-            ),
-            opts=child,
-        )
-
-        grantable = ", ".join(f"'{role}'" for role in RUNTIME_GRANTABLE_ROLES)
-        only_runtime_roles = (
-            f"api.getAttribute('iam.googleapis.com/modifiedGrantsByRole', []).hasOnly([{grantable}])"
-        )
-        self.project_roles: list[gcp.projects.IAMMember] = []
-        self.act_as: list[pulumi.CustomResource] = []
-        for target in config.deploy_projects:
-            account_manager = gcp.projects.IAMCustomRole(
-                f"{name}-{target}-service-account-manager",
-                project=target,
-                role_id=SERVICE_ACCOUNT_MANAGER_ROLE_ID,
-                title="Whisper service account manager",
-                description="Create, update and delete the Whisper runtime service account; no IAM policy.",
-                permissions=list(SERVICE_ACCOUNT_MANAGER_PERMISSIONS),
-                opts=after_apis,
-            )
-            self.project_roles.append(
-                gcp.projects.IAMMember(
-                    f"{name}-{target}-service-account-manager",
-                    project=target,
-                    role=f"projects/{target}/roles/{SERVICE_ACCOUNT_MANAGER_ROLE_ID}",
-                    member=member,
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[account_manager]),
-                )
-            )
-            for role in DEPLOYER_PROJECT_ROLES:
-                self.project_roles.append(
-                    gcp.projects.IAMMember(
-                        f"{name}-{target}-{_role_slug(role)}",
-                        project=target,
-                        role=role,
-                        member=member,
-                        opts=child,
-                    )
-                )
-            self.project_roles.append(
-                gcp.projects.IAMMember(
-                    f"{name}-{target}-project-iam-admin",
-                    project=target,
-                    role=PROJECT_IAM_ROLE,
-                    member=member,
-                    condition=gcp.projects.IAMMemberConditionArgs(
-                        title="runtime-roles-only",
-                        description="The deployer may grant only the runtime service account's roles.",
-                        expression=only_runtime_roles,
-                    ),
-                    opts=child,
-                )
-            )
-            if not config.runtime_service_accounts:
-                self.act_as.append(
-                    gcp.projects.IAMMember(
-                        f"{name}-{target}-act-as",
-                        project=target,
-                        role=SERVICE_ACCOUNT_USER_ROLE,
-                        member=member,
-                        opts=child,
-                    )
-                )
-        for account in config.runtime_service_accounts:
-            account_name, _, domain = account.partition("@")
-            account_project = domain.removesuffix(".iam.gserviceaccount.com")
-            self.act_as.append(
-                gcp.serviceaccount.IAMMember(
-                    f"{name}-act-as-{account_name}-{account_project}",
-                    service_account_id=f"projects/{account_project}/serviceAccounts/{account}",
-                    role=SERVICE_ACCOUNT_USER_ROLE,
-                    member=member,
-                    opts=child,
-                )
-            )
-        if not config.runtime_service_accounts:
-            pulumi.log.warn(
-                "bootstrap:runtimeServiceAccounts is not set, so the deployer may act as any service account"
-                " in the deploy projects; after the first deploy, list the runtime accounts' e-mails and run "
-                "`pulumi up` here again to narrow it."
-            )
-        self.billing = (
-            gcp.billing.AccountIamMember(
-                f"{name}-billing-costs-manager",
-                billing_account_id=config.billing_account,
-                role=BILLING_ROLE,
-                member=member,
-                opts=child,
-            )
-            if config.billing_account
-            else None
         )
 
         self.state_bucket = gcp.storage.Bucket(
@@ -373,16 +349,9 @@ class KeylessCi(pulumi.ComponentResource):
                     ),
                 )
             ],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=apis, protect=True),
+            # The state and the key are the only things here that cannot be rebuilt.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.apis, protect=True),
         )
-        self.state_access = gcp.storage.BucketIAMMember(
-            f"{name}-state-object-admin",
-            bucket=self.state_bucket.name,
-            role=STATE_BUCKET_ROLE,
-            member=member,
-            opts=child,
-        )
-
         self.key_ring = gcp.kms.KeyRing(
             f"{name}-keyring", project=project, name="pulumi", location=config.region, opts=after_apis
         )
@@ -393,23 +362,200 @@ class KeylessCi(pulumi.ComponentResource):
             rotation_period="7776000s",
             opts=pulumi.ResourceOptions(parent=self, protect=True),
         )
-        self.secrets_access = gcp.kms.CryptoKeyIAMMember(
-            f"{name}-secrets-encrypter-decrypter",
+
+        # --- the previewer: read-only, from any workflow of the repository ---------------------------
+        self.previewer = self._account(
+            "previewer", project, config.previewer_account_id, "pulumi preview and drift (read-only)"
+        )
+        self._impersonable_by(
+            self.previewer,
+            "previewer",
+            _principal_set(self.pool.name, f"repository_id/{config.github_repository_id}"),
+        )
+        previewer = self.previewer.member
+        for target in sorted({config.dev_project, config.prod_project}):
+            gcp.projects.IAMMember(
+                f"{name}-previewer-{target}-viewer",
+                project=target,
+                role=PREVIEWER_PROJECT_ROLE,
+                member=previewer,
+                opts=child,
+            )
+        gcp.storage.BucketIAMMember(
+            f"{name}-previewer-state-viewer",
+            bucket=self.state_bucket.name,
+            role=STATE_READ_ROLE,
+            member=previewer,
+            opts=child,
+        )
+        gcp.storage.BucketIAMMember(
+            f"{name}-previewer-state-locks",
+            bucket=self.state_bucket.name,
+            role=STATE_BUCKET_ROLE,
+            member=previewer,
+            condition=gcp.storage.BucketIAMMemberConditionArgs(
+                title="pulumi-locks-only",
+                description="The previewer writes nothing but the backend's lock files.",
+                expression=self.state_bucket.name.apply(
+                    lambda bucket: (
+                        f"resource.name.startsWith('projects/_/buckets/{bucket}/objects/{LOCKS_PREFIX}')"
+                    )
+                ),
+            ),
+            opts=child,
+        )
+        gcp.kms.CryptoKeyIAMMember(
+            f"{name}-previewer-secrets-decrypter",
             crypto_key_id=self.secrets_key.id,
-            role=SECRETS_KEY_ROLE,
-            member=member,
+            role=SECRETS_DECRYPT_ROLE,
+            member=previewer,
             opts=child,
         )
 
+        # --- per environment: the runtime account and the deployer that may act as it only ----------
+        self.runtime_accounts: dict[str, gcp.serviceaccount.Account] = {}
+        self.deployers: dict[str, gcp.serviceaccount.Account] = {}
+        for environment in ENVIRONMENTS:
+            self._environment(environment)
+
         self.workload_identity_provider = self.provider.name
-        self.deployer_email = self.deployer.email
         self.backend_url = self.state_bucket.name.apply(lambda bucket: f"gs://{bucket}")
         self.secrets_provider = self.secrets_key.id.apply(lambda key: f"gcpkms://{key}")
-        self.register_outputs(
-            {
-                "workloadIdentityProvider": self.workload_identity_provider,
-                "deployerServiceAccount": self.deployer_email,
-                "backendUrl": self.backend_url,
-                "secretsProvider": self.secrets_provider,
-            }
+        self.register_outputs(self.outputs())
+
+    def outputs(self) -> dict[str, Any]:
+        """What the repository's Actions variables and each stack's config need (see docs/platform.md)."""
+        return {
+            "workloadIdentityProvider": self.workload_identity_provider,
+            "previewerServiceAccount": self.previewer.email,
+            "devDeployerServiceAccount": self.deployers["dev"].email,
+            "prodDeployerServiceAccount": self.deployers["prod"].email,
+            "devRuntimeServiceAccount": self.runtime_accounts["dev"].email,
+            "prodRuntimeServiceAccount": self.runtime_accounts["prod"].email,
+            "backendUrl": self.backend_url,
+            "secretsProvider": self.secrets_provider,
+        }
+
+    def _account(self, label: str, project: str, account_id: str, purpose: str) -> gcp.serviceaccount.Account:
+        return gcp.serviceaccount.Account(
+            f"{self.name}-{label}",
+            project=project,
+            account_id=account_id,
+            display_name=f"Whisper {label}",
+            description=f"{purpose}; {self.config.github_repository}; no keys.",
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.apis),
         )
+
+    def _impersonable_by(
+        self, account: gcp.serviceaccount.Account, label: str, principal: pulumi.Output[str]
+    ) -> None:
+        gcp.serviceaccount.IAMMember(
+            f"{self.name}-{label}-wif",
+            service_account_id=account.name,
+            role=WORKLOAD_IDENTITY_USER_ROLE,
+            member=principal,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _environment(self, environment: str) -> None:
+        name, config, child = self.name, self.config, pulumi.ResourceOptions(parent=self)
+        target = config.project_of(environment)
+
+        runtime = self._account(
+            f"runtime-{environment}",
+            target,
+            config.runtime_account_id(environment),
+            f"runs the {environment} Cloud Run service",
+        )
+        self.runtime_accounts[environment] = runtime
+        for role in RUNTIME_ROLES:
+            gcp.projects.IAMMember(
+                f"{name}-runtime-{environment}-{_role_slug(role)}",
+                project=target,
+                role=role,
+                member=runtime.member,
+                opts=child,
+            )
+
+        deployer = self._account(
+            f"deployer-{environment}",
+            target,
+            config.deployer_account_id(environment),
+            f"pulumi up/destroy of the {environment} stack",
+        )
+        self.deployers[environment] = deployer
+        principal = (
+            _principal_set(self.pool.name, f"environment/{PROD_ENVIRONMENT}")
+            if environment == PROD_ENVIRONMENT
+            else _principal_set(self.pool.name, f"ref/{DEV_REF}")
+        )
+        self._impersonable_by(deployer, f"deployer-{environment}", principal)
+        for role in DEPLOYER_PROJECT_ROLES:
+            gcp.projects.IAMMember(
+                f"{name}-deployer-{environment}-{_role_slug(role)}",
+                project=target,
+                role=role,
+                member=deployer.member,
+                opts=child,
+            )
+        # actAs on this environment's runtime account only (it outlives any stack).
+        gcp.serviceaccount.IAMMember(
+            f"{name}-deployer-{environment}-act-as-runtime",
+            service_account_id=runtime.name,
+            role=SERVICE_ACCOUNT_USER_ROLE,
+            member=deployer.member,
+            opts=child,
+        )
+        secret_manager = gcp.projects.IAMCustomRole(
+            f"{name}-deployer-{environment}-secret-manager",
+            project=target,
+            role_id=f"{SECRET_MANAGER_ROLE_ID}{environment.capitalize()}",
+            title=f"Whisper secret manager ({environment})",
+            description="Create the API key's secret and grant access to it; cannot read any secret's value.",
+            permissions=list(SECRET_MANAGER_PERMISSIONS),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.apis),
+        )
+        number = gcp.organizations.get_project_output(project_id=target).number
+        gcp.projects.IAMMember(
+            f"{name}-deployer-{environment}-secret-manager",
+            project=target,
+            role=secret_manager.name,
+            member=deployer.member,
+            condition=gcp.projects.IAMMemberConditionArgs(
+                title="service-secrets-only",
+                description=f"Only secrets whose id starts with {config.service_name}.",
+                expression=number.apply(lambda n: _secrets_only(n, config.service_name)),
+            ),
+            opts=child,
+        )
+        gcp.storage.BucketIAMMember(
+            f"{name}-deployer-{environment}-state",
+            bucket=self.state_bucket.name,
+            role=STATE_BUCKET_ROLE,
+            member=deployer.member,
+            opts=child,
+        )
+        gcp.kms.CryptoKeyIAMMember(
+            f"{name}-deployer-{environment}-secrets",
+            crypto_key_id=self.secrets_key.id,
+            role=SECRETS_KEY_ROLE,
+            member=deployer.member,
+            opts=child,
+        )
+
+
+def _secrets_only(project_number: str, prefix: str) -> str:
+    """Secret Manager resources must be named `<prefix>…`; the project itself (secrets.create) passes."""
+    return (
+        "!resource.type.startsWith('secretmanager.googleapis.com/') || "
+        f"resource.name.startsWith('projects/{project_number}/secrets/{prefix}')"
+    )
+
+
+def main() -> dict[str, Any]:
+    """The bootstrap program (infra/bootstrap/__main__.py): returns and exports its outputs."""
+    config = load_config()
+    outputs = {**KeylessCi("whisper-ci", config).outputs(), "githubRepository": config.github_repository}
+    for key, value in outputs.items():
+        pulumi.export(key, value)
+    return outputs

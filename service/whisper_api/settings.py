@@ -17,7 +17,7 @@ Device = Literal["auto", "cpu", "cuda"]
 
 
 class Settings(BaseSettings):
-    """Every knob of the service; each field is documented in the README's settings table."""
+    """Every knob of the service; each field is documented in docs/api.md's settings table."""
 
     model_config = SettingsConfigDict(env_prefix=contract.ENV_PREFIX, extra="ignore")
 

@@ -199,3 +199,13 @@ def test_every_mistake_is_reported_at_once() -> None:
     assert [p.split(" ", 1)[0] for p in found] == ["whisper:region", "whisper:engine", "whisper:cpu"]
     with pytest.raises(ConfigError, match=r"3 problem\(s\)"):
         parse_config({**VALID, "whisper:region": "us-west1", "whisper:cpu": "2", "whisper:engine": "nope"})
+
+
+def test_service_account_must_be_an_account_of_the_stacks_project() -> None:
+    good = "whisper-run-dev@my-whisper-dev.iam.gserviceaccount.com"
+    assert parse_config({**VALID, "whisper:serviceAccount": good}).service_account == good
+    assert parse_config(VALID).service_account is None
+    for bad in ("whisper-run-dev", "whisper-run@other-project.iam.gserviceaccount.com", "me@example.com"):
+        message = only_problem(whisper__serviceAccount=bad)
+        assert message.startswith(f"whisper:serviceAccount {bad!r} must be a service account e-mail")
+        assert "pulumi config set whisper:serviceAccount whisper-run-dev@my-whisper-dev" in message

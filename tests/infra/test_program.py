@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import runpy
 import subprocess
 import sys
@@ -113,8 +114,36 @@ def test_service_env_matches_the_baked_model(prod: Plan) -> None:
 
 def test_image_is_referenced_by_digest(dev: Plan) -> None:
     image_ref = dev.outputs["image_ref"]
-    assert "@sha256:" in image_ref
+    [tag] = dev.one(IMAGE).inputs["tags"]
+    # What pulumi-docker-build returns: the tag with the digest appended.
+    assert re.fullmatch(re.escape(tag) + r"@sha256:[0-9a-f]{64}", image_ref)
     assert container(dev)["image"] == image_ref == dev.one(IMAGE).outputs["ref"]
+
+
+# --- the order in which the engine creates things -------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_service_is_created_after_apis_and_image(stack: str, request: pytest.FixtureRequest) -> None:
+    plan: Plan = request.getfixturevalue(stack)
+    assert plan.not_waited_for(plan.one(SERVICE), [*plan.of_type(API), plan.one(IMAGE)]) == []
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_registry_is_created_after_the_apis(stack: str, request: pytest.FixtureRequest) -> None:
+    plan: Plan = request.getfixturevalue(stack)
+    assert plan.not_waited_for(plan.one(REPOSITORY), plan.of_type(API)) == []
+
+
+def test_budget_and_its_channels_are_created_after_the_apis(prod: Plan) -> None:
+    for resource in [prod.one(BUDGET), *prod.of_type(CHANNEL)]:
+        assert prod.not_waited_for(resource, prod.of_type(API)) == [], resource.name
+    assert prod.not_waited_for(prod.one(BUDGET), prod.of_type(CHANNEL)) == []
+
+
+def test_invokers_are_granted_on_the_created_service(dev: Plan) -> None:
+    for invoker in dev.of_type(INVOKER):
+        assert dev.waits_for(invoker, dev.one(SERVICE)), invoker.name
 
 
 def test_image_build_settings(dev: Plan) -> None:
@@ -170,15 +199,32 @@ def test_registry_cleans_up_old_images(
     }
 
 
-def test_runtime_identity_only_writes_logs_and_metrics(dev: Plan) -> None:
-    email = dev.outputs["service_account_email"]
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_stacks_run_as_the_bootstraps_account_and_create_no_identity(
+    stack: str, request: pytest.FixtureRequest
+) -> None:
+    plan: Plan = request.getfixturevalue(stack)
+    email = f"whisper-run-{stack}@my-whisper-{stack}.iam.gserviceaccount.com"
+    assert load_stack_config(stack)["whisper:serviceAccount"] == email
+    assert plan.outputs["service_account_email"] == email
+    assert plan.one(SERVICE).inputs["template"]["serviceAccount"] == email
+    # The bootstrap owns the account and its roles: a destroy here cannot take them away.
+    assert plan.of_type(ACCOUNT) == [] and plan.of_type(PROJECT_IAM) == []
+
+
+def test_without_a_bootstrap_account_the_stack_creates_one_that_only_writes_logs_and_metrics() -> None:
+    config = {k: v for k, v in load_stack_config("dev").items() if k != "whisper:serviceAccount"}
+    plan = run_program(config)
+    email = plan.outputs["service_account_email"]
     assert email == "whisper-run@my-whisper-dev.iam.gserviceaccount.com"
-    assert dev.one(ACCOUNT).inputs["accountId"] == "whisper-run"
-    bindings = dev.of_type(PROJECT_IAM)
+    assert plan.one(ACCOUNT).inputs["accountId"] == "whisper-run"
+    bindings = plan.of_type(PROJECT_IAM)
     assert sorted(b.inputs["role"] for b in bindings) == sorted(RUNTIME_ROLES)
     assert {b.inputs["member"] for b in bindings} == {f"serviceAccount:{email}"}
-    assert dev.one(SERVICE).inputs["template"]["serviceAccount"] == email
-    assert "compute@developer" not in email
+    assert plan.one(SERVICE).inputs["template"]["serviceAccount"] == email
+    service = plan.one(SERVICE)
+    assert plan.not_waited_for(service, [plan.one(ACCOUNT), *bindings, *plan.of_type(API)]) == []
+    assert plan.not_waited_for(plan.one(ACCOUNT), plan.of_type(API)) == []
 
 
 def test_apis_are_enabled_and_left_on_at_destroy(dev: Plan) -> None:

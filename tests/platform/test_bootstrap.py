@@ -1,239 +1,318 @@
-"""The bootstrap project under Pulumi's mock runtime: keyless CI restricted to one repository."""
+"""The bootstrap program on the mock runtime: who may impersonate whom, and who may act as whom.
+
+GitHub's OIDC tokens are modelled by their claims; the provider's attribute condition and mapping and
+each `principalSet` binding are evaluated the way Security Token Service and IAM evaluate them, for
+the expression forms this program writes (any other form fails the test instead of passing it).
+"""
 
 from __future__ import annotations
 
-import pulumi
+import re
+from collections.abc import Mapping
+from typing import Any
+
 import pytest
 
 from infra.bootstrap import keyless_ci
-from infra.bootstrap.keyless_ci import BootstrapConfigError, KeylessCi, parse_config
+from infra.bootstrap.keyless_ci import BootstrapConfigError, parse_config
+from infra.mockrun import MOCK_PROJECT_NUMBER, Plan, RecordedResource, run_program, to_pulumi_config
 
 REPO = "my-org/whisper-cloud-run"
+REPO_ID, OWNER_ID = "123456789", "987654"
 PROJECT = "my-project"
-VALID = {
+VALID: dict[str, Any] = {
     "project": PROJECT,
     "githubRepository": REPO,
-    "billingAccount": "012345-6789AB-CDEF01",
-    "deployProjects": ["my-whisper-dev", "my-whisper-prod"],
+    "githubRepositoryId": REPO_ID,
+    "githubRepositoryOwnerId": OWNER_ID,
+    "devProject": "my-whisper-dev",
+    "prodProject": "my-whisper-prod",
 }
+ACCOUNT = "gcp:serviceaccount/account:Account"
+ACCOUNT_IAM = "gcp:serviceaccount/iAMMember:IAMMember"
+PROJECT_IAM = "gcp:projects/iAMMember:IAMMember"
+BUCKET_IAM = "gcp:storage/bucketIAMMember:BucketIAMMember"
+KMS_IAM = "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember"
+PROVIDER = "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider"
+
+PREVIEWER = "whisper-previewer@my-project.iam.gserviceaccount.com"
+DEV_DEPLOYER = "whisper-deploy-dev@my-whisper-dev.iam.gserviceaccount.com"
+PROD_DEPLOYER = "whisper-deploy-prod@my-whisper-prod.iam.gserviceaccount.com"
+DEV_RUNTIME = "whisper-run-dev@my-whisper-dev.iam.gserviceaccount.com"
+PROD_RUNTIME = "whisper-run-prod@my-whisper-prod.iam.gserviceaccount.com"
 
 
-class RecordingMocks(pulumi.runtime.Mocks):
-    """Records every resource's inputs and returns the computed outputs the program reads."""
-
-    def __init__(self) -> None:
-        self.resources: list[tuple[str, str, dict]] = []
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        self.resources.append((args.typ, args.name, dict(args.inputs)))
-        outputs = dict(args.inputs)
-        if args.typ == "gcp:iam/workloadIdentityPool:WorkloadIdentityPool":
-            pool_id = args.inputs["workloadIdentityPoolId"]
-            outputs["name"] = f"projects/123456789012/locations/global/workloadIdentityPools/{pool_id}"
-        elif args.typ == "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider":
-            outputs["name"] = (
-                "projects/123456789012/locations/global/workloadIdentityPools/github/providers/"
-                + args.inputs["workloadIdentityPoolProviderId"]
-            )
-        elif args.typ == "gcp:serviceaccount/account:Account":
-            email = f"{args.inputs['accountId']}@{args.inputs['project']}.iam.gserviceaccount.com"
-            outputs.update(email=email, name=f"projects/{args.inputs['project']}/serviceAccounts/{email}")
-        elif args.typ == "gcp:kms/keyRing:KeyRing":
-            outputs["id"] = (
-                f"projects/{PROJECT}/locations/{args.inputs['location']}/keyRings/{args.inputs['name']}"
-            )
-            return outputs["id"], outputs
-        elif args.typ == "gcp:kms/cryptoKey:CryptoKey":
-            key_id = f"{args.inputs['keyRing']}/cryptoKeys/{args.inputs['name']}"
-            return key_id, outputs
-        return f"{args.name}-id", outputs
-
-    def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}
-
-    def of_type(self, typ: str) -> list[dict]:
-        return [inputs for kind, _, inputs in self.resources if kind == typ]
+def evaluate(config: Mapping[str, Any] = VALID) -> Plan:
+    raw = to_pulumi_config({f"bootstrap:{key}": value for key, value in config.items()})
+    return run_program(raw, stack="admin", project="whisper-bootstrap", program=keyless_ci.main)
 
 
-@pytest.fixture
-def mocks():
-    recording = RecordingMocks()
-    pulumi.runtime.set_mocks(recording, project="whisper-bootstrap", stack="admin", preview=False)
-    return recording
+@pytest.fixture(scope="module")
+def plan() -> Plan:
+    return evaluate()
 
 
-def _evaluate(config: dict) -> KeylessCi:
-    return KeylessCi("whisper-ci", parse_config(config))
+def token(*, ref: str, environment: str | None = None, **overrides: str) -> dict[str, str]:
+    """The claims of a GitHub Actions OIDC token from this repository."""
+    claims = {
+        "sub": f"repo:{REPO}:ref:{ref}",
+        "repository": REPO,
+        "repository_id": REPO_ID,
+        "repository_owner": REPO.split("/")[0],
+        "repository_owner_id": OWNER_ID,
+        "ref": ref,
+    }
+    if environment is not None:
+        claims["environment"] = environment
+        claims["sub"] = f"repo:{REPO}:environment:{environment}"
+    return {**claims, **overrides}
 
 
-def _settled(ci: KeylessCi) -> pulumi.Output:
-    """Resolves once every resource of the component has been registered with the mocks."""
-    resources = [
-        ci.provider, ci.workload_identity_user, ci.state_access, ci.secrets_access,
-        *ci.project_roles, *ci.act_as, *([ci.billing] if ci.billing else []),
-    ]  # fmt: skip
-    return pulumi.Output.all(*[resource.urn for resource in resources])
+# --- a small model of STS + IAM for the expressions the bootstrap writes ---------------------------
+
+_EQUALS = re.compile(r"^assertion\.(\w+) == '([^']*)'$")
+_CLAIM = re.compile(r"^assertion\.(\w+)$")
+_OPTIONAL_CLAIM = re.compile(r"^has\(assertion\.(\w+)\) \? assertion\.\1 : ''$")
 
 
-@pulumi.runtime.test
-def test_provider_trusts_github_oidc_for_this_repository_only(mocks):
-    ci = _evaluate(VALID)
-
-    def check(_):
-        [provider] = mocks.of_type("gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider")
-        assert provider["oidc"]["issuerUri"] == "https://token.actions.githubusercontent.com"
-        assert provider["attributeCondition"] == f"assertion.repository == '{REPO}'"
-        assert provider["attributeMapping"]["attribute.repository"] == "assertion.repository"
-        assert provider["attributeMapping"]["google.subject"] == "assertion.sub"
-
-    return _settled(ci).apply(check)
+def accepted(provider: RecordedResource, claims: Mapping[str, str]) -> bool:
+    """The provider's attribute condition: `assertion.x == 'v'` terms joined by `&&`."""
+    for term in provider.inputs["attributeCondition"].split(" && "):
+        match = _EQUALS.match(term)
+        assert match, f"unmodelled condition term {term!r}"
+        if claims.get(match.group(1)) != match.group(2):
+            return False
+    return True
 
 
-@pulumi.runtime.test
-def test_only_the_repository_principal_set_may_impersonate_the_deployer(mocks):
-    ci = _evaluate(VALID)
-
-    def check(_):
-        [binding] = [
-            inputs for inputs in mocks.of_type("gcp:serviceaccount/iAMMember:IAMMember")
-            if inputs["role"] == "roles/iam.workloadIdentityUser"
-        ]  # fmt: skip
-        assert binding["member"] == (
-            "principalSet://iam.googleapis.com/projects/123456789012/locations/global/"
-            f"workloadIdentityPools/github/attribute.repository/{REPO}"
-        )
-        assert binding["serviceAccountId"].endswith("whisper-deployer@my-project.iam.gserviceaccount.com")
-
-    return _settled(ci).apply(check)
+def attributes(provider: RecordedResource, claims: Mapping[str, str]) -> dict[str, str]:
+    mapped = {}
+    for attribute, expression in provider.inputs["attributeMapping"].items():
+        if match := _CLAIM.match(expression):
+            mapped[attribute] = claims[match.group(1)]  # a missing claim fails the exchange
+        elif match := _OPTIONAL_CLAIM.match(expression):
+            mapped[attribute] = claims.get(match.group(1), "")
+        else:
+            raise AssertionError(f"unmodelled mapping {attribute} = {expression!r}")
+    return mapped
 
 
-@pulumi.runtime.test
-def test_no_service_account_key_exists_anywhere(mocks):
-    ci = _evaluate(VALID)
-
-    def check(_):
-        kinds = {kind for kind, _, _ in mocks.resources}
-        assert "gcp:serviceaccount/key:Key" not in kinds
-        assert not [kind for kind in kinds if kind.lower().endswith(":key")]
-
-    return _settled(ci).apply(check)
-
-
-@pulumi.runtime.test
-def test_state_bucket_is_versioned_private_and_protected(mocks):
-    ci = _evaluate(VALID)
-
-    def check(_):
-        [bucket] = mocks.of_type("gcp:storage/bucket:Bucket")
-        assert bucket["versioning"] == {"enabled": True}
-        assert bucket["uniformBucketLevelAccess"] is True
-        assert bucket["publicAccessPrevention"] == "enforced"
-        assert bucket["name"] == "my-project-pulumi-state"
-        [rule] = bucket["lifecycleRules"]
-        assert rule["condition"]["numNewerVersions"] == 20
-        [access] = mocks.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
-        assert access["role"] == "roles/storage.objectAdmin"
-        assert access["member"] == "serviceAccount:whisper-deployer@my-project.iam.gserviceaccount.com"
-
-    return _settled(ci).apply(check)
+def impersonable(plan: Plan, claims: Mapping[str, str]) -> set[str]:
+    """The service accounts a token with these claims can impersonate."""
+    [provider] = plan.of_type(PROVIDER)
+    if not accepted(provider, claims):
+        return set()
+    mapped = attributes(provider, claims)
+    pool = provider.outputs["name"].split("/providers/")[0]
+    principals = {f"principalSet://iam.googleapis.com/{pool}/{key}/{value}" for key, value in mapped.items()}
+    return {
+        _email(binding.inputs["serviceAccountId"])
+        for binding in plan.of_type(ACCOUNT_IAM)
+        if binding.inputs["role"] == keyless_ci.WORKLOAD_IDENTITY_USER_ROLE
+        and binding.inputs["member"] in principals
+    }
 
 
-@pulumi.runtime.test
-def test_deployer_holds_exactly_the_documented_roles(mocks):
-    ci = _evaluate(VALID)
+def acts_as(plan: Plan) -> dict[str, set[str]]:
+    """Who holds roles/iam.serviceAccountUser on which account."""
+    grants: dict[str, set[str]] = {}
+    for binding in plan.of_type(ACCOUNT_IAM):
+        if binding.inputs["role"] == keyless_ci.SERVICE_ACCOUNT_USER_ROLE:
+            member = binding.inputs["member"].removeprefix("serviceAccount:")
+            grants.setdefault(member, set()).add(_email(binding.inputs["serviceAccountId"]))
+    return grants
 
-    def check(_):
-        grants = [(i["project"], i["role"]) for i in mocks.of_type("gcp:projects/iAMMember:IAMMember")]
-        expected = [
-            *keyless_ci.DEPLOYER_PROJECT_ROLES,
-            keyless_ci.PROJECT_IAM_ROLE,
-            "roles/iam.serviceAccountUser",
-        ]
-        manager = keyless_ci.SERVICE_ACCOUNT_MANAGER_ROLE_ID
-        assert sorted(grants) == sorted(
-            [(p, role) for p in VALID["deployProjects"] for role in expected]
-            + [(p, f"projects/{p}/roles/{manager}") for p in VALID["deployProjects"]]
-        )
-        assert "roles/iam.serviceAccountAdmin" not in {role for _, role in grants}
-        custom_roles = mocks.of_type("gcp:projects/iAMCustomRole:IAMCustomRole")
-        assert sorted(r["project"] for r in custom_roles) == sorted(VALID["deployProjects"])
-        for custom_role in custom_roles:
-            assert custom_role["permissions"] == list(keyless_ci.SERVICE_ACCOUNT_MANAGER_PERMISSIONS)
-            assert not any("setIamPolicy" in p for p in custom_role["permissions"])
-        project_roles = [role for _, role in grants]
-        assert not {"roles/owner", "roles/editor"} & set(project_roles)
-        [iam_admin, _] = [
-            inputs for inputs in mocks.of_type("gcp:projects/iAMMember:IAMMember")
-            if inputs["role"] == keyless_ci.PROJECT_IAM_ROLE
-        ]  # fmt: skip
-        expression = iam_admin["condition"]["expression"]
-        assert "modifiedGrantsByRole" in expression
-        assert all(role in expression for role in keyless_ci.RUNTIME_GRANTABLE_ROLES)
-        [billing] = mocks.of_type("gcp:billing/accountIamMember:AccountIamMember")
-        assert billing == {
-            "billingAccountId": "012345-6789AB-CDEF01",
-            "role": "roles/billing.costsManager",
-            "member": "serviceAccount:whisper-deployer@my-project.iam.gserviceaccount.com",
+
+def _email(account_name: str) -> str:
+    return account_name.rsplit("/", 1)[-1]
+
+
+def roles_of(plan: Plan, email: str, type_: str = PROJECT_IAM) -> set[tuple[str, str]]:
+    member = f"serviceAccount:{email}"
+    return {
+        (binding.inputs.get("project", ""), binding.inputs["role"])
+        for binding in plan.of_type(type_)
+        if binding.inputs["member"] == member
+    }
+
+
+# --- impersonation ---------------------------------------------------------------------------------
+
+
+def test_a_pull_request_gets_the_read_only_previewer_only(plan: Plan) -> None:
+    assert impersonable(plan, token(ref="refs/pull/7/merge")) == {PREVIEWER}
+
+
+def test_a_push_to_another_branch_gets_the_previewer_only(plan: Plan) -> None:
+    assert impersonable(plan, token(ref="refs/heads/feature")) == {PREVIEWER}
+    assert impersonable(plan, token(ref="refs/heads/feature", environment="dev")) == {PREVIEWER}
+
+
+def test_main_gets_the_dev_deployer(plan: Plan) -> None:
+    assert impersonable(plan, token(ref="refs/heads/main", environment="dev")) == {PREVIEWER, DEV_DEPLOYER}
+    assert impersonable(plan, token(ref="refs/heads/main")) == {PREVIEWER, DEV_DEPLOYER}
+
+
+def test_only_the_prod_environment_gets_the_prod_deployer(plan: Plan) -> None:
+    # GitHub issues the `environment` claim only after the environment's protection rules passed.
+    prod_job = token(ref="refs/heads/main", environment="prod")
+    assert PROD_DEPLOYER in impersonable(plan, prod_job)
+    assert PROD_DEPLOYER not in impersonable(plan, token(ref="refs/heads/main", environment="production"))
+    assert PROD_DEPLOYER not in impersonable(plan, token(ref="refs/heads/prod"))
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"repository": "someone/whisper-cloud-run", "repository_owner": "someone"},
+        {"repository_id": "111"},  # deleted and re-created under the same name
+        {"repository_owner_id": "222"},  # the owner's name taken over by another account
+    ],
+)
+def test_other_repositories_get_nothing(plan: Plan, claims: dict[str, str]) -> None:
+    assert impersonable(plan, token(ref="refs/heads/main", environment="prod", **claims)) == set()
+
+
+def test_provider_is_github_pinned_by_name_and_immutable_ids(plan: Plan) -> None:
+    [provider] = plan.of_type(PROVIDER)
+    assert provider.inputs["oidc"]["issuerUri"] == "https://token.actions.githubusercontent.com"
+    condition = provider.inputs["attributeCondition"]
+    for claim, value in (("repository", REPO), ("repository_id", REPO_ID), ("repository_owner_id", OWNER_ID)):
+        assert f"assertion.{claim} == '{value}'" in condition
+
+
+# --- act as ----------------------------------------------------------------------------------------
+
+
+def test_each_deployer_acts_as_its_own_runtime_account_only(plan: Plan) -> None:
+    assert acts_as(plan) == {DEV_DEPLOYER: {DEV_RUNTIME}, PROD_DEPLOYER: {PROD_RUNTIME}}
+
+
+def test_nobody_gets_project_wide_service_account_user_or_admin(plan: Plan) -> None:
+    project_roles = {binding.inputs["role"] for binding in plan.of_type(PROJECT_IAM)}
+    assert not project_roles & {
+        "roles/iam.serviceAccountUser",
+        "roles/iam.serviceAccountAdmin",
+        "roles/iam.serviceAccountTokenCreator",
+        "roles/resourcemanager.projectIamAdmin",
+        "roles/secretmanager.admin",
+        "roles/owner",
+        "roles/editor",
+    }
+    assert plan.of_type("gcp:billing/accountIamMember:AccountIamMember") == []
+
+
+def test_runtime_accounts_belong_to_the_bootstrap_and_only_write_logs_and_metrics(plan: Plan) -> None:
+    emails = {account.outputs["email"] for account in plan.of_type(ACCOUNT)}
+    assert {DEV_RUNTIME, PROD_RUNTIME} <= emails
+    assert roles_of(plan, DEV_RUNTIME) == {("my-whisper-dev", role) for role in keyless_ci.RUNTIME_ROLES}
+    assert roles_of(plan, PROD_RUNTIME) == {("my-whisper-prod", role) for role in keyless_ci.RUNTIME_ROLES}
+    assert plan.outputs["devRuntimeServiceAccount"] == DEV_RUNTIME
+    assert plan.outputs["prodRuntimeServiceAccount"] == PROD_RUNTIME
+
+
+# --- what each identity may do ---------------------------------------------------------------------
+
+
+def test_previewer_reads_and_writes_only_lock_files(plan: Plan) -> None:
+    assert roles_of(plan, PREVIEWER) == {
+        ("my-whisper-dev", "roles/viewer"),
+        ("my-whisper-prod", "roles/viewer"),
+    }
+    state = {
+        b.inputs["role"]: b.inputs.get("condition")
+        for b in plan.of_type(BUCKET_IAM)
+        if PREVIEWER in b.inputs["member"]
+    }
+    assert state["roles/storage.objectViewer"] is None
+    locks = state["roles/storage.objectAdmin"]["expression"]
+    assert (
+        locks
+        == "resource.name.startsWith('projects/_/buckets/my-project-pulumi-state/objects/.pulumi/locks/')"
+    )
+    [kms] = [b for b in plan.of_type(KMS_IAM) if PREVIEWER in b.inputs["member"]]
+    assert kms.inputs["role"] == "roles/cloudkms.cryptoKeyDecrypter"
+
+
+@pytest.mark.parametrize(
+    ("email", "project"), [(DEV_DEPLOYER, "my-whisper-dev"), (PROD_DEPLOYER, "my-whisper-prod")]
+)
+def test_deployers_hold_exactly_the_documented_roles_on_their_own_project(
+    plan: Plan, email: str, project: str
+) -> None:
+    environment = project.rsplit("-", 1)[-1]
+    custom_role = f"projects/{project}/roles/{keyless_ci.SECRET_MANAGER_ROLE_ID}{environment.capitalize()}"
+    expected = {(project, role) for role in keyless_ci.DEPLOYER_PROJECT_ROLES} | {(project, custom_role)}
+    assert roles_of(plan, email) == expected
+    assert ("", "roles/billing.projectCostsManager") not in roles_of(plan, email)
+
+
+def test_secret_manager_role_cannot_read_secrets_and_is_limited_to_the_services_secrets(plan: Plan) -> None:
+    for role in plan.of_type("gcp:projects/iAMCustomRole:IAMCustomRole"):
+        assert not [p for p in role.inputs["permissions"] if p.endswith(".access")]
+    bindings = [b for b in plan.of_type(PROJECT_IAM) if "/roles/whisperSecretManager" in b.inputs["role"]]
+    assert len(bindings) == 2
+    for binding in bindings:
+        expression = binding.inputs["condition"]["expression"]
+        assert f"resource.name.startsWith('projects/{MOCK_PROJECT_NUMBER}/secrets/whisper')" in expression
+
+
+def test_state_bucket_and_key_are_the_only_protected_resources(plan: Plan) -> None:
+    protected = {resource.type for resource in plan.resources if resource.protect}
+    assert protected == {"gcp:storage/bucket:Bucket", "gcp:kms/cryptoKey:CryptoKey"}
+    [bucket] = plan.of_type("gcp:storage/bucket:Bucket")
+    assert bucket.inputs["versioning"] == {"enabled": True}
+    assert bucket.inputs["publicAccessPrevention"] == "enforced"
+    assert bucket.inputs["uniformBucketLevelAccess"] is True
+
+
+def test_no_service_account_key_exists_anywhere(plan: Plan) -> None:
+    assert not [r.type for r in plan.resources if r.type.lower().endswith(("/key:key", "hmackey:hmackey"))]
+
+
+def test_accounts_and_pool_wait_for_the_apis(plan: Plan) -> None:
+    apis = plan.of_type("gcp:projects/service:Service")
+    for resource in [
+        *plan.of_type(ACCOUNT),
+        *plan.of_type("gcp:iam/workloadIdentityPool:WorkloadIdentityPool"),
+    ]:
+        assert plan.not_waited_for(resource, apis) == [], resource.name
+
+
+def test_outputs_are_what_the_workflows_and_stacks_need(plan: Plan) -> None:
+    assert plan.outputs["workloadIdentityProvider"].endswith(
+        "/workloadIdentityPools/github/providers/github-oidc"
+    )
+    assert plan.outputs["previewerServiceAccount"] == PREVIEWER
+    assert plan.outputs["devDeployerServiceAccount"] == DEV_DEPLOYER
+    assert plan.outputs["prodDeployerServiceAccount"] == PROD_DEPLOYER
+    assert plan.outputs["backendUrl"] == "gs://my-project-pulumi-state"
+    assert plan.outputs["secretsProvider"] == (
+        f"gcpkms://projects/{PROJECT}/locations/us-central1/keyRings/pulumi/cryptoKeys/pulumi-secrets"
+    )
+
+
+def test_dev_and_prod_may_share_one_project() -> None:
+    shared = evaluate({**VALID, "devProject": PROJECT, "prodProject": PROJECT})
+    emails = sorted(a.outputs["email"] for a in shared.of_type(ACCOUNT))
+    assert len(emails) == len(set(emails)) == 5
+    roles = [r.inputs["roleId"] for r in shared.of_type("gcp:projects/iAMCustomRole:IAMCustomRole")]
+    assert sorted(roles) == ["whisperSecretManagerDev", "whisperSecretManagerProd"]
+
+
+# --- config validation (no runtime needed) ---------------------------------------------------------
+
+
+def test_valid_config_gets_defaults() -> None:
+    config = parse_config(
+        {
+            key: VALID[key]
+            for key in ("project", "githubRepository", "githubRepositoryId", "githubRepositoryOwnerId")
         }
-        [kms] = mocks.of_type("gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember")
-        assert kms["role"] == "roles/cloudkms.cryptoKeyEncrypterDecrypter"
-
-    return _settled(ci).apply(check)
-
-
-@pulumi.runtime.test
-def test_runtime_account_narrows_act_as_and_no_billing_without_account(mocks):
-    runtime = "whisper-run@my-project.iam.gserviceaccount.com"
-    config = {"project": PROJECT, "githubRepository": REPO, "runtimeServiceAccounts": [runtime]}
-    ci = _evaluate(config)
-
-    def check(_):
-        project_roles = [inputs["role"] for inputs in mocks.of_type("gcp:projects/iAMMember:IAMMember")]
-        assert "roles/iam.serviceAccountUser" not in project_roles
-        act_as = [
-            inputs for inputs in mocks.of_type("gcp:serviceaccount/iAMMember:IAMMember")
-            if inputs["role"] == "roles/iam.serviceAccountUser"
-        ]  # fmt: skip
-        assert [inputs["serviceAccountId"] for inputs in act_as] == [
-            f"projects/{PROJECT}/serviceAccounts/{runtime}"
-        ]
-        assert mocks.of_type("gcp:billing/accountIamMember:AccountIamMember") == []
-
-    return _settled(ci).apply(check)
-
-
-@pulumi.runtime.test
-def test_outputs_are_what_the_workflows_and_stack_init_need(mocks):
-    ci = _evaluate(VALID)
-
-    def check(values):
-        provider, email, backend, secrets = values
-        assert provider.endswith("/workloadIdentityPools/github/providers/github-oidc")
-        assert email == "whisper-deployer@my-project.iam.gserviceaccount.com"
-        assert backend == "gs://my-project-pulumi-state"
-        assert secrets == (
-            f"gcpkms://projects/{PROJECT}/locations/us-central1/keyRings/pulumi/cryptoKeys/pulumi-secrets"
-        )
-
-    return pulumi.Output.all(
-        ci.workload_identity_provider, ci.deployer_email, ci.backend_url, ci.secrets_provider
-    ).apply(check)
-
-
-# --- config validation (no runtime needed) -------------------------------------------------------
-
-
-def test_valid_config_gets_defaults():
-    config = parse_config({"project": PROJECT, "githubRepository": REPO})
-    assert config.billing_account is None
-    assert config.deploy_projects == (PROJECT,)
+    )
+    assert (config.dev_project, config.prod_project) == (PROJECT, PROJECT)
     assert config.state_bucket == "my-project-pulumi-state"
-    assert config.principal_set_suffix == f"attribute.repository/{REPO}"
-
-
-def test_billing_account_prefix_is_accepted():
-    config = parse_config({**VALID, "billingAccount": "billingAccounts/012345-6789AB-CDEF01"})
-    assert config.billing_account == "012345-6789AB-CDEF01"
+    assert config.runtime_account_id("prod") == "whisper-run-prod"
 
 
 @pytest.mark.parametrize(
@@ -242,36 +321,31 @@ def test_billing_account_prefix_is_accepted():
         ({"githubRepository": None}, "bootstrap:githubRepository"),
         ({"githubRepository": "just-a-repo"}, "bootstrap:githubRepository"),
         ({"githubRepository": "https://github.com/my-org/repo"}, "bootstrap:githubRepository"),
+        ({"githubRepositoryId": None}, "bootstrap:githubRepositoryId"),
+        ({"githubRepositoryId": "my-org/whisper"}, "bootstrap:githubRepositoryId"),
+        ({"githubRepositoryOwnerId": "my-org"}, "bootstrap:githubRepositoryOwnerId"),
         ({"project": "My_Project"}, "bootstrap:project"),
-        ({"billingAccount": "12345"}, "bootstrap:billingAccount"),
-        ({"deployerAccountId": "x"}, "bootstrap:deployerAccountId"),
+        ({"prodProject": "Not A Project"}, "bootstrap:prodProject"),
+        ({"serviceName": "a-very-long-service-name"}, "bootstrap:serviceName"),
         ({"poolId": "gcp-github"}, "bootstrap:poolId"),
-        ({"runtimeServiceAccounts": ["whisper-run"]}, "bootstrap:runtimeServiceAccounts"),
-        (
-            {"runtimeServiceAccounts": ["a-run@elsewhere.iam.gserviceaccount.com"]},
-            "bootstrap:runtimeServiceAccounts",
-        ),
-        ({"deployProjects": ["Not A Project"]}, "bootstrap:deployProjects"),
         ({"stateBucket": "Bad Bucket"}, "bootstrap:stateBucket"),
         ({"keptStateVersions": "0"}, "bootstrap:keptStateVersions"),
     ],
 )
-def test_bad_config_names_the_key_and_the_fix(overrides, key):
+def test_bad_config_names_the_key_and_the_fix(overrides: dict[str, Any], key: str) -> None:
     with pytest.raises(BootstrapConfigError) as error:
         parse_config({**VALID, **overrides})
-    message = str(error.value)
-    assert key in message
-    assert "pulumi config set" in message
+    assert key in str(error.value)
+    assert "pulumi config set" in str(error.value)
 
 
-def test_every_problem_is_reported_at_once():
+@pytest.mark.parametrize("retired", ["billingAccount", "deployProjects", "runtimeServiceAccounts"])
+def test_retired_keys_are_refused_with_what_replaced_them(retired: str) -> None:
+    with pytest.raises(BootstrapConfigError, match=f"bootstrap:{retired} is no longer read"):
+        parse_config({**VALID, retired: "x"})
+
+
+def test_every_problem_is_reported_at_once() -> None:
     with pytest.raises(BootstrapConfigError) as error:
         parse_config({"project": "", "githubRepository": ""})
-    assert "bootstrap:project" in str(error.value) and "bootstrap:githubRepository" in str(error.value)
-
-
-def test_no_service_account_key_in_bootstrap_source():
-    source = keyless_ci.__file__
-    with open(source, encoding="utf-8") as handle:
-        text = handle.read()
-    assert "serviceaccount.Key" not in text
+    assert "bootstrap:project" in str(error.value) and "bootstrap:githubRepositoryId" in str(error.value)

@@ -118,16 +118,85 @@ def test_checkout_never_persists_credentials():
                 assert step.get("with", {}).get("persist-credentials") is False, f"{name}:{job_id}"
 
 
+MUTATING = {"deploy-dev.yml", "deploy-prod.yml", "destroy.yml"}
+
+
 def test_every_pulumi_job_has_a_concurrency_group_per_stack():
     for name, job_id, job in pulumi_jobs():
         concurrency = job.get("concurrency")
         assert concurrency, f"{name}:{job_id} has no concurrency group"
         group = concurrency["group"]
         assert any(token in group for token in ("matrix.stack", "inputs.stack", "-dev", "-prod")), group
-        if name != "preview.yml":
+        if name in MUTATING:
             # A running `pulumi up`/`destroy` must never be cancelled half-way; mutating jobs share one group.
             assert concurrency["cancel-in-progress"] is False
-            assert re.fullmatch(r"pulumi-(dev|prod|\$\{\{ (matrix|inputs)\.stack \}\})", group), group
+            assert re.fullmatch(r"pulumi-(dev|prod|\$\{\{ inputs\.stack \}\})", group), group
+        else:
+            # GitHub keeps one pending run per group and cancels the older one: a queued preview or
+            # drift check in the deploy group would cancel a pending deploy.
+            assert not group.startswith("pulumi-"), f"{name}:{job_id} shares the deploy group"
+
+
+# Each identity and the only workflows that may name it (the bootstrap's bindings enforce the rest).
+IDENTITY_VARS = {
+    "vars.GCP_PREVIEWER_SERVICE_ACCOUNT": {"preview.yml", "drift.yml"},
+    "vars.GCP_DEV_DEPLOYER_SERVICE_ACCOUNT": {"deploy-dev.yml", "destroy.yml"},
+    "vars.GCP_PROD_DEPLOYER_SERVICE_ACCOUNT": {"deploy-prod.yml", "destroy.yml"},
+}
+
+
+def test_each_workflow_uses_the_identity_meant_for_it():
+    for name, job_id, job in pulumi_jobs():
+        [auth] = uses(job, "google-github-actions/auth")
+        account = auth["with"]["service_account"]
+        named = {var for var in IDENTITY_VARS if var in account}
+        assert named, f"{name}:{job_id} uses {account}"
+        assert all(name in IDENTITY_VARS[var] for var in named), f"{name}:{job_id} may not use {named}"
+    assert "GCP_DEPLOYER_SERVICE_ACCOUNT" not in "".join(p.read_text() for p in WORKFLOWS.glob("*.yml"))
+
+
+def test_pull_requests_run_with_the_read_only_previewer_only():
+    for name, workflow in all_workflows().items():
+        if "pull_request" in triggers(workflow) or "pull_request_target" in triggers(workflow):
+            text = (WORKFLOWS / name).read_text()
+            assert "DEPLOYER" not in text, name
+
+
+def test_prod_deployer_is_named_only_in_jobs_of_the_prod_environment():
+    for name, job_id, job in pulumi_jobs():
+        [auth] = uses(job, "google-github-actions/auth")
+        if "PROD_DEPLOYER" not in auth["with"]["service_account"]:
+            continue
+        assert job["environment"] in {"prod", "${{ inputs.stack }}"}, f"{name}:{job_id}"
+        if job["environment"] != "prod":
+            assert auth["with"]["service_account"].startswith("${{ inputs.stack == 'prod' && ")
+
+
+def test_deploys_and_destroys_run_only_from_main():
+    for name in MUTATING - {"deploy-dev.yml"}:
+        job = next(iter(load(name)["jobs"].values()))
+        assert job["if"] == "github.ref == 'refs/heads/main'", name
+
+
+def test_buildx_is_v4_on_node_24():
+    for name, workflow in all_workflows().items():
+        for job in workflow["jobs"].values():
+            for step in uses(job, "docker/setup-buildx-action"):
+                lines = (WORKFLOWS / name).read_text().splitlines()
+                [line] = [text for text in lines if step["uses"] in text]
+                version = re.search(r"# v(\d+)\.", line)
+                assert version and int(version.group(1)) >= 4, line
+
+
+def test_jobs_that_build_the_image_free_disk_space_first():
+    for name, job_id, job in pulumi_jobs():
+        [pulumi] = uses(job, "pulumi/actions")
+        if pulumi.get("with", {}).get("command") != "up":
+            continue
+        names = [step.get("name", "") for step in steps(job)]
+        free = next(i for i, step_name in enumerate(names) if step_name.startswith("Free disk space"))
+        assert free < steps(job).index(pulumi), f"{name}:{job_id}"
+        assert "/usr/share/dotnet" in steps(job)[free]["run"]
 
 
 def test_every_preview_and_up_applies_the_policy_pack_with_the_stacks_config():

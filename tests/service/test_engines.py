@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from difflib import SequenceMatcher
 from itertools import pairwise
@@ -20,9 +21,9 @@ from whisper_api.engines import (
     load_engine,
     openai_supported_compute_types,
 )
-from whisper_api.engines.base import SAMPLE_RATE
+from whisper_api.engines.base import SAMPLE_RATE, TranscriptionCancelled
 from whisper_api.models import StartupError
-from whisper_api.schemas import TranscribeOptions
+from whisper_api.schemas import Segment, TranscribeOptions
 
 HAS_CUDA = ctranslate2.get_cuda_device_count() > 0
 
@@ -241,3 +242,40 @@ def test_faster_whisper_leaves_one_cpu_free_for_decoding_and_the_loop(cpus: int,
     from whisper_api.engines.faster import default_cpu_threads
 
     assert default_cpu_threads(cpus) == threads
+
+
+def test_on_segment_sees_every_segment_as_it_is_decoded(engine, transcribed, long_clip) -> None:
+    seen: list[Segment] = []
+    transcript = engine.transcribe(long_clip, TranscribeOptions(), on_segment=seen.append)
+    assert len(seen) > 1
+    assert seen == transcript.segments
+    assert transcript.text == transcribed(engine.name, "long.ogg").text  # the hooks change nothing
+
+
+def test_cancel_stops_within_one_window_and_the_engine_serves_the_next_call(
+    engine, long_clip, short_clip, expected_text
+) -> None:
+    """Cancelled at the first segment, the engine stops before the end of the 40 s clip (for
+    openai-whisper: at the end of the first 30 s window) and is free for the next call."""
+    cancel = threading.Event()
+    seen: list[Segment] = []
+
+    def first_segment_cancels(segment: Segment) -> None:
+        seen.append(segment)
+        cancel.set()
+
+    with pytest.raises(TranscriptionCancelled) as raised:
+        engine.transcribe(long_clip, TranscribeOptions(), on_segment=first_segment_cancels, cancel=cancel)
+    assert raised.value.segments_done == len(seen) >= 1
+    assert seen[-1].end <= 30.5  # nothing past the first window was decoded
+    transcript = engine.transcribe(short_clip, TranscribeOptions())
+    assert words(transcript.text) == words(expected_text["short"])
+
+
+def test_a_call_cancelled_before_it_starts_decodes_nothing(engine, short_clip) -> None:
+    cancel = threading.Event()
+    cancel.set()
+    seen: list[Segment] = []
+    with pytest.raises(TranscriptionCancelled):
+        engine.transcribe(short_clip, TranscribeOptions(), on_segment=seen.append, cancel=cancel)
+    assert seen == []

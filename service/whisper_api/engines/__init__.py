@@ -11,7 +11,7 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from whisper_api import contract
-from whisper_api.engines.base import SAMPLE_RATE, Engine
+from whisper_api.engines.base import SAMPLE_RATE, Engine, SegmentCallback, TranscriptionCancelled
 from whisper_api.models import StartupError
 
 if TYPE_CHECKING:
@@ -22,6 +22,8 @@ __all__ = [
     "SAMPLE_RATE",
     "Engine",
     "EngineConfigError",
+    "SegmentCallback",
+    "TranscriptionCancelled",
     "choose_compute_type",
     "choose_device",
     "load_engine",

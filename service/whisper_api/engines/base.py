@@ -1,12 +1,25 @@
 """The one interface both engines implement."""
 
+import threading
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
 
-from whisper_api.schemas import TranscribeOptions, Transcript
+from whisper_api.schemas import Segment, TranscribeOptions, Transcript
 
 SAMPLE_RATE = 16_000
+
+SegmentCallback = Callable[[Segment], None]
+
+
+class TranscriptionCancelled(Exception):
+    """Raised by `Engine.transcribe` when its `cancel` event was set: the engine stopped decoding
+    (within one segment, or one 30 s window for openai-whisper) and its thread is free again."""
+
+    def __init__(self, segments_done: int = 0) -> None:
+        super().__init__(f"transcription cancelled after {segments_done} segment(s)")
+        self.segments_done = segments_done
 
 
 class Engine(Protocol):
@@ -18,8 +31,20 @@ class Engine(Protocol):
     compute_type: str  # e.g. "int8", "float16", "float32"
     multilingual: bool
 
-    def transcribe(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
-        """`audio`: 16 kHz mono float32 in [-1, 1]. The whole file is transcribed, never only 30 s."""
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        *,
+        on_segment: SegmentCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Transcript:
+        """`audio`: 16 kHz mono float32 in [-1, 1]. The whole file is transcribed, never only 30 s.
+
+        `on_segment` is called on the inference thread with each segment as soon as it is decoded
+        (in order; the returned Transcript holds the same segments). `cancel` is checked after each
+        segment: once it is set the engine stops consuming audio and raises TranscriptionCancelled.
+        """
         ...
 
     def warmup(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from faster_whisper import BatchedInferencePipeline, WhisperModel
 from faster_whisper.transcribe import Segment as FasterSegment
 
 from whisper_api.engines import choose_compute_type, choose_device
-from whisper_api.engines.base import SAMPLE_RATE
+from whisper_api.engines.base import SAMPLE_RATE, SegmentCallback, TranscriptionCancelled
 from whisper_api.models import resolve_model
 from whisper_api.schemas import Segment, TranscribeOptions, Transcript, Word
 from whisper_api.settings import Settings
@@ -131,15 +132,37 @@ class FasterWhisperEngine:
             return self._batched.transcribe(audio, batch_size=self.batch_size, vad_filter=True, **arguments)
         return self._whisper.transcribe(audio, vad_filter=self.vad_filter, **arguments)
 
-    def transcribe(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        *,
+        on_segment: SegmentCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Transcript:
         audio = np.ascontiguousarray(audio, dtype=np.float32)
-        segments, info = self._segments(audio, self._arguments(options))
-        # The segments are a lazy generator: consuming it is the inference, over the whole file.
+        generator, info = self._segments(audio, self._arguments(options))
+        # The segments are a lazy generator: consuming it is the inference, one window at a time.
+        segments: list[Segment] = []
+        try:
+            if cancel is not None and cancel.is_set():  # cancelled before the first window
+                raise TranscriptionCancelled(0)
+            for decoded in generator:
+                segment = to_segment(decoded)
+                segments.append(segment)
+                if on_segment is not None:
+                    on_segment(segment)
+                if cancel is not None and cancel.is_set():
+                    raise TranscriptionCancelled(len(segments))
+        finally:
+            close = getattr(generator, "close", None)
+            if close is not None:  # stop the generator now, not when it is collected
+                close()
         return Transcript(
             task=options.task,
             language=info.language,
             duration=len(audio) / SAMPLE_RATE,
-            segments=[to_segment(segment) for segment in segments],
+            segments=segments,
         )
 
     def warmup(self) -> None:

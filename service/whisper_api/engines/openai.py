@@ -8,8 +8,13 @@ This module imports torch and whisper; `engines.load_engine` imports it only whe
 
 from __future__ import annotations
 
+import importlib
+import sys
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -18,7 +23,7 @@ import whisper
 from whisper.model import ModelDimensions, Whisper
 
 from whisper_api.engines import choose_compute_type, choose_device, openai_supported_compute_types
-from whisper_api.engines.base import SAMPLE_RATE
+from whisper_api.engines.base import SAMPLE_RATE, SegmentCallback, TranscriptionCancelled
 from whisper_api.models import ResolvedModel, StartupError, convert_ct2_to_openai, resolve_model
 from whisper_api.schemas import Segment, TranscribeOptions, Transcript, Word
 from whisper_api.settings import Settings
@@ -115,6 +120,44 @@ def to_segment(segment: dict[str, Any]) -> Segment:
     )
 
 
+WindowListener = Callable[[list[dict[str, Any]]], None]
+_listener = threading.local()
+
+
+class _WindowProgress:
+    """Stands in for the tqdm progress bar of `whisper.transcribe`, the one place where
+    openai-whisper calls out after each 30 s window: `update` runs right after that window's
+    segments were appended to the `all_segments` list of the calling frame. The listener of this
+    thread receives that list; an exception it raises (TranscriptionCancelled) stops the loop."""
+
+    def __init__(self, *_: object, **__: object) -> None:
+        self.listener: WindowListener | None = getattr(_listener, "current", None)
+
+    def __enter__(self) -> _WindowProgress:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+    def update(self, _frames: int) -> None:
+        if self.listener is not None:
+            self.listener(sys._getframe(1).f_locals["all_segments"])
+
+
+# The module, not the function that `whisper.transcribe` names. It only ever calls `tqdm.tqdm(...)`,
+# for a progress bar that this service keeps disabled.
+importlib.import_module("whisper.transcribe").tqdm = SimpleNamespace(tqdm=_WindowProgress)  # type: ignore[attr-defined]
+
+
+@contextmanager
+def _window_listener(listener: WindowListener) -> Iterator[None]:
+    _listener.current = listener
+    try:
+        yield
+    finally:
+        _listener.current = None
+
+
 class OpenAIWhisperEngine:
     """A `whisper.Whisper` module. One inference at a time: openai-whisper installs hooks on the
     module during decoding and word alignment, so concurrent calls on one model would collide."""
@@ -173,15 +216,37 @@ class OpenAIWhisperEngine:
             "verbose": None,
         }
 
-    def transcribe(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        *,
+        on_segment: SegmentCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Transcript:
         audio = np.ascontiguousarray(audio, dtype=np.float32)
-        with self._lock, torch.inference_mode():
+        segments: list[Segment] = []
+
+        def emit(decoded: list[dict[str, Any]]) -> None:
+            for segment in decoded[len(segments) :]:
+                segments.append(to_segment(segment))
+                if on_segment is not None:
+                    on_segment(segments[-1])
+
+        def window_done(decoded: list[dict[str, Any]]) -> None:
+            emit(decoded)
+            if cancel is not None and cancel.is_set():
+                raise TranscriptionCancelled(len(segments))
+
+        with self._lock, torch.inference_mode(), _window_listener(window_done):
+            window_done([])  # cancelled while waiting for the model: do not start
             result = self._whisper.transcribe(audio, **self._arguments(options))
+        emit(result["segments"])  # whatever the last window left (normally nothing)
         return Transcript(
             task=options.task,
             language=result["language"],
             duration=len(audio) / SAMPLE_RATE,
-            segments=[to_segment(segment) for segment in result["segments"]],
+            segments=segments,
         )
 
     def warmup(self) -> None:

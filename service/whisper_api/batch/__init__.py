@@ -1,0 +1,6 @@
+"""Batch transcription: a folder or a bucket of recordings, optionally sharded over Cloud Run Job tasks.
+
+A second entry point (`python -m whisper_api.batch`) over the same decode → engine → formats path
+that the HTTP routes use. `storage` reads and writes local folders and `gs://` prefixes, `worker`
+plans and runs one task's share, `manifest` records what each input became.
+"""

@@ -1,0 +1,183 @@
+"""Where a batch reads recordings and writes transcripts: a local folder or `gs://bucket/prefix`.
+
+Both kinds answer the same four questions: what is there (`list`, with each file's size and
+version), give me a file (`open`: a seekable binary stream, pinned to the listed version), store
+this (`write`: atomic, so no half-written transcript is ever visible), and where is it (`url`).
+
+Google Cloud Storage: an object becomes visible only once its upload completes, and every call
+goes through google-cloud-storage's retry policy (`DEFAULT_RETRY`: 429, 5xx and connection errors,
+exponential backoff). Uploads are retried too: each write stores deterministic content under a
+fixed name, so repeating it is harmless.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from google.cloud.storage import Bucket, Client
+
+GCS_SCHEME = "gs://"
+# What a download reads ahead of the decoder: big enough for few requests, small enough that an
+# hours-long recording never sits in memory whole.
+GCS_READ_CHUNK = 8 * 1024 * 1024
+_PARTIAL_SUFFIX = ".partial"
+# google.api_core warns at import that it will drop this Python in a year: noise in a CLI's output.
+warnings.filterwarnings("ignore", message=r".*Google will stop supporting", category=FutureWarning)
+
+
+class StorageError(RuntimeError):
+    """A location that cannot be used (missing folder, bad URL); the message says which and why."""
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One file of a location: its path relative to the location (`/`-separated), size and version.
+
+    The version is the object's generation on GCS and the modification time (ns) of a local file:
+    a rewritten recording gets a new version, so its old transcripts are not mistaken for its own.
+    """
+
+    path: str
+    size: int
+    version: str
+
+
+class Location(Protocol):
+    url: str
+
+    def list(self) -> Iterator[StoredFile]:
+        """Every file under the location, in no particular order."""
+        ...
+
+    def open(self, item: StoredFile) -> AbstractContextManager[IO[bytes]]:
+        """A seekable binary stream of `item` (at its listed version where the store keeps versions)."""
+        ...
+
+    def read(self, path: str) -> bytes:
+        """The whole content of a (small) file, such as a manifest part."""
+        ...
+
+    def write(self, path: str, data: bytes, content_type: str) -> None:
+        """Store `data` at `path` atomically: readers see the old content or the new, never a part."""
+        ...
+
+    def url_of(self, path: str) -> str: ...
+
+
+def open_location(url: str) -> Location:
+    """`gs://bucket/prefix` → a GCS location, anything else → a local folder."""
+    if url.startswith(GCS_SCHEME):
+        bucket, _, prefix = url.removeprefix(GCS_SCHEME).partition("/")
+        if not bucket:
+            raise StorageError(f"{url!r} names no bucket: use gs://BUCKET or gs://BUCKET/PREFIX.")
+        return GcsPrefix(bucket, prefix.strip("/"))
+    return LocalFolder(Path(url))
+
+
+class LocalFolder:
+    """A folder on this machine; files are replaced atomically with a temporary file and os.replace."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.expanduser().resolve()
+        self.url = str(self.root)
+
+    def list(self) -> Iterator[StoredFile]:
+        if not self.root.is_dir():
+            raise StorageError(f"{self.root} is not a folder (or does not exist).")
+        for folder, subfolders, files in os.walk(self.root):
+            subfolders.sort()
+            for name in sorted(files):
+                if name.endswith(_PARTIAL_SUFFIX):
+                    continue  # a write that was interrupted: never an input or an output
+                path = Path(folder, name)
+                stat = path.stat()
+                yield StoredFile(path.relative_to(self.root).as_posix(), stat.st_size, str(stat.st_mtime_ns))
+
+    def open(self, item: StoredFile) -> AbstractContextManager[IO[bytes]]:
+        return (self.root / item.path).open("rb")
+
+    def read(self, path: str) -> bytes:
+        return (self.root / path).read_bytes()
+
+    def write(self, path: str, data: bytes, content_type: str) -> None:
+        target = self.root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(
+            dir=target.parent, prefix=f".{target.name}.", suffix=_PARTIAL_SUFFIX
+        )
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(data)
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+    def url_of(self, path: str) -> str:
+        return str(self.root / path)
+
+
+class GcsPrefix:
+    """Objects under `gs://bucket/prefix/`, through google-cloud-storage (ADC, or the emulator that
+    STORAGE_EMULATOR_HOST names)."""
+
+    def __init__(self, bucket: str, prefix: str, client: Client | None = None) -> None:
+        self.bucket_name = bucket
+        self.prefix = prefix
+        self.url = f"{GCS_SCHEME}{bucket}/{prefix}".rstrip("/")
+        self._client = client
+        self._bucket: Bucket | None = None
+
+    @property
+    def bucket(self) -> Bucket:
+        if self._bucket is None:
+            self._bucket = (self._client or _default_client()).bucket(self.bucket_name)
+        return self._bucket
+
+    def _name(self, path: str) -> str:
+        return f"{self.prefix}/{path}" if self.prefix else path
+
+    def list(self) -> Iterator[StoredFile]:
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        start = f"{self.prefix}/" if self.prefix else ""
+        for blob in self.bucket.client.list_blobs(self.bucket, prefix=start or None, retry=DEFAULT_RETRY):
+            if blob.name.endswith("/"):
+                continue  # a "folder" placeholder made by the console
+            yield StoredFile(blob.name[len(start) :], int(blob.size or 0), str(blob.generation))
+
+    def open(self, item: StoredFile) -> AbstractContextManager[IO[bytes]]:
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        blob = self.bucket.blob(self._name(item.path), generation=int(item.version))
+        return blob.open("rb", chunk_size=GCS_READ_CHUNK, retry=DEFAULT_RETRY)  # type: ignore[return-value]
+
+    def read(self, path: str) -> bytes:
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        return self.bucket.blob(self._name(path)).download_as_bytes(retry=DEFAULT_RETRY)
+
+    def write(self, path: str, data: bytes, content_type: str) -> None:
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        blob = self.bucket.blob(self._name(path))
+        blob.upload_from_string(data, content_type=content_type, retry=DEFAULT_RETRY)
+
+    def url_of(self, path: str) -> str:
+        return f"{GCS_SCHEME}{self.bucket_name}/{self._name(path)}"
+
+
+def _default_client() -> Client:
+    from google.cloud import storage
+
+    return storage.Client()

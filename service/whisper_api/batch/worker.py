@@ -1,0 +1,365 @@
+"""The batch worker: every recording under one location → transcripts under another.
+
+Each input goes through the path a request takes (`audio.decode_audio` → `Engine.transcribe` →
+`formats.render`), so a file gets the same transcript, and a bad file the same message, as from
+the API. Transcripts mirror the input's relative path with the format's suffix appended
+(`calls/a.mp3` → `calls/a.mp3.verbose.json`, `calls/a.mp3.srt`), so that `a.mp3` and `a.wav`
+never collide. The next file is decoded while the current one is transcribed: at most two decoded
+recordings are in memory at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from hashlib import sha256
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from whisper_api.audio import ACCEPTED_EXTENSIONS, SAMPLE_RATE, AudioError, decode_audio
+from whisper_api.batch.manifest import (
+    JSON_MEDIA_TYPE,
+    MANIFEST_DIR,
+    SINGLE_TASK,
+    FileRecord,
+    ManifestPart,
+    Shard,
+    done_marker,
+    manifest_part,
+)
+from whisper_api.batch.storage import Location, StorageError, StoredFile
+from whisper_api.engines.base import Engine
+from whisper_api.formats import render
+from whisper_api.schemas import ResponseFormat, TranscribeOptions, Transcript
+from whisper_api.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+AUDIO_SUFFIXES = tuple(f".{extension}" for extension in ACCEPTED_EXTENSIONS)
+OUTPUT_SUFFIXES: dict[ResponseFormat, str] = {
+    "json": ".json",
+    "verbose_json": ".verbose.json",
+    "text": ".txt",
+    "srt": ".srt",
+    "vtt": ".vtt",
+}
+DEFAULT_FORMATS: tuple[ResponseFormat, ...] = ("verbose_json", "srt")
+FLUSH_INTERVAL_S = 10.0
+
+
+class BatchJob(BaseModel):
+    """What to make of every input: the formats to write and the options a request would send."""
+
+    formats: tuple[ResponseFormat, ...] = Field(DEFAULT_FORMATS, min_length=1)
+    options: TranscribeOptions = Field(default_factory=TranscribeOptions)
+    force: bool = Field(False, description="Transcribe inputs whose transcripts are already there.")
+
+    def output_paths(self, path: str) -> list[str]:
+        return [path + OUTPUT_SUFFIXES[response_format] for response_format in self.formats]
+
+
+def owns(shard: Shard, path: str) -> bool:
+    """Whether `path` belongs to this task: a hash of the path alone, so that every task agrees
+    even when files are added while tasks start at different times (no overlaps, no gaps)."""
+    return int.from_bytes(sha256(path.encode()).digest()[:8], "big") % shard.count == shard.index
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The task's share of the inputs, split into what to transcribe and what is already done."""
+
+    todo: list[StoredFile]
+    skipped: list[StoredFile]
+    ignored: int  # files under the input that are not recordings (by suffix)
+
+
+def plan(inputs: Location, outputs: Location, shard: Shard, job: BatchJob) -> Plan:
+    # Transcripts and manifests never end in an audio suffix: OUTPUT may lie inside INPUT, or be it.
+    mine: list[StoredFile] = []
+    ignored = 0
+    for item in inputs.list():
+        if not item.path.lower().endswith(AUDIO_SUFFIXES):
+            ignored += 1
+        elif owns(shard, item.path):
+            mine.append(item)
+    mine.sort(key=lambda item: item.path)
+    if job.force:
+        return Plan(mine, [], ignored)
+    existing = {stored.path for stored in outputs.list()}
+    todo: list[StoredFile] = []
+    skipped: list[StoredFile] = []
+    for item in mine:
+        finished = done_marker(item.path, item.version) in existing and all(
+            path in existing for path in job.output_paths(item.path)
+        )
+        (skipped if finished else todo).append(item)
+    return Plan(todo, skipped, ignored)
+
+
+@dataclass
+class Summary:
+    """What one task did; `exit_code` is 0 only when every input of its share has its transcripts."""
+
+    manifest: str
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    ignored: int = 0
+    audio_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    interrupted: bool = False
+    failures: list[FileRecord] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        return 1 if self.failed else 0
+
+    def describe(self) -> str:
+        total = self.done + self.failed + self.skipped
+        speed = self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0
+        lines = [
+            f"{total} recording(s): {self.done} done, {self.skipped} skipped (already done), "
+            f"{self.failed} failed; {self.audio_seconds / 3600:.2f} h of audio in {self.wall_seconds:.1f} s "
+            f"({speed:.1f} audio s per wall s)",
+            f"manifest: {self.manifest}",
+        ]
+        if self.ignored:
+            lines.append(f"{self.ignored} file(s) ignored: not {', '.join(ACCEPTED_EXTENSIONS)}")
+        if self.interrupted:
+            lines.append("interrupted: rerun the same command to resume")
+        lines += [f"failed: {record.path}: {record.error}" for record in self.failures]
+        return "\n".join(lines)
+
+
+class _Failure(Exception):
+    """An input that could not be transcribed, with the message and code for its manifest line."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+Decoded = tuple[np.ndarray, float]
+
+
+class BatchRunner:
+    """Runs one task's share: plan, then decode → transcribe → write, one recording at a time."""
+
+    def __init__(
+        self,
+        inputs: Location,
+        outputs: Location,
+        job: BatchJob,
+        settings: Settings,
+        load_engine: Callable[[], Engine],
+        *,
+        shard: Shard = SINGLE_TASK,
+        run_id: str,
+        cancel: threading.Event | None = None,
+        progress: bool | None = None,
+        flush_interval_s: float = FLUSH_INTERVAL_S,
+    ) -> None:
+        self.inputs = inputs
+        self.outputs = outputs
+        self.job = job
+        self.settings = settings
+        self._load_engine = load_engine
+        self._engine: Engine | None = None
+        self.shard = shard
+        self.cancel = cancel or threading.Event()
+        self.progress = progress
+        self.manifest = ManifestPart(outputs, manifest_part(run_id, shard), flush_interval_s)
+        self.granularities = frozenset({"segment", "word"} if job.options.word_timestamps else {"segment"})
+
+    @property
+    def engine(self) -> Engine:
+        """Loaded on the first recording that decodes: a task with nothing to do never loads a model."""
+        if self._engine is None:
+            self._engine = self._load_engine()
+        return self._engine
+
+    def run(self) -> Summary:
+        started = time.perf_counter()
+        try:
+            # Written first: an output the task cannot write fails it before any work is done.
+            self.manifest.flush(started)
+            work = plan(self.inputs, self.outputs, self.shard, self.job)
+        except StorageError:
+            raise
+        except Exception as error:  # no such bucket, no permission: the message names which
+            raise StorageError(
+                f"{self.inputs.url} → {self.outputs.url}: {type(error).__name__}: {error}"
+            ) from error
+        summary = Summary(self.outputs.url_of(self.manifest.name), ignored=work.ignored)
+        for item in work.skipped:
+            self._record(summary, FileRecord(**self._identity(item), status="skipped"))
+        try:
+            self._transcribe_all(work.todo, summary)
+        finally:
+            summary.wall_seconds = time.perf_counter() - started
+            summary.interrupted = self.cancel.is_set()
+            self.manifest.flush(time.perf_counter())
+        return summary
+
+    def _transcribe_all(self, todo: list[StoredFile], summary: Summary) -> None:
+        bar = _ProgressBar(todo, self.progress)
+        decoder = ThreadPoolExecutor(1, thread_name_prefix="batch-decode")
+        try:
+            for item, decoding in _decode_ahead(decoder, todo, self._decode):
+                if self.cancel.is_set():
+                    break
+                record = self._process(item, decoding)
+                if self.cancel.is_set() and record.status != "done":
+                    break  # stopped mid-file: the rerun does this one again
+                self._record(summary, record)
+                bar.advance(item, record)
+        finally:
+            decoder.shutdown(wait=True, cancel_futures=True)
+            bar.close()
+
+    def _process(self, item: StoredFile, decoding: Future[Decoded]) -> FileRecord:
+        identity = self._identity(item)
+        timings: dict[str, float] = {}
+        duration = None
+        try:
+            audio, timings["decode"] = decoding.result()
+            duration = audio.shape[0] / SAMPLE_RATE
+            started = time.perf_counter()
+            transcript = self.engine.transcribe(audio, self.job.options)
+            del audio
+            timings["transcribe"] = time.perf_counter() - started
+            started = time.perf_counter()
+            outputs = self._write(item, transcript)
+            timings["write"] = time.perf_counter() - started
+        except _Failure as failure:
+            logger.warning("failed: %s: %s", item.path, failure)
+            return FileRecord(
+                **identity, status="failed", error=str(failure), error_code=failure.code, duration=duration
+            )
+        except (
+            Exception
+        ) as error:  # the engine, or storage beyond its retries: this file fails, the run goes on
+            logger.exception("failed: %s", item.path)
+            return FileRecord(
+                **identity,
+                status="failed",
+                error=f"Transcription failed ({type(error).__name__}: {error}).",
+                error_code="server_error",
+                duration=duration,
+            )
+        return FileRecord(
+            **identity,
+            status="done",
+            duration=duration,
+            timings={step: round(seconds, 3) for step, seconds in timings.items()},
+            outputs=outputs,
+            engine=self.engine.name,
+            model=self.engine.model,
+        )
+
+    def _decode(self, item: StoredFile) -> Decoded:
+        started = time.perf_counter()
+        try:
+            with self.inputs.open(item) as stream:
+                audio = decode_audio(stream.read(), self.settings.max_audio_seconds)
+        except AudioError as error:
+            raise _Failure(str(error), error.code) from error
+        except Exception as error:
+            raise _Failure(
+                f"The recording could not be read from storage ({type(error).__name__}: {error}).",
+                "storage_error",
+            ) from error
+        return audio, time.perf_counter() - started
+
+    def _write(self, item: StoredFile, transcript: Transcript) -> list[str]:
+        """Every transcript first, then the done marker: the marker commits the input."""
+        paths = self.job.output_paths(item.path)
+        for response_format, path in zip(self.job.formats, paths, strict=True):
+            body, media_type = render(transcript, response_format, self.granularities)
+            text = body if isinstance(body, str) else body.model_dump_json()
+            self.outputs.write(path, text.encode(), media_type)
+        marker = FileRecord(
+            **self._identity(item),
+            status="done",
+            duration=transcript.duration,
+            outputs=paths,
+            engine=self.engine.name,
+            model=self.engine.model,
+        )
+        self.outputs.write(
+            done_marker(item.path, item.version), marker.model_dump_json().encode(), JSON_MEDIA_TYPE
+        )
+        return paths
+
+    def _identity(self, item: StoredFile) -> dict[str, object]:
+        return {"path": item.path, "size": item.size, "version": item.version, "task": self.shard.index}
+
+    def _record(self, summary: Summary, record: FileRecord) -> None:
+        self.manifest.add(record, time.perf_counter())
+        if record.status == "done":
+            summary.done += 1
+            summary.audio_seconds += record.duration or 0.0
+        elif record.status == "skipped":
+            summary.skipped += 1
+        else:
+            summary.failed += 1
+            summary.failures.append(record)
+
+
+def _decode_ahead(
+    decoder: ThreadPoolExecutor, todo: list[StoredFile], decode: Callable[[StoredFile], Decoded]
+) -> Iterator[tuple[StoredFile, Future[Decoded]]]:
+    """Each item with its decoding, the next item's decoding already started."""
+    items = iter(todo)
+    pending: deque[tuple[StoredFile, Future[Decoded]]] = deque()
+    while True:
+        while len(pending) < 2 and (item := next(items, None)) is not None:
+            pending.append((item, decoder.submit(decode, item)))
+        if not pending:
+            return
+        yield pending.popleft()
+
+
+class _ProgressBar:
+    """Files, hours of audio and an ETA (by bytes, the only size known before decoding) on stderr."""
+
+    def __init__(self, todo: list[StoredFile], enabled: bool | None) -> None:
+        from tqdm import tqdm
+
+        self.files = len(todo)
+        self.finished = 0
+        self.audio_seconds = 0.0
+        self.bar = tqdm(
+            total=sum(item.size for item in todo),
+            unit="B",
+            unit_scale=True,
+            disable=None if enabled is None else not enabled,  # None: only on a terminal
+            bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed} elapsed, ETA {remaining}",
+        )
+        self._describe()
+
+    def _describe(self) -> None:
+        self.bar.set_description_str(
+            f"{self.finished}/{self.files} files, {self.audio_seconds / 3600:.2f} h audio", refresh=False
+        )
+
+    def advance(self, item: StoredFile, record: FileRecord) -> None:
+        self.finished += 1
+        if record.status == "done":
+            self.audio_seconds += record.duration or 0.0
+        self._describe()
+        self.bar.update(item.size)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+__all__ = ["DEFAULT_FORMATS", "MANIFEST_DIR", "OUTPUT_SUFFIXES", "BatchJob", "BatchRunner", "Summary", "plan"]
