@@ -326,9 +326,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = []
     for config in configs:
         result = run_config(config, args.audio, args.cycles)
+        a = result.alignment
         print(
             f"{config.name}: "
-            + (result.error or f"WER {result.alignment.wer * 100:.1f} %, {result.seconds:.1f} s")
+            + (f"WER {a.wer * 100:.1f} %, {result.seconds:.1f} s" if a else str(result.error))
         )
         results.append(result)
     audio, _ = build_long_audio(args.audio, args.cycles)

@@ -2,21 +2,47 @@
 
 Prints the URL and the docs link once the model is loaded and warmed; exits non-zero, with the
 reason, when it cannot load (a bad WHISPER_* setting), instead of serving a never-ready server.
+
+Cold start is the first request's latency on a service that scales to zero, so the model starts
+loading on a thread before anything else is imported: CTranslate2 reads and quantises the weights
+with the GIL released while this thread imports the web stack (FastAPI, uvicorn) and binds the port.
 """
+
+from __future__ import annotations
 
 import asyncio
 import logging
 import os
 import sys
-
-import uvicorn
-from fastapi import FastAPI
+import threading
+from concurrent.futures import Future
+from typing import TYPE_CHECKING
 
 from whisper_api import contract
-from whisper_api.app import create_app
-from whisper_api.lifecycle import GracefulServer, uvicorn_options
 from whisper_api.settings import Settings, get_settings
-from whisper_api.telemetry import configure_logging
+
+if TYPE_CHECKING:
+    import uvicorn
+    from fastapi import FastAPI
+
+    from whisper_api.engines import Engine
+
+
+def start_loading(settings: Settings) -> Future[Engine]:
+    """Load and warm the engine on its own thread, from now on; the app waits for the future."""
+    future: Future[Engine] = Future()
+
+    def load() -> None:
+        future.set_running_or_notify_cancel()
+        try:
+            from whisper_api.engines import load_and_warm_up
+
+            future.set_result(load_and_warm_up(settings))
+        except BaseException as error:  # handed to the app, which reports it and exits non-zero
+            future.set_exception(error)
+
+    threading.Thread(target=load, name="engine-load", daemon=True).start()
+    return future
 
 
 def _announce_when_ready(app: FastAPI, server: uvicorn.Server, url: str) -> asyncio.Task[None]:
@@ -36,8 +62,13 @@ def _announce_when_ready(app: FastAPI, server: uvicorn.Server, url: str) -> asyn
     return asyncio.create_task(watch())
 
 
-async def serve(settings: Settings, host: str, port: int) -> int:
-    app = create_app(settings)
+async def serve(settings: Settings, host: str, port: int, loading: Future[Engine] | None = None) -> int:
+    import uvicorn
+
+    from whisper_api.app import create_app
+    from whisper_api.lifecycle import GracefulServer, uvicorn_options
+
+    app = create_app(settings, load_engine=None if loading is None else lambda _settings: loading.result())
     config = uvicorn.Config(
         app,
         host=host,
@@ -58,10 +89,13 @@ async def serve(settings: Settings, host: str, port: int) -> int:
 
 def main() -> int:
     settings = get_settings()
+    loading = start_loading(settings)
+    from whisper_api.telemetry import configure_logging
+
     configure_logging(settings)
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", str(contract.PORT)))
-    return asyncio.run(serve(settings, host, port))
+    return asyncio.run(serve(settings, host, port, loading))
 
 
 if __name__ == "__main__":
