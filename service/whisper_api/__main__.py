@@ -28,6 +28,30 @@ if TYPE_CHECKING:
     from whisper_api.engines import Engine
 
 
+# glibc's mallopt parameter for the number of malloc arenas (malloc.h).
+_M_ARENA_MAX = -8
+MALLOC_ARENAS = 2
+
+
+def cap_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """At most `arenas` glibc malloc arenas, before any thread starts (as MALLOC_ARENA_MAX does).
+
+    By default every thread that allocates while another holds the lock gets an arena of its own
+    (up to 8 per core), and each keeps the memory it freed: uploads decoded on several threads,
+    inference on another. Measured with 8 concurrent 11 s requests: peak RSS 374 → 332 MiB, at
+    equal CPU per request (docs/benchmarks.md). False where the C library is not glibc.
+    """
+    if os.environ.get("MALLOC_ARENA_MAX"):  # the operator's own choice wins
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_ARENA_MAX, arenas))
+    except (OSError, AttributeError):
+        return False
+
+
 def start_loading(settings: Settings) -> Future[Engine]:
     """Load and warm the engine on its own thread, from now on; the app waits for the future."""
     future: Future[Engine] = Future()
@@ -88,6 +112,7 @@ async def serve(settings: Settings, host: str, port: int, loading: Future[Engine
 
 
 def main() -> int:
+    cap_malloc_arenas()
     settings = get_settings()
     loading = start_loading(settings)
     from whisper_api.telemetry import configure_logging
