@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.shared import slug
+
 CURRENT_SPEND = "CURRENT_SPEND"
 FORECASTED_SPEND = "FORECASTED_SPEND"
+# Cloud Billing publishes budget notifications as this Google-managed account.
+BUDGET_PUBLISHER = "serviceAccount:billing-budget-alert@system.gserviceaccount.com"
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,11 @@ class BudgetAlertsArgs:
     thresholds: Sequence[float]
     forecast_thresholds: Sequence[float]
     emails: Sequence[str]
+    # The stack's `gcp:` credentials settings (impersonation, credentials, access token): an explicit
+    # provider does not inherit them from the default one.
+    provider_settings: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    # Also publish every update to a Pub/Sub topic (the spend cap listens there).
+    publish_to_topic: bool = False
 
 
 class BudgetAlerts(pulumi.ComponentResource):
@@ -43,19 +52,25 @@ class BudgetAlerts(pulumi.ComponentResource):
             project=args.project,
             billing_project=args.project,
             user_project_override=True,
+            **args.provider_settings,  # type: ignore[arg-type]
             opts=pulumi.ResourceOptions(parent=self),
         )
+        # Named after the address, not its position: removing one e-mail touches only its channel.
         self.channels = [
             gcp.monitoring.NotificationChannel(
-                f"{name}-email-{index}",
+                f"{name}-email-{slug(email)}",
                 project=args.project,
                 type="email",
                 display_name=f"{args.service_name} budget: {email}",
                 labels={"email_address": email},
                 opts=child,
             )
-            for index, email in enumerate(args.emails)
+            for email in args.emails
         ]
+        self.topic: gcp.pubsub.Topic | None = None
+        publisher = None
+        if args.publish_to_topic:
+            self.topic, publisher = self._topic(name, args, child)
         project_number = gcp.organizations.get_project_output(project_id=args.project).number
         threshold_rules = [
             gcp.billing.BudgetThresholdRuleArgs(threshold_percent=value, spend_basis=CURRENT_SPEND)
@@ -81,7 +96,36 @@ class BudgetAlerts(pulumi.ComponentResource):
                 monitoring_notification_channels=[channel.id for channel in self.channels],
                 # Billing admins keep getting the default emails as well.
                 disable_default_iam_recipients=False,
+                pubsub_topic=self.topic.id if self.topic else None,
+                schema_version="1.0" if self.topic else None,
             ),
-            opts=pulumi.ResourceOptions(parent=self, provider=billing_provider, depends_on=list(depends_on)),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                provider=billing_provider,
+                depends_on=[*depends_on, *([publisher] if publisher else [])],
+            ),
         )
+        # billingAccounts/<account>/budgets/<id>: notifications carry the <id> as attribute `budgetId`.
+        self.budget_id = self.budget.name.apply(lambda budget: budget.rsplit("/", 1)[-1])
         self.register_outputs({"budget": self.budget.name})
+
+    def _topic(
+        self, name: str, args: BudgetAlertsArgs, opts: pulumi.ResourceOptions
+    ) -> tuple[gcp.pubsub.Topic, gcp.pubsub.TopicIAMMember]:
+        topic = gcp.pubsub.Topic(
+            f"{name}-topic",
+            project=args.project,
+            name=f"{args.service_name}-budget",
+            message_retention_duration="86400s",
+            opts=opts,
+        )
+        # Only Cloud Billing publishes here: a forged "over budget" message would stop the service.
+        publisher = gcp.pubsub.TopicIAMMember(
+            f"{name}-topic-publisher",
+            project=args.project,
+            topic=topic.name,
+            role="roles/pubsub.publisher",
+            member=BUDGET_PUBLISHER,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return topic, publisher

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -33,7 +33,11 @@ GPU_REGIONS: Mapping[str, tuple[str, ...]] = {
 }
 GPU_CPU_CHOICES = (4, 6, 8)
 GPU_MIN_MEMORY_GIB = 16
+# Cloud Run's CPU/memory table: at most 4 GiB per vCPU (4 vCPU → 16 GiB, 6 → 24 GiB, 8 → 32 GiB).
+MAX_MEMORY_GIB_PER_CPU = 4
 MAX_MEMORY_GIB = 32
+MIN_API_KEY_CHARS = 16  # a guessable key is no key
+MAX_BUDGET_EMAILS = 5  # the Budget API's limit on monitoring notification channels per budget
 MAX_INSTANCES_CAP = 100  # a typo guard: each GPU instance bills ~$0.7/h, quotas are usually single digits
 MAX_CONCURRENCY = 1000  # Cloud Run's own limit per instance
 MAX_TIMEOUT_SECONDS = 3600  # Cloud Run's own limit
@@ -57,6 +61,9 @@ MANAGED_ENV = frozenset(
         contract.ENV_REQUEST_TIMEOUT,
     }
 )
+
+# The service's API key settings: the program sets the file from whisper:apiKey / apiKeySecret.
+API_KEY_ENV = frozenset({contract.ENV_API_KEY, contract.ENV_API_KEY_FILE})
 
 INVOKERS_EXAMPLE = "'[\"user:you@example.com\"]'"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -92,7 +99,20 @@ KEYS = (
     "budget",
     "env",
     "serviceAccount",
+    "apiKey",
+    "apiKeySecret",
+    "batch",
+    "observability",
+    "spendCap",
 )
+API_KEY = f"{NAMESPACE}:apiKey"
+_SECRET_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+# The provider settings a stack may set under `gcp:` that an explicit provider must be handed again.
+FORWARDED_PROVIDER_SETTINGS = {
+    "impersonateServiceAccount": "impersonate_service_account",
+    "credentials": "credentials",
+    "accessToken": "access_token",
+}
 BUDGET_KEYS = ("billingAccount", "amount", "currency", "thresholds", "forecastThresholds", "emails")
 
 
@@ -144,13 +164,23 @@ class StackConfig:
     env: Mapping[str, str] = field(default_factory=dict)
     # The bootstrap's runtime account (e-mail); None: the stack creates `<serviceName>-run` itself.
     service_account: str | None = None
+    # The API key: a stack secret the program stores in Secret Manager, or an existing secret's id.
+    api_key: str | None = field(default=None, repr=False)
+    api_key_secret: str | None = None
+    observability: ObservabilityConfig = field(default_factory=lambda: ObservabilityConfig())
+    spend_cap: SpendCapConfig | None = None
     # Why the budget was skipped, for a warning at deploy time (None when there is a budget).
     budget_skipped_reason: str | None = None
+    batch: BatchConfig | None = None  # None: whisper:batch absent or enabled: false
 
     @property
     def protect(self) -> bool:
         """Pulumi `protect` follows deletion protection: prod cannot be destroyed by accident."""
         return self.deletion_protection
+
+    @property
+    def has_api_key(self) -> bool:
+        return self.api_key is not None or self.api_key_secret is not None
 
     @property
     def ingress_value(self) -> str:
@@ -237,8 +267,11 @@ def memory_gib(memory: str) -> float | None:
     return amount if unit == "Gi" else amount / 1024
 
 
-def parse_config(raw: Mapping[str, str]) -> StackConfig:
-    """Validate raw stack config (`{"whisper:region": "us-central1", "gcp:project": ...}`)."""
+def parse_config(raw: Mapping[str, str], secret_keys: Collection[str] = ()) -> StackConfig:
+    """Validate raw stack config (`{"whisper:region": "us-central1", "gcp:project": ...}`).
+
+    `secret_keys` are the keys set with `--secret` (encrypted in the stack file).
+    """
     r = _Reader(raw)
 
     project = raw.get(PROJECT_KEY) or ""
@@ -307,6 +340,13 @@ def parse_config(raw: Mapping[str, str]) -> StackConfig:
         r.fail(
             f"{NAMESPACE}:memory {memory} is out of range; Cloud Run with a GPU needs "
             f"{GPU_MIN_MEMORY_GIB}Gi to {MAX_MEMORY_GIB}Gi — {_fix('memory', '16Gi')}"
+        )
+    elif cpu in GPU_CPU_CHOICES and gib > cpu * MAX_MEMORY_GIB_PER_CPU:
+        needed_cpu = next(choice for choice in GPU_CPU_CHOICES if gib <= choice * MAX_MEMORY_GIB_PER_CPU)
+        r.fail(
+            f"{NAMESPACE}:memory {memory} is more than Cloud Run allows with {cpu} vCPU "
+            f"({cpu * MAX_MEMORY_GIB_PER_CPU}Gi, 4 GiB per vCPU) — {_fix('cpu', str(needed_cpu))} "
+            f"(or {_fix('memory', f'{cpu * MAX_MEMORY_GIB_PER_CPU}Gi')})"
         )
 
     min_instances = r.integer("minInstances", 0)
@@ -384,8 +424,14 @@ def parse_config(raw: Mapping[str, str]) -> StackConfig:
             f"{_fix('serviceAccount', 'whisper-run-dev' + in_project)}"
         )
 
+    api_key, api_key_secret = _parse_api_key(r, secret_keys)
     env = _parse_env(r)
     budget, budget_skipped_reason = _parse_budget(r)
+    batch = _parse_batch(r, project, service_name, max_instances)
+    observability = _parse_observability(
+        r, min_instances, timeout_seconds, has_api_key=api_key is not None or api_key_secret is not None
+    )
+    spend_cap = _parse_spend_cap(r, budget, budget_skipped_reason)
 
     if r.problems:
         raise ConfigError(r.problems)
@@ -412,7 +458,12 @@ def parse_config(raw: Mapping[str, str]) -> StackConfig:
         budget=budget,
         env=env,
         service_account=service_account,
+        api_key=api_key,
+        api_key_secret=api_key_secret,
+        observability=observability,
+        spend_cap=spend_cap,
         budget_skipped_reason=budget_skipped_reason,
+        batch=batch,
     )
 
 
@@ -444,6 +495,13 @@ def _parse_env(r: _Reader) -> dict[str, str]:
                 f"{NAMESPACE}:env {name!r} is not a service setting (they start with "
                 f"{contract.ENV_PREFIX}) — pulumi config set --path '{NAMESPACE}:env.WHISPER_BEAM_SIZE' 5"
             )
+        elif name in API_KEY_ENV:
+            r.fail(
+                f"{NAMESPACE}:env {name!r} would put the API key in the stack file, the state and the "
+                f"revision's environment in plain text; keep it in Secret Manager — pulumi config rm --path "
+                f"'{NAMESPACE}:env.{name}' && pulumi config set --secret {API_KEY} <key> (or "
+                f"{_fix('apiKeySecret', '<existing secret id>')})"
+            )
         elif name in MANAGED_ENV:
             r.fail(
                 f"{NAMESPACE}:env {name!r} is set by the program from a typed key (engine, model, "
@@ -455,6 +513,32 @@ def _parse_env(r: _Reader) -> dict[str, str]:
         else:
             result[name] = str(value).lower() if isinstance(value, bool) else str(value)
     return result
+
+
+def _parse_api_key(r: _Reader, secret_keys: Collection[str]) -> tuple[str | None, str | None]:
+    """The API key from a stack secret, or the id of an existing Secret Manager secret; never both."""
+    api_key = r.value("apiKey") or None
+    secret_id = r.value("apiKeySecret") or None
+    set_secret = f"pulumi config set --secret {API_KEY} <key>"
+    if api_key is not None and API_KEY not in secret_keys:
+        # Never echo the value: it is already in the stack file in plain text.
+        r.fail(f"{API_KEY} is stored in plain text; set it as a secret — {set_secret}")
+    elif api_key is not None and len(api_key.strip()) < MIN_API_KEY_CHARS:
+        r.fail(
+            f"{API_KEY} is shorter than {MIN_API_KEY_CHARS} characters — "
+            f"{set_secret} (e.g. openssl rand -hex 32)"
+        )
+    if secret_id is not None and not _SECRET_ID.match(secret_id):
+        r.fail(
+            f"{NAMESPACE}:apiKeySecret {secret_id!r} is not a secret id in this project (letters, digits, "
+            f"- and _) — {_fix('apiKeySecret', 'whisper-api-key')}"
+        )
+    if api_key is not None and secret_id is not None:
+        r.fail(
+            f"{API_KEY} and {NAMESPACE}:apiKeySecret are both set; keep one — pulumi config rm {API_KEY} "
+            f"(or pulumi config rm {NAMESPACE}:apiKeySecret)"
+        )
+    return (api_key.strip() if api_key else None), secret_id
 
 
 def _parse_budget(r: _Reader) -> tuple[BudgetConfig | None, str | None]:
@@ -508,6 +592,18 @@ def _parse_budget(r: _Reader) -> tuple[BudgetConfig | None, str | None]:
                 f"{NAMESPACE}:budget.emails entry {email!r} is not an email address — "
                 f"pulumi config set --path '{NAMESPACE}:budget.emails[0]' you@example.com"
             )
+    if len(emails) > MAX_BUDGET_EMAILS:
+        r.fail(
+            f"{NAMESPACE}:budget.emails has {len(emails)} addresses; a budget notifies at most "
+            f"{MAX_BUDGET_EMAILS} channels (use a group address for more people) — pulumi config rm --path "
+            f"'{NAMESPACE}:budget.emails[{MAX_BUDGET_EMAILS}]'"
+        )
+    duplicates = sorted({email for email in emails if isinstance(email, str) and emails.count(email) > 1})
+    if duplicates:
+        r.fail(
+            f"{NAMESPACE}:budget.emails lists {', '.join(duplicates)} more than once — "
+            f"keep one entry per address (pulumi config edit)"
+        )
 
     if len(r.problems) > problems_before:
         return None, None
@@ -534,6 +630,152 @@ def _thresholds(r: _Reader, raw: Mapping[str, Any], key: str, default: list[floa
                 f"(0, {MAX_THRESHOLD:g}] (0.5 means 50 %) — {fix}"
             )
     return tuple(sorted(float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)))
+
+
+# --- whisper:batch: batch transcription on Cloud Run Jobs (infra/batch.py) ---------------------------
+
+BATCH_KEYS = (
+    "enabled",
+    "taskCount",
+    "parallelism",
+    "maxRetries",
+    "taskTimeoutSeconds",
+    "inputBucket",
+    "bucketPrefix",
+    "inputRetentionDays",
+    "outputRetentionDays",
+    "runners",
+    "serviceAccount",
+)
+MAX_TASK_COUNT = 10_000  # Cloud Run Jobs' limits
+MAX_TASK_RETRIES = 10
+MAX_GPU_TASK_TIMEOUT_SECONDS = 3600  # a GPU task runs at most 1 h (longer is a preview feature)
+_BUCKET = re.compile(r"^[a-z0-9][-a-z0-9_.]{1,61}[a-z0-9]$")
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """Batch transcription: an input and an output bucket and a Cloud Run Job on the service's image."""
+
+    input_bucket: str
+    output_bucket: str
+    create_input_bucket: bool = True  # False: `inputBucket` names a bucket that exists already
+    task_count: int = 1
+    parallelism: int = 1
+    max_retries: int = 1
+    task_timeout_seconds: int = MAX_GPU_TASK_TIMEOUT_SECONDS
+    input_retention_days: int = 0  # 0: recordings are kept until deleted
+    output_retention_days: int = 30
+    runners: tuple[str, ...] = ()
+    service_account: str | None = None  # an existing account's e-mail; None: the stack makes `<name>-job`
+
+
+def _parse_batch(r: _Reader, project: str, service_name: str, max_instances: int) -> BatchConfig | None:
+    key = f"{NAMESPACE}:batch"
+    raw = r.json("batch", None, dict, "--path 'batch.enabled' true")
+    enabled = raw.get("enabled", True) if raw is not None else False
+    if enabled in (False, "false"):
+        return None
+
+    def set_path(name: str, example: object) -> str:
+        return f"pulumi config set --path '{key}.{name}' {example}"
+
+    for unknown in sorted(set(raw) - set(BATCH_KEYS)):
+        r.fail(
+            f"{key}.{unknown} is not a known key (known: {', '.join(BATCH_KEYS)}) — "
+            f"pulumi config rm --path '{key}.{unknown}'"
+        )
+    if enabled not in (True, "true"):
+        r.fail(f"{key}.enabled {enabled!r} is not true or false — {set_path('enabled', 'true')}")
+
+    def whole(name: str, default: int, high: int, meaning: str, low: int = 0) -> int:
+        value = raw.get(name, default)
+        try:
+            number = None if isinstance(value, bool) else _parse_int(str(value))
+        except ValueError:
+            number = None
+        if number is None or not low <= number <= high:
+            r.fail(
+                f"{key}.{name} {value!r} must be a whole number from {low} to {high} ({meaning}) — "
+                f"{set_path(name, default)}"
+            )
+            return default
+        return number
+
+    task_count = whole("taskCount", 1, MAX_TASK_COUNT, "tasks per run, each with its share of the inputs", 1)
+    parallelism = whole("parallelism", min(task_count, max_instances), MAX_TASK_COUNT, "tasks at once", 1)
+    if parallelism > max_instances:
+        r.fail(
+            f"{key}.parallelism {parallelism} exceeds {NAMESPACE}:maxInstances {max_instances}: each task "
+            f"holds an L4, and maxInstances bounds the GPUs this stack may use (within your quota) — "
+            f"{set_path('parallelism', max_instances)} (or raise {NAMESPACE}:maxInstances)"
+        )
+    max_retries = whole("maxRetries", 1, MAX_TASK_RETRIES, "retries of a failed task")
+    timeout = whole(
+        "taskTimeoutSeconds",
+        MAX_GPU_TASK_TIMEOUT_SECONDS,
+        MAX_GPU_TASK_TIMEOUT_SECONDS,
+        "GPU tasks: 1 h at most",
+        1,
+    )
+    input_days = whole("inputRetentionDays", 0, 36500, "days until recordings are deleted; 0 keeps them")
+    output_days = whole("outputRetentionDays", 30, 36500, "days until transcripts are deleted; 0 keeps them")
+
+    prefix = str(raw.get("bucketPrefix") or f"{project}-{service_name}")
+    output_bucket = f"{prefix}-batch-out"
+    if not _valid_bucket(output_bucket):
+        r.fail(
+            f"{key}.bucketPrefix {prefix!r} makes the bucket name {output_bucket!r}, which is not valid "
+            "(3-63 lowercase letters, digits and hyphens, globally unique) — "
+            f"{set_path('bucketPrefix', 'acme-whisper')}"
+        )
+    input_bucket = str(raw.get("inputBucket") or "")
+    if input_bucket and not _valid_bucket(input_bucket):
+        r.fail(
+            f"{key}.inputBucket {input_bucket!r} is not a bucket name — {set_path('inputBucket', 'bucket')}"
+        )
+    if input_bucket and input_days:
+        r.fail(
+            f"{key}.inputRetentionDays applies to the input bucket the stack creates, not to "
+            f"{input_bucket!r} (its owner's) — pulumi config rm --path '{key}.inputRetentionDays'"
+        )
+
+    runners = raw.get("runners", [])
+    fix_runners = f"pulumi config set --path '{key}.runners[0]' user:you@example.com"
+    for member in runners if isinstance(runners, list) else [runners]:
+        kind, _, identity = str(member).partition(":")
+        if member in PUBLIC_MEMBERS:
+            r.fail(f"{key}.runners contains {member!r}: a GPU job is never run by everyone — {fix_runners}")
+        elif not isinstance(member, str) or not member.startswith(MEMBER_PREFIXES):
+            r.fail(f"{key}.runners entry {member!r} is not an IAM member — {fix_runners}")
+        elif kind in {"user", "group", "serviceAccount"} and not _EMAIL.match(identity):
+            r.fail(f"{key}.runners entry {member!r} has a malformed e-mail address — {fix_runners}")
+
+    service_account = raw.get("serviceAccount") or None
+    in_project = f"@{project}.iam.gserviceaccount.com"
+    if service_account is not None and not str(service_account).endswith(in_project):
+        r.fail(
+            f"{key}.serviceAccount {service_account!r} must be a service account e-mail in {project} — "
+            f"{set_path('serviceAccount', 'whisper-job' + in_project)}"
+        )
+
+    return BatchConfig(
+        input_bucket=input_bucket or f"{prefix}-batch-in",
+        output_bucket=output_bucket,
+        create_input_bucket=not input_bucket,
+        task_count=task_count,
+        parallelism=parallelism,
+        max_retries=max_retries,
+        task_timeout_seconds=timeout,
+        input_retention_days=input_days,
+        output_retention_days=output_days,
+        runners=tuple(runners) if isinstance(runners, list) else (),
+        service_account=service_account,
+    )
+
+
+def _valid_bucket(name: str) -> bool:
+    return bool(_BUCKET.match(name)) and not name.startswith("goog") and ".." not in name
 
 
 def raw_stack_config() -> dict[str, str]:
@@ -564,4 +806,180 @@ def _all_config_keys() -> list[str]:
 
 def read_stack_config() -> StackConfig:
     """Read and validate the running stack's configuration (raises ConfigError)."""
-    return parse_config(raw_stack_config())
+    from pulumi.runtime import config as runtime_config
+
+    raw = raw_stack_config()
+    secret_keys = {key for key in raw if runtime_config.is_config_secret(key)}
+    return parse_config(raw, secret_keys | set(runtime_config.get_config_secret_keys_env()))
+
+
+def provider_settings() -> dict[str, pulumi.Input[str]]:
+    """The stack's `gcp:` credentials settings, for explicit providers (which do not inherit them)."""
+    gcp = pulumi.Config("gcp")
+    settings: dict[str, pulumi.Input[str]] = {}
+    for key, argument in FORWARDED_PROVIDER_SETTINGS.items():
+        value = gcp.get_secret(key) if key != "impersonateServiceAccount" else gcp.get(key)
+        if value is not None:
+            settings[argument] = value
+    return settings
+
+
+# --- Observability and the spend cap (whisper:observability, whisper:spendCap) ---------------------
+
+OBSERVABILITY_KEYS = (
+    "metrics",
+    "alerts",
+    "dashboard",
+    "uptimeCheck",
+    "uptimePeriodSeconds",
+    "emails",
+    "errorRatio",
+    "p95LatencySeconds",
+    "queueFullRatio",
+)
+SPEND_CAP_KEYS = ("enabled", "fraction")
+UPTIME_PERIODS_S = (60, 300, 600, 900)  # the periods Cloud Monitoring accepts
+DEFAULT_P95_LATENCY_S = 120.0  # a 25 MB upload decodes well inside this on an L4; see docs/observability.md
+
+
+@dataclass(frozen=True)
+class ObservabilityConfig:
+    """What `pulumi up` declares for on-call: metrics sidecar, alert policies, dashboard, uptime check."""
+
+    metrics: bool = True
+    alerts: bool = True
+    dashboard: bool = True
+    # Off unless an instance is kept warm: each check would otherwise start a GPU instance.
+    uptime_check: bool = False
+    uptime_period_seconds: int = 300
+    # Alert recipients; empty means the budget's emails.
+    emails: tuple[str, ...] = ()
+    error_ratio: float = 0.05
+    p95_latency_seconds: float = DEFAULT_P95_LATENCY_S
+    queue_full_ratio: float = 0.05
+
+
+@dataclass(frozen=True)
+class SpendCapConfig:
+    """Stop GPU spend once the month's actual cost passes `fraction` of the budget amount."""
+
+    fraction: float = 1.0
+
+
+def _observability_fix(key: str, example: str) -> str:
+    return f"pulumi config set --path '{NAMESPACE}:observability.{key}' {example}"
+
+
+def _parse_observability(
+    r: _Reader, min_instances: int, timeout_seconds: int, has_api_key: bool
+) -> ObservabilityConfig:
+    raw = r.json("observability", {}, dict, "--path 'observability.alerts' true")
+    for key in sorted(set(raw) - set(OBSERVABILITY_KEYS)):
+        r.fail(
+            f"{NAMESPACE}:observability.{key} is not a known key (known: {', '.join(OBSERVABILITY_KEYS)}) — "
+            f"pulumi config rm --path '{NAMESPACE}:observability.{key}'"
+        )
+
+    def flag(key: str, default: bool) -> bool:
+        value = raw.get(key, default)
+        if not isinstance(value, bool):
+            fix = _observability_fix(key, "true")
+            r.fail(f"{NAMESPACE}:observability.{key} {value!r} is not true or false — {fix}")
+            return default
+        return value
+
+    def number(key: str, default: float, low: float, high: float, meaning: str) -> float:
+        value = raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low < value <= high:
+            r.fail(
+                f"{NAMESPACE}:observability.{key} {value!r} must be {meaning} in ({low:g}, {high:g}] — "
+                f"{_observability_fix(key, f'{default:g}')}"
+            )
+            return default
+        return float(value)
+
+    period = raw.get("uptimePeriodSeconds", 300)
+    if isinstance(period, bool) or period not in UPTIME_PERIODS_S:
+        r.fail(
+            f"{NAMESPACE}:observability.uptimePeriodSeconds {period!r} must be one of "
+            f"{', '.join(map(str, UPTIME_PERIODS_S))} — {_observability_fix('uptimePeriodSeconds', '300')}"
+        )
+        period = 300
+
+    emails = raw.get("emails", [])
+    if not isinstance(emails, list):
+        emails = [emails]
+    for email in emails:
+        if not isinstance(email, str) or not _EMAIL.match(email):
+            r.fail(
+                f"{NAMESPACE}:observability.emails entry {email!r} is not an email address — "
+                f"pulumi config set --path '{NAMESPACE}:observability.emails[0]' oncall@example.com"
+            )
+
+    # The service's API key also guards /metrics, and the sidecar cannot present it: with a key,
+    # metrics are off unless asked for, and asking for both is refused.
+    metrics = flag("metrics", not has_api_key)
+    if metrics and has_api_key:
+        r.fail(
+            f"{NAMESPACE}:observability.metrics is true but an API key ({API_KEY} or "
+            f"{NAMESPACE}:apiKeySecret) also guards /metrics, which the metrics sidecar cannot present — "
+            f"{_observability_fix('metrics', 'false')}"
+        )
+    timeout = max(timeout_seconds, 1)
+    return ObservabilityConfig(
+        metrics=metrics,
+        alerts=flag("alerts", True),
+        dashboard=flag("dashboard", True),
+        uptime_check=flag("uptimeCheck", min_instances > 0),
+        uptime_period_seconds=int(period),
+        emails=tuple(email for email in emails if isinstance(email, str)),
+        error_ratio=number("errorRatio", 0.05, 0, 1, "a fraction of requests"),
+        p95_latency_seconds=number(
+            "p95LatencySeconds",
+            min(DEFAULT_P95_LATENCY_S, 0.8 * timeout),
+            0,
+            timeout,
+            f"seconds, at most {NAMESPACE}:timeoutSeconds,",
+        ),
+        queue_full_ratio=number("queueFullRatio", 0.05, 0, 1, "a fraction of audio requests"),
+    )
+
+
+def _parse_spend_cap(
+    r: _Reader, budget: BudgetConfig | None, budget_skipped: str | None
+) -> SpendCapConfig | None:
+    raw = r.json("spendCap", {}, dict, "--path 'spendCap.enabled' true")
+    for key in sorted(set(raw) - set(SPEND_CAP_KEYS)):
+        r.fail(
+            f"{NAMESPACE}:spendCap.{key} is not a known key (known: {', '.join(SPEND_CAP_KEYS)}) — "
+            f"pulumi config rm --path '{NAMESPACE}:spendCap.{key}'"
+        )
+    enabled = raw.get("enabled", False)
+    if not isinstance(enabled, bool):
+        r.fail(
+            f"{NAMESPACE}:spendCap.enabled {enabled!r} is not true or false — "
+            f"pulumi config set --path '{NAMESPACE}:spendCap.enabled' true"
+        )
+        return None
+    fraction = raw.get("fraction", 1.0)
+    if (
+        isinstance(fraction, bool)
+        or not isinstance(fraction, int | float)
+        or not 0 < fraction <= MAX_THRESHOLD
+    ):
+        r.fail(
+            f"{NAMESPACE}:spendCap.fraction {fraction!r} must be a fraction of the budget amount in "
+            f"(0, {MAX_THRESHOLD:g}] (1.0 stops at 100 %) — "
+            f"pulumi config set --path '{NAMESPACE}:spendCap.fraction' 1.0"
+        )
+        return None
+    if not enabled:
+        return None
+    if budget is None and budget_skipped is not None:
+        # The cap acts on the budget's Pub/Sub notifications: without a budget it would never fire.
+        r.fail(
+            f"{NAMESPACE}:spendCap.enabled needs a budget to listen to; {budget_skipped} "
+            f"(or pulumi config set --path '{NAMESPACE}:spendCap.enabled' false)"
+        )
+        return None
+    return SpendCapConfig(fraction=float(fraction))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,6 +182,10 @@ def _computed_outputs(type_: str, name: str, inputs: Mapping[str, Any]) -> dict[
         return {"uri": f"https://{inputs['name']}-{MOCK_PROJECT_NUMBER}.{inputs['location']}.run.app"}
     if type_ == "gcp:monitoring/notificationChannel:NotificationChannel":
         return {"name": f"projects/{inputs['project']}/notificationChannels/{name}"}
+    if type_ == "gcp:monitoring/uptimeCheckConfig:UptimeCheckConfig":
+        return {"uptimeCheckId": f"{name}-check-id"}
+    if type_ == "gcp:projects/iAMCustomRole:IAMCustomRole":
+        return {"name": f"projects/{inputs['project']}/roles/{inputs['roleId']}"}
     if type_ == "gcp:billing/budget:Budget":
         return {"name": f"billingAccounts/{inputs['billingAccount']}/budgets/{name}"}
     return {}
@@ -215,8 +219,11 @@ def run_program(
     stack: str = "dev",
     project: str | None = None,
     program: Callable[[], Mapping[str, Any]] | None = None,
+    secret_keys: Collection[str] = (),
 ) -> Plan:
     """Run `program` (infra.program.main) for `config` (Pulumi's flat `ns:key → string` map) on mocks.
+
+    `secret_keys` are the keys the stack file holds encrypted (`pulumi config set --secret`).
 
     Raises what the program raises (e.g. infra.config.ConfigError) after the runtime has settled.
     """
@@ -236,7 +243,7 @@ def run_program(
     pulumi.runtime.set_mocks(
         mocks, project=project or project_name(), stack=stack, preview=False, logger=logger, monitor=monitor
     )
-    pulumi.runtime.set_all_config(dict(config), [])
+    pulumi.runtime.set_all_config(dict(config), list(secret_keys))
     plan = Plan()
 
     run_main = program  # a name the closure below can see as never None
@@ -365,11 +372,40 @@ KEY_SETTINGS: Mapping[str, tuple[str, ...]] = {
         "template.containers.0.startupProbe.httpGet.path",
         "template.containers.0.livenessProbe.httpGet.path",
         "template.containers.0.envs",
+        "template.volumes",
     ),
+    "gcp:secretmanager/secret:Secret": ("secretId",),
+    "gcp:secretmanager/secretIamMember:SecretIamMember": ("secretId", "role", "member"),
+    "time:index/sleep:Sleep": ("createDuration",),
     "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": ("role", "member"),
     "gcp:monitoring/notificationChannel:NotificationChannel": ("type", "labels"),
     "gcp:billing/budget:Budget": ("billingAccount", "amount", "budgetFilter", "thresholdRules"),
     "pulumi:providers:gcp": ("billingProject", "userProjectOverride"),
+    "gcp:storage/bucket:Bucket": (
+        "name",
+        "location",
+        "uniformBucketLevelAccess",
+        "publicAccessPrevention",
+        "forceDestroy",
+        "lifecycleRules",
+    ),
+    "gcp:storage/bucketIAMMember:BucketIAMMember": ("bucket", "role", "member"),
+    "gcp:cloudrunv2/job:Job": (
+        "name",
+        "location",
+        "deletionProtection",
+        "template.taskCount",
+        "template.parallelism",
+        "template.template.serviceAccount",
+        "template.template.nodeSelector.accelerator",
+        "template.template.maxRetries",
+        "template.template.timeout",
+        "template.template.containers.0.image",
+        "template.template.containers.0.commands",
+        "template.template.containers.0.args",
+        "template.template.containers.0.resources",
+    ),
+    "gcp:cloudrunv2/jobIamMember:JobIamMember": ("role", "member"),
 }
 
 
@@ -405,6 +441,8 @@ def render_plan(plan: Plan, stack: str) -> str:
             value = lookup(resource.inputs, path)
             if value is not None:
                 lines.append(f"{indent}    {path} = {_compact(value)}")
+        if waits_for := _owners(plan, resource.explicit_dependencies):
+            lines.append(f"{indent}    waits for: {', '.join(waits_for)}")
         for child in sorted(children.get(resource.urn, []), key=_sort_key):
             emit(child, depth + 1)
 
@@ -414,6 +452,15 @@ def render_plan(plan: Plan, stack: str) -> str:
     lines += [f"  {key} = {value}" for key, value in sorted(plan.outputs.items())]
     lines += [f"warning: {message}" for message in plan.warnings]
     return "\n".join(lines)
+
+
+def _owners(plan: Plan, urns: frozenset[str]) -> list[str]:
+    """Dependencies by the component that owns them (`apis`, not its eight services)."""
+    owners = set()
+    for urn in urns:
+        resource = plan.by_urn(urn)
+        owners.add(resource.parent or resource.name)
+    return sorted(owners)
 
 
 def _sort_key(resource: RecordedResource) -> tuple[bool, str]:

@@ -2,24 +2,50 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.shared import contract
+from infra.shared import contract, slug
 
 run = gcp.cloudrunv2
 
 INVOKER_ROLE = "roles/run.invoker"
-# The startup probe allows this long for the model to load (Cloud Run caps period and delay at 240 s).
-STARTUP_PERIOD_S = 10
-STARTUP_FAILURE_THRESHOLD = 30  # 30 x 10 s = 5 minutes
+# The container that receives requests; sidecars (infra/observability.py) start after it is ready.
+INGRESS_CONTAINER = "whisper-api"
+# Cloud Run's limits for a service's startup probe ("Configure container health checks", Google's
+# Cloud Run docs): initialDelaySeconds and periodSeconds at most 240 each, and the time it may keep
+# failing, failureThreshold x periodSeconds, at most 240 s (the smallest value the docs have given;
+# newer pages allow more with a GPU). Past initial delay + that, the container is shut down.
+STARTUP_MAX_DELAY_S = 240
+STARTUP_MAX_PERIOD_S = 240
+STARTUP_MAX_FAILING_S = 240
+# Probe every 5 s from the start, so a fast load is served at once; give up after 4 minutes.
+STARTUP_INITIAL_DELAY_S = 0
+STARTUP_PERIOD_S = 5
+STARTUP_FAILURE_THRESHOLD = 48  # 48 x 5 s = 240 s
 LIVENESS_PERIOD_S = 30
 LIVENESS_FAILURE_THRESHOLD = 3
 PROBE_TIMEOUT_S = 5
+API_KEY_VOLUME = "api-key"
+
+
+def startup_window_problems(initial_delay_s: int, period_s: int, failure_threshold: int) -> list[str]:
+    """What Cloud Run would refuse in a startup probe (empty: within its limits)."""
+    problems = []
+    if not 0 <= initial_delay_s <= STARTUP_MAX_DELAY_S:
+        problems.append(f"initialDelaySeconds {initial_delay_s} is outside 0..{STARTUP_MAX_DELAY_S}")
+    if not PROBE_TIMEOUT_S <= period_s <= STARTUP_MAX_PERIOD_S:
+        problems.append(f"periodSeconds {period_s} is outside {PROBE_TIMEOUT_S}..{STARTUP_MAX_PERIOD_S}")
+    if failure_threshold * period_s > STARTUP_MAX_FAILING_S:
+        problems.append(
+            f"failureThreshold x periodSeconds = {failure_threshold * period_s} s "
+            f"exceeds {STARTUP_MAX_FAILING_S} s"
+        )
+    return problems
 
 
 @dataclass(frozen=True)
@@ -43,21 +69,54 @@ class WhisperServiceArgs:
     deletion_protection: bool
     labels: Mapping[str, str]
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    # The API key's Secret Manager secret (id in `project`) and version; None: no key, IAM only.
+    api_key_secret: pulumi.Input[str] | None = None
+    api_key_version: pulumi.Input[str] = "latest"
+    # Containers next to the API (the metrics collector); only the API has a port and takes requests.
+    sidecars: Sequence[run.ServiceTemplateContainerArgs] = ()
+
+
+def model_env(engine: str, model: str) -> dict[str, str]:
+    """The model baked in the image, run on the GPU: what the service and the batch job share."""
+    return {
+        contract.ENV_ENGINE: engine,
+        contract.ENV_MODEL: model,
+        contract.ENV_MODEL_DIR: contract.MODEL_DIR,
+        contract.ENV_DEVICE: "cuda",
+    }
 
 
 def service_env(args: WhisperServiceArgs) -> dict[str, str]:
     """The service's settings as env vars; queue size and timeout mirror Cloud Run's own limits."""
     return {
-        contract.ENV_ENGINE: args.engine,
-        contract.ENV_MODEL: args.model,
-        contract.ENV_MODEL_DIR: contract.MODEL_DIR,
-        contract.ENV_DEVICE: "cuda",
+        # Cloud Run does not set it; the logs need it to link each line to its request's trace.
+        contract.ENV_GOOGLE_CLOUD_PROJECT: args.project,
+        **model_env(args.engine, args.model),
         # Cloud Run sends an instance at most `concurrency` requests; the service admits exactly
         # that many, so a full instance makes Cloud Run scale out rather than queue blindly.
         contract.ENV_QUEUE_SIZE: str(args.concurrency),
         contract.ENV_REQUEST_TIMEOUT: str(args.timeout_seconds),
+        **({contract.ENV_API_KEY_FILE: contract.API_KEY_FILE} if args.api_key_secret is not None else {}),
         **args.extra_env,
     }
+
+
+def api_key_volume(
+    args: WhisperServiceArgs,
+) -> tuple[list[run.ServiceTemplateVolumeArgs], list[run.ServiceTemplateContainerVolumeMountArgs]]:
+    """The key as a file from Secret Manager: never in the environment, the state or the revision."""
+    if args.api_key_secret is None:
+        return [], []
+    key_file = PurePosixPath(contract.API_KEY_FILE)
+    volume = run.ServiceTemplateVolumeArgs(
+        name=API_KEY_VOLUME,
+        secret=run.ServiceTemplateVolumeSecretArgs(
+            secret=args.api_key_secret,
+            items=[run.ServiceTemplateVolumeSecretItemArgs(path=key_file.name, version=args.api_key_version)],
+        ),
+    )
+    mount = run.ServiceTemplateContainerVolumeMountArgs(name=API_KEY_VOLUME, mount_path=str(key_file.parent))
+    return [volume], [mount]
 
 
 class WhisperService(pulumi.ComponentResource):
@@ -74,8 +133,9 @@ class WhisperService(pulumi.ComponentResource):
         depends_on: Sequence[pulumi.Resource] = (),
     ) -> None:
         super().__init__("whisper:infra:WhisperService", name, None, opts)
+        volumes, mounts = api_key_volume(args)
         container = run.ServiceTemplateContainerArgs(
-            name="whisper-api",
+            name=INGRESS_CONTAINER,
             # By digest: every new build is a new revision, and a tag moved elsewhere changes nothing.
             image=args.image_ref,
             ports=run.ServiceTemplateContainerPortsArgs(container_port=contract.PORT, name="http1"),
@@ -89,7 +149,7 @@ class WhisperService(pulumi.ComponentResource):
                 http_get=run.ServiceTemplateContainerStartupProbeHttpGetArgs(
                     path=contract.READY_PATH, port=contract.PORT
                 ),
-                initial_delay_seconds=0,
+                initial_delay_seconds=STARTUP_INITIAL_DELAY_S,
                 period_seconds=STARTUP_PERIOD_S,
                 timeout_seconds=PROBE_TIMEOUT_S,
                 failure_threshold=STARTUP_FAILURE_THRESHOLD,
@@ -103,6 +163,7 @@ class WhisperService(pulumi.ComponentResource):
                 failure_threshold=LIVENESS_FAILURE_THRESHOLD,
             ),
             envs=[run.ServiceTemplateContainerEnvArgs(name=k, value=v) for k, v in service_env(args).items()],
+            volume_mounts=mounts or None,
         )
         self.service = run.Service(
             f"{name}-service",
@@ -126,7 +187,8 @@ class WhisperService(pulumi.ComponentResource):
                     max_instance_count=args.max_instances,
                 ),
                 labels=dict(args.labels),
-                containers=[container],
+                containers=[container, *args.sidecars],
+                volumes=volumes or None,
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
         )
@@ -153,7 +215,7 @@ class ServiceInvokers(pulumi.ComponentResource):
         # Named after the member, not its position: reordering the list changes nothing.
         self.members = [
             run.ServiceIamMember(
-                f"{name}-{_slug(member)}",
+                f"{name}-{slug(member)}",
                 project=args.project,
                 location=args.region,
                 name=args.service_name,
@@ -164,7 +226,3 @@ class ServiceInvokers(pulumi.ComponentResource):
             for member in args.members
         ]
         self.register_outputs({"members": list(args.members)})
-
-
-def _slug(member: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", member.lower()).strip("-")

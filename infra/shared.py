@@ -5,6 +5,7 @@ program free of the service's packages (FastAPI, the engines) while never copyin
 """
 
 import importlib.util
+import re
 from pathlib import Path
 from types import ModuleType
 
@@ -23,3 +24,8 @@ def _load_contract() -> ModuleType:
 
 
 contract = _load_contract()
+
+
+def slug(text: str) -> str:
+    """A resource-name part from an address or IAM member: `user:a.b@x.com` → `user-a-b-x-com`."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")

@@ -36,6 +36,10 @@ DEPLOYER_PROJECT_ROLES: dict[str, str] = {
     "roles/artifactregistry.admin": "create the image repository with its cleanup policies and push images",
     "roles/serviceusage.serviceUsageAdmin": "enable the APIs the stack uses (and bill its API calls)",
     "roles/monitoring.notificationChannelEditor": "the budget's e-mail notification channels",
+    "roles/monitoring.alertPolicyEditor": "the alert policies (infra/observability.py, infra/spend_cap.py)",
+    "roles/monitoring.dashboardEditor": "the service's dashboard",
+    "roles/monitoring.uptimeCheckConfigEditor": "the authenticated /readyz uptime check",
+    "roles/pubsub.admin": "the budget's topic, who may publish to it, and the spend cap's subscription",
     # Budgets on this one project only (billing.resourcebudgets.*), not on the whole billing account.
     "roles/billing.projectCostsManager": "the budget scoped to this project",
 }
@@ -59,10 +63,14 @@ SECRET_MANAGER_PERMISSIONS = (
 # What the running container calls: Cloud Logging and Cloud Monitoring. Image pulls are done by
 # Cloud Run's service agent, which reads same-project repositories.
 RUNTIME_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
-# `pulumi preview --refresh` reads every resource of the stack (Viewer includes project budgets) and
-# decrypts the stack's secrets; it writes only its lock file.
-PREVIEWER_PROJECT_ROLE = "roles/viewer"
+# `pulumi preview --refresh` reads every resource of the stack (Viewer includes project budgets and
+# IAM policies, not secret payloads), bills the budget provider's calls to the project
+# (`user_project_override` needs serviceusage.services.use) and decrypts the stack's secrets; it
+# writes only its lock file.
+PREVIEWER_PROJECT_ROLES = ("roles/viewer", "roles/serviceusage.serviceUsageConsumer")
 SERVICE_ACCOUNT_USER_ROLE = "roles/iam.serviceAccountUser"
+# With `bootstrap:batch`: the batch buckets and their IAM, limited by a condition to their names.
+BATCH_BUCKETS_ROLE = "roles/storage.admin"
 WORKLOAD_IDENTITY_USER_ROLE = "roles/iam.workloadIdentityUser"
 STATE_BUCKET_ROLE = "roles/storage.objectAdmin"
 STATE_READ_ROLE = "roles/storage.objectViewer"
@@ -71,6 +79,7 @@ SECRETS_DECRYPT_ROLE = "roles/cloudkms.cryptoKeyDecrypter"
 # Where the self-managed backend keeps its locks (pulumi/pkg/backend/diy).
 LOCKS_PREFIX = ".pulumi/locks/"
 
+ENVIRONMENT_PROJECT_APIS = ("iam.googleapis.com", "cloudresourcemanager.googleapis.com")
 BOOTSTRAP_APIS = (
     "iam.googleapis.com",
     "iamcredentials.googleapis.com",
@@ -109,6 +118,8 @@ class BootstrapConfig:
     state_bucket: str = ""
     state_bucket_location: str = "US"
     kept_state_versions: int = 20
+    # The stacks' `whisper:batch`: a job account per environment and the deployers' bucket role.
+    batch: bool = False
 
     def project_of(self, environment: str) -> str:
         return self.dev_project if environment == "dev" else self.prod_project
@@ -118,6 +129,9 @@ class BootstrapConfig:
 
     def deployer_account_id(self, environment: str) -> str:
         return f"{self.service_name}-deploy-{environment}"
+
+    def job_account_id(self, environment: str) -> str:
+        return f"{self.service_name}-job-{environment}"
 
     @property
     def previewer_account_id(self) -> str:
@@ -203,6 +217,8 @@ def parse_config(raw: Mapping[str, object]) -> BootstrapConfig:
         "a whole number from 1 to 1000",
         "20",
     )
+    batch = text("batch", "false").lower()
+    check("batch", batch, batch in {"true", "false"}, "true or false", "true")
     for retired in ("deployerAccountId", "deployProjects", "runtimeServiceAccounts", "billingAccount"):
         if raw.get(retired) is not None:
             problems.append(
@@ -227,6 +243,7 @@ def parse_config(raw: Mapping[str, object]) -> BootstrapConfig:
         state_bucket=bucket,
         state_bucket_location=text("stateBucketLocation", "US"),
         kept_state_versions=int(kept),
+        batch=batch == "true",
     )
 
 
@@ -244,6 +261,7 @@ CONFIG_KEYS = (
     "stateBucket",
     "stateBucketLocation",
     "keptStateVersions",
+    "batch",
     "deployerAccountId",
     "deployProjects",
     "runtimeServiceAccounts",
@@ -310,6 +328,20 @@ class KeylessCi(pulumi.ComponentResource):
             for api in BOOTSTRAP_APIS
         ]
         after_apis = pulumi.ResourceOptions(parent=self, depends_on=self.apis)
+        # The accounts and custom roles made in each environment's project need its IAM API.
+        self.project_apis = {project: self.apis} | {
+            target: [
+                gcp.projects.Service(
+                    f"{name}-{target}-{api.split('.')[0]}",
+                    project=target,
+                    service=api,
+                    disable_on_destroy=False,
+                    opts=child,
+                )
+                for api in ENVIRONMENT_PROJECT_APIS
+            ]
+            for target in sorted({config.dev_project, config.prod_project} - {project})
+        }
 
         self.pool = gcp.iam.WorkloadIdentityPool(
             f"{name}-pool",
@@ -374,13 +406,14 @@ class KeylessCi(pulumi.ComponentResource):
         )
         previewer = self.previewer.member
         for target in sorted({config.dev_project, config.prod_project}):
-            gcp.projects.IAMMember(
-                f"{name}-previewer-{target}-viewer",
-                project=target,
-                role=PREVIEWER_PROJECT_ROLE,
-                member=previewer,
-                opts=child,
-            )
+            for role in PREVIEWER_PROJECT_ROLES:
+                gcp.projects.IAMMember(
+                    f"{name}-previewer-{target}-{_role_slug(role)}",
+                    project=target,
+                    role=role,
+                    member=previewer,
+                    opts=child,
+                )
         gcp.storage.BucketIAMMember(
             f"{name}-previewer-state-viewer",
             bucket=self.state_bucket.name,
@@ -414,6 +447,7 @@ class KeylessCi(pulumi.ComponentResource):
 
         # --- per environment: the runtime account and the deployer that may act as it only ----------
         self.runtime_accounts: dict[str, gcp.serviceaccount.Account] = {}
+        self.job_accounts: dict[str, gcp.serviceaccount.Account] = {}
         self.deployers: dict[str, gcp.serviceaccount.Account] = {}
         for environment in ENVIRONMENTS:
             self._environment(environment)
@@ -434,6 +468,7 @@ class KeylessCi(pulumi.ComponentResource):
             "prodRuntimeServiceAccount": self.runtime_accounts["prod"].email,
             "backendUrl": self.backend_url,
             "secretsProvider": self.secrets_provider,
+            **{f"{env}BatchServiceAccount": account.email for env, account in self.job_accounts.items()},
         }
 
     def _account(self, label: str, project: str, account_id: str, purpose: str) -> gcp.serviceaccount.Account:
@@ -443,7 +478,7 @@ class KeylessCi(pulumi.ComponentResource):
             account_id=account_id,
             display_name=f"Whisper {label}",
             description=f"{purpose}; {self.config.github_repository}; no keys.",
-            opts=pulumi.ResourceOptions(parent=self, depends_on=self.apis),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.project_apis[project]),
         )
 
     def _impersonable_by(
@@ -513,7 +548,7 @@ class KeylessCi(pulumi.ComponentResource):
             title=f"Whisper secret manager ({environment})",
             description="Create the API key's secret and grant access to it; cannot read any secret's value.",
             permissions=list(SECRET_MANAGER_PERMISSIONS),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=self.apis),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.project_apis[target]),
         )
         number = gcp.organizations.get_project_output(project_id=target).number
         gcp.projects.IAMMember(
@@ -540,6 +575,41 @@ class KeylessCi(pulumi.ComponentResource):
             crypto_key_id=self.secrets_key.id,
             role=SECRETS_KEY_ROLE,
             member=deployer.member,
+            opts=child,
+        )
+        if config.batch:
+            self._batch(environment, target, deployer)
+
+    def _batch(self, environment: str, target: str, deployer: gcp.serviceaccount.Account) -> None:
+        """The batch job's account (its bucket roles are the stack's) and what the deployer needs for it."""
+        name, config, child = self.name, self.config, pulumi.ResourceOptions(parent=self)
+        job = self._account(
+            f"job-{environment}",
+            target,
+            config.job_account_id(environment),
+            f"runs the {environment} batch job",
+        )
+        self.job_accounts[environment] = job
+        gcp.serviceaccount.IAMMember(
+            f"{name}-deployer-{environment}-act-as-job",
+            service_account_id=job.name,
+            role=SERVICE_ACCOUNT_USER_ROLE,
+            member=deployer.member,
+            opts=child,
+        )
+        # The stack's default bucket names are `<project>-<serviceName>-batch-in/-out`.
+        prefix = f"projects/_/buckets/{target}-{config.service_name}-batch-"
+        gcp.projects.IAMMember(
+            f"{name}-deployer-{environment}-batch-buckets",
+            project=target,
+            role=BATCH_BUCKETS_ROLE,
+            member=deployer.member,
+            condition=gcp.projects.IAMMemberConditionArgs(
+                title="batch-buckets-only",
+                description="Only the stack's batch buckets (and creating them).",
+                expression=f"!resource.type.startsWith('storage.googleapis.com/') || "
+                f"resource.name.startsWith('{prefix}')",
+            ),
             opts=child,
         )
 

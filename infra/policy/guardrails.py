@@ -261,6 +261,36 @@ runtime_service_account = ResourceValidationPolicy(
 )
 
 
+# --- no-plaintext-secrets ------------------------------------------------------------------------
+
+# Env var names that hold a credential; `…_FILE` names a mounted file and holds only its path.
+SECRET_ENV_NAME = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD|CREDENTIALS?)$", re.IGNORECASE)
+
+
+def check_no_plaintext_secrets(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """A literal env value sits in the stack file, the state and the revision: use Secret Manager."""
+    if args.resource_type != CLOUD_RUN_SERVICE:
+        return
+    for index, container in enumerate(_containers(args.props)):
+        for env in container.get("envs") or []:
+            name = env.get("name") or ""
+            if SECRET_ENV_NAME.search(name) and env.get("value"):
+                report_violation(
+                    f"template.containers[{index}].envs {name} holds a literal value, readable in the state "
+                    "and the revision; mount it from Secret Manager (whisper:apiKey / whisper:apiKeySecret) "
+                    "or use valueSource.secretKeyRef.",
+                    None,
+                )
+
+
+no_plaintext_secrets = ResourceValidationPolicy(
+    name="no-plaintext-secrets",
+    description="Cloud Run env vars named like credentials come from Secret Manager, never a literal.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=check_no_plaintext_secrets,
+)
+
+
 # --- budget-required (stack) ---------------------------------------------------------------------
 
 
@@ -297,5 +327,6 @@ POLICIES = [
     registry_cleanup_policies,
     image_by_digest,
     runtime_service_account,
+    no_plaintext_secrets,
     budget_required,
 ]

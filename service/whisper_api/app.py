@@ -81,7 +81,11 @@ def create_app(settings: Settings | None = None, *, load_engine: EngineLoader | 
     # Middleware: the last added runs first. Telemetry → auth → upload limit → admission → routes.
     install_scheduler(app)
     app.add_middleware(
-        UploadLimitMiddleware, max_bytes=int(settings.max_upload_mb * MIB), paths=audio.AUDIO_PATHS
+        UploadLimitMiddleware,
+        max_bytes=int(settings.max_upload_mb * MIB),
+        paths=audio.AUDIO_PATHS,
+        idle_timeout_s=settings.upload_idle_timeout_s,
+        total_timeout_s=settings.request_timeout_s,
     )
     install_auth(app, settings)
     install_telemetry(app)

@@ -41,6 +41,11 @@ class ApiKeyAuth:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ApiKeyAuth:
+        if settings.api_key is not None and settings.api_key_file is not None:
+            raise ApiKeyError(
+                f"Both {contract.ENV_API_KEY} and {contract.ENV_API_KEY_FILE} are set; set only one "
+                "(on Cloud Run the key is a mounted secret: the file)."
+            )
         if settings.api_key is not None:
             key = settings.api_key.get_secret_value().strip()
             if not key:

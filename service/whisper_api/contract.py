@@ -40,3 +40,11 @@ BUILD_ARG_ENGINE: Final = "WHISPER_ENGINE"
 BUILD_ARG_MODEL: Final = "WHISPER_MODEL"
 IMAGE_TARGET_GPU: Final = "gpu"
 IMAGE_TARGET_CPU: Final = "cpu"
+
+# The API key (settings.Settings.api_key / api_key_file). On Cloud Run it is a Secret Manager secret
+# mounted as a file, never an environment value: infra/ mounts it at API_KEY_FILE.
+ENV_API_KEY: Final = "WHISPER_API_KEY"
+ENV_API_KEY_FILE: Final = "WHISPER_API_KEY_FILE"
+API_KEY_FILE: Final = "/secrets/api-key/key"
+# Google's own variable: Cloud Logging trace correlation needs the project id (telemetry.py).
+ENV_GOOGLE_CLOUD_PROJECT: Final = "GOOGLE_CLOUD_PROJECT"

@@ -1,11 +1,16 @@
 """Admission control and the inference thread pool: the event loop never runs the model.
 
-A request is admitted (or refused with QueueFullError, which becomes a 429) before its upload is
-read; admitted requests wait for one of `workers` inference slots. `queue_size` is the same number
-that the infrastructure gives Cloud Run as the instance's request concurrency, so a full instance
-is rare and Cloud Run scales out instead. An admitted request carries a deadline and a
-"client went away" flag: a request whose client disconnected, or whose deadline passed, while it
-waited never costs an inference.
+Two gates. At the door (`AdmissionMiddleware`, before a byte of the upload is read) a full or
+draining instance answers 429/503 at once; a request let in holds nothing while its body arrives,
+however slowly. Once the body is complete the route asks `Scheduler.run` for a place in the queue
+(`queue_size` requests waiting or inferring, 429 beyond) and then for one of `workers` inference
+slots; decoding and inference both run in that slot, on an inference thread.
+
+`queue_size` is the same number that the infrastructure gives Cloud Run as the instance's request
+concurrency, so a full instance is rare and Cloud Run scales out instead. Every request carries a
+deadline (from its arrival) and a "client went away" flag: when either trips, a queued request
+never runs and a running one is told to stop (the engine stops within one segment), so its slot
+is free again at once.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import random
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +37,12 @@ from whisper_api.timing import StepTimer
 T = TypeVar("T")
 
 AUDIO_PATH_PREFIX = "/v1/audio/"
-_MAX_RETRY_AFTER_S = 60
+MAX_RETRY_AFTER_S = 60
+# Until inferences have been measured, assume one takes a tenth of its audio's duration.
+_PRIOR_REAL_TIME_FACTOR = 0.1
+_PRIOR_AUDIO_S = 30.0
+# Each finished inference weighs this much against the history (the history decays by 1 - it).
+_LEARNING_RATE = 0.2
 
 
 class SchedulerError(Exception):
@@ -86,19 +98,19 @@ class DeadlineExceededError(SchedulerError):
 
 
 class ClientDisconnectedError(SchedulerError):
-    """The client left while its request waited; nobody reads this answer (logged as 499)."""
+    """The client left; its work was skipped or stopped, and nobody reads this answer (logged as 499)."""
 
     status_code = 499
     error_type = "invalid_request_error"
     code = "client_closed_request"
 
     def __init__(self) -> None:
-        super().__init__("The client disconnected before its request ran.")
+        super().__init__("The client disconnected; its request was stopped.")
 
 
 @dataclass
 class Ticket:
-    """One admitted request: its deadline and whether its client is still there."""
+    """One request let in at the door: its deadline and whether its client is still there."""
 
     deadline: float | None
     timeout_s: float | None
@@ -108,107 +120,179 @@ class Ticket:
         return None if self.deadline is None else self.deadline - time.monotonic()
 
 
-# The admitted request of the current task; set by `admit`, read by `run` (so routes pass nothing).
+@dataclass(eq=False)
+class _Job:
+    """An admitted request: the audio it brings, and when its inference started."""
+
+    audio_seconds: float
+    started: float | None = None
+
+
+# The request of the current task; set at the door (`admit`), read by `run` (so routes pass nothing).
 _current_ticket: ContextVar[Ticket | None] = ContextVar("whisper_ticket", default=None)
 
 
 class Scheduler:
     """`workers` inferences at once, `queue_size` requests admitted at once (running + waiting)."""
 
-    def __init__(self, workers: int, queue_size: int, request_timeout_s: float | None = None) -> None:
+    def __init__(
+        self,
+        workers: int,
+        queue_size: int,
+        request_timeout_s: float | None = None,
+        *,
+        jitter: random.Random | None = None,
+    ) -> None:
         self.workers = workers
         self.queue_size = max(queue_size, workers)
         self.request_timeout_s = request_timeout_s
-        self.admitted = 0
-        self.running = 0
+        self.entered = 0  # past the door: uploading, queued or inferring (what draining waits for)
+        self.running = 0  # inference threads busy, including ones stopping after a cancel
         self.draining = False
+        self._jobs: set[_Job] = set()
         self._slots = asyncio.Semaphore(workers)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inference")
         self._idle = asyncio.Event()
         self._idle.set()
-        # A running average of inference time, to tell refused clients when to come back.
-        self._mean_inference_s = 1.0
+        self._jitter = jitter or random.Random()  # noqa: S311 (spreads retries; not a secret)
+        # Decayed sums of inference seconds and audio seconds: their ratio is the real-time factor,
+        # weighted by audio length, so that a burst of tiny clips does not swing the estimate.
+        self._inference_s = _PRIOR_REAL_TIME_FACTOR * _PRIOR_AUDIO_S
+        self._audio_s = _PRIOR_AUDIO_S
+
+    @property
+    def admitted(self) -> int:
+        """Requests in the queue: body complete, waiting for a slot or inferring."""
+        return len(self._jobs)
 
     @property
     def waiting(self) -> int:
-        return max(self.admitted - self.running, 0)
+        return sum(1 for job in self._jobs if job.started is None)
+
+    @property
+    def real_time_factor(self) -> float:
+        """Seconds of inference (decoding included) per second of audio, as measured here."""
+        return self._inference_s / self._audio_s
+
+    def backlog_s(self) -> float:
+        """Expected seconds until every admitted request is done: the queued audio at the measured
+        real-time factor, less what running inferences already did, spread over the workers."""
+        now = time.monotonic()
+        factor = self.real_time_factor
+        work = 0.0
+        for job in self._jobs:
+            expected = job.audio_seconds * factor
+            work += expected if job.started is None else max(expected - (now - job.started), 0.0)
+        return work / self.workers
 
     def retry_after_s(self) -> int:
-        """Seconds until a slot is likely free: the queue ahead of a newcomer, at the mean pace."""
-        estimate = self._mean_inference_s * (self.waiting + 1) / self.workers
-        return min(max(math.ceil(estimate), 1), _MAX_RETRY_AFTER_S)
+        """When a refused client should come back: the backlog, spread by jitter (up to a quarter
+        more, plus up to a second) so that clients refused together do not return together."""
+        estimate = self.backlog_s() * self._jitter.uniform(1.0, 1.25) + self._jitter.uniform(0.0, 1.0)
+        return min(max(math.ceil(estimate), 1), MAX_RETRY_AFTER_S)
 
-    def try_admit(self) -> Ticket:
-        """Admit a request now or raise (QueueFullError, ShuttingDownError); never waits."""
+    # --- the door --------------------------------------------------------------------------
+
+    def enter(self) -> Ticket:
+        """Let a request in (its body still to come) or raise QueueFullError/ShuttingDownError.
+
+        Cheap and never waits; it reserves no queue place: a full queue is re-checked by `run`."""
         if self.draining:
-            raise ShuttingDownError(self.retry_after_s())
+            raise ShuttingDownError()
         if self.admitted >= self.queue_size:
             raise QueueFullError(self.retry_after_s(), self.queue_size)
-        self.admitted += 1
+        self.entered += 1
         self._idle.clear()
         timeout = self.request_timeout_s
         return Ticket(deadline=None if timeout is None else time.monotonic() + timeout, timeout_s=timeout)
 
-    def release(self, ticket: Ticket) -> None:
-        self.admitted -= 1
-        if self.admitted == 0:
+    def leave(self, ticket: Ticket) -> None:
+        self.entered -= 1
+        if self.entered == 0:
             self._idle.set()
 
     @asynccontextmanager
     async def admit(self) -> AsyncIterator[Ticket]:
-        """Hold an admission (or raise at once) for the body of the `async with`; `run` inside it
-        honours the ticket's deadline and disconnect flag."""
-        ticket = self.try_admit()
+        """Hold a place past the door for the body of the `async with` (or raise at once); `run`
+        inside it honours the ticket's deadline and disconnect flag."""
+        ticket = self.enter()
         token = _current_ticket.set(ticket)
         try:
             yield ticket
         finally:
             _current_ticket.reset(token)
-            self.release(ticket)
+            self.leave(ticket)
 
-    async def run(self, timer: StepTimer, fn: Callable[..., T], *args: object) -> T:
-        """Run `fn(*args)` on an inference thread once a slot is free, timing the wait and the run.
+    # --- the queue and the slots -------------------------------------------------------------
 
-        Raises ClientDisconnectedError or DeadlineExceededError instead of running when the client
-        left or the deadline passed while waiting. A result that carries a `duration` (a Transcript)
-        sets `timer.audio_seconds` when the route has not.
+    async def run(
+        self, timer: StepTimer, work: Callable[[threading.Event], T], *, audio_seconds: float = 0.0
+    ) -> T:
+        """Queue, then run `work(cancel)` on an inference thread once a slot is free.
+
+        Raises QueueFullError when the queue is full; ClientDisconnectedError or
+        DeadlineExceededError instead of running when the client left or the deadline passed while
+        queued. When either happens during the run, `cancel` is set (the engine stops within one
+        segment and frees the slot) and the error is raised at once. `audio_seconds` is what the
+        queue estimate and the measured real-time factor count. The queue wait is timed on `timer`.
         """
         ticket = _current_ticket.get()
-        if ticket is None and self.request_timeout_s is not None:
-            ticket = Ticket(time.monotonic() + self.request_timeout_s, self.request_timeout_s)
-        with timer.step("queue"):
-            await self._acquire_slot(ticket)
-        if ticket is not None and ticket.disconnected.is_set():
-            self._slots.release()
-            raise ClientDisconnectedError()
-        self.running += 1
-        started = time.perf_counter()
-        future = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        if ticket is None:  # called without the door (tests, tools): a deadline from now
+            ticket = Ticket(
+                None if self.request_timeout_s is None else time.monotonic() + self.request_timeout_s,
+                self.request_timeout_s,
+            )
+        if self.draining:
+            raise ShuttingDownError()
+        if self.admitted >= self.queue_size:
+            raise QueueFullError(self.retry_after_s(), self.queue_size)
+        job = _Job(audio_seconds)
+        self._jobs.add(job)
+        try:
+            with timer.step("queue"):
+                await self._acquire_slot(ticket)
+            return await self._infer(ticket, job, work)
+        finally:
+            self._jobs.discard(job)
 
-        def finished(_: object) -> None:
+    async def _infer(self, ticket: Ticket, job: _Job, work: Callable[[threading.Event], T]) -> T:
+        cancel = threading.Event()
+        self.running += 1
+        job.started = time.monotonic()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().run_in_executor(self._executor, work, cancel)
+
+        def finished(done: asyncio.Future[T]) -> None:
             # The slot is freed when the thread is done, even if the request stopped waiting for it.
             self.running -= 1
             self._slots.release()
-            elapsed = time.perf_counter() - started
-            self._mean_inference_s = 0.8 * self._mean_inference_s + 0.2 * elapsed
+            if not done.cancelled() and done.exception() is None:
+                assert job.started is not None
+                self._learn(time.monotonic() - job.started, job.audio_seconds)
 
         future.add_done_callback(finished)
-        with timer.step("inference"):
-            remaining = ticket.remaining() if ticket else None
-            try:
-                result = await asyncio.wait_for(asyncio.shield(future), timeout=remaining)
-            except TimeoutError:
-                assert ticket is not None and ticket.timeout_s is not None
-                raise DeadlineExceededError(ticket.timeout_s, "during inference") from None
-        duration = getattr(result, "duration", None)
-        if timer.audio_seconds is None and isinstance(duration, int | float):
-            timer.audio_seconds = float(duration)
-        return result
+        gone = asyncio.ensure_future(ticket.disconnected.wait())
+        try:
+            await asyncio.wait(
+                {future, gone}, timeout=ticket.remaining(), return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            gone.cancel()
+            if not future.done():
+                cancel.set()  # the client left, the deadline passed, or this task was cancelled
+        if future.done():
+            return future.result()
+        if ticket.disconnected.is_set():
+            raise ClientDisconnectedError()
+        assert ticket.timeout_s is not None
+        raise DeadlineExceededError(ticket.timeout_s, "during inference")
 
-    async def _acquire_slot(self, ticket: Ticket | None) -> None:
-        if ticket is None:
-            await self._slots.acquire()
+    def _learn(self, inference_s: float, audio_seconds: float) -> None:
+        if audio_seconds <= 0:
             return
+        self._inference_s = (1 - _LEARNING_RATE) * self._inference_s + _LEARNING_RATE * inference_s
+        self._audio_s = (1 - _LEARNING_RATE) * self._audio_s + _LEARNING_RATE * audio_seconds
+
+    async def _acquire_slot(self, ticket: Ticket) -> None:
         acquire = asyncio.ensure_future(self._slots.acquire())
         gone = asyncio.ensure_future(ticket.disconnected.wait())
         remaining = ticket.remaining()
@@ -225,6 +309,9 @@ class Scheduler:
             acquire.cancel()
             raise
         gone.cancel()
+        if acquire.done() and ticket.disconnected.is_set():
+            self._slots.release()
+            raise ClientDisconnectedError()
         if not acquire.done():
             acquire.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -235,12 +322,14 @@ class Scheduler:
             assert ticket.timeout_s is not None
             raise DeadlineExceededError(ticket.timeout_s, "waiting in the queue")
 
+    # --- shutdown ------------------------------------------------------------------------------
+
     def start_draining(self) -> None:
-        """Refuse new requests (503) from now on; admitted ones still run."""
+        """Refuse new requests (503) from now on; the ones already let in still run."""
         self.draining = True
 
     async def wait_idle(self, timeout_s: float) -> bool:
-        """Wait until no request is admitted; False when `timeout_s` passed first."""
+        """Wait until no request is past the door; False when `timeout_s` passed first."""
         try:
             await asyncio.wait_for(self._idle.wait(), timeout=timeout_s)
         except TimeoutError:
@@ -285,8 +374,9 @@ class _DisconnectWatcher:
 
 
 class AdmissionMiddleware:
-    """Admits `POST /v1/audio/*` before a byte of the upload is read: a full instance answers 429
-    (a draining one 503), both with Retry-After, without reading a 25 MB body."""
+    """The door of `POST /v1/audio/*`: a full instance answers 429 (a draining one 503), both with
+    Retry-After, before a byte of the upload is read. A request let in holds no queue place while
+    its body arrives; its deadline starts now, and a disconnect after its body is noticed."""
 
     def __init__(self, app: ASGIApp, scheduler: Scheduler | None = None) -> None:
         self.app = app

@@ -55,7 +55,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Requests admitted at once (running + waiting); 429 beyond. Cloud Run concurrency.",
     )
-    request_timeout_s: float = Field(300, gt=0, description="Deadline for one request.")
+    request_timeout_s: float = Field(
+        300, gt=0, description="Deadline for one request, from its arrival (upload, queue and inference)."
+    )
+    upload_idle_timeout_s: float = Field(
+        10, gt=0, description="An upload that sends no data for this long is cut off (408)."
+    )
     shutdown_grace_s: float = Field(8, ge=0, description="Time to finish in-flight work on SIGTERM.")
 
     # Access and logging

@@ -1,5 +1,6 @@
 """infra/config.py: every validation error names the key and the fix; good values become typed config."""
 
+import json
 from collections.abc import Mapping
 
 import pytest
@@ -209,3 +210,77 @@ def test_service_account_must_be_an_account_of_the_stacks_project() -> None:
         message = only_problem(whisper__serviceAccount=bad)
         assert message.startswith(f"whisper:serviceAccount {bad!r} must be a service account e-mail")
         assert "pulumi config set whisper:serviceAccount whisper-run-dev@my-whisper-dev" in message
+
+
+@pytest.mark.parametrize(
+    ("cpu", "memory", "fix"),
+    [("4", "20Gi", "pulumi config set whisper:cpu 6"), ("6", "32Gi", "pulumi config set whisper:cpu 8")],
+)
+def test_memory_above_cloud_runs_table_for_the_cpu_is_refused(cpu: str, memory: str, fix: str) -> None:
+    message = only_problem(whisper__cpu=cpu, whisper__memory=memory)
+    assert message.startswith(f"whisper:memory {memory} is more than Cloud Run allows with {cpu} vCPU")
+    assert fix in message
+
+
+@pytest.mark.parametrize(("cpu", "memory"), [("4", "16Gi"), ("6", "24Gi"), ("6", "24576Mi"), ("8", "32Gi")])
+def test_memory_within_the_table_is_accepted(cpu: str, memory: str) -> None:
+    assert parse_config({**VALID, "whisper:cpu": cpu, "whisper:memory": memory}).memory == memory
+
+
+def budget_with(emails: list[str]) -> str:
+    return json.dumps({"billingAccount": "012345-6789AB-CDEF01", "amount": 100, "emails": emails})
+
+
+def test_more_budget_emails_than_the_budget_api_notifies_are_refused() -> None:
+    six = [f"ops{i}@example.com" for i in range(6)]
+    message = only_problem(whisper__budget=budget_with(six))
+    assert "whisper:budget.emails has 6 addresses; a budget notifies at most 5 channels" in message
+    assert parse_config({**VALID, "whisper:budget": budget_with(six[:5])}).budget is not None
+
+
+def test_a_budget_email_listed_twice_is_refused() -> None:
+    message = only_problem(whisper__budget=budget_with(["a@example.com", "a@example.com"]))
+    assert "lists a@example.com more than once" in message
+
+
+@pytest.mark.parametrize("name", ["WHISPER_API_KEY", "WHISPER_API_KEY_FILE"])
+def test_api_key_in_env_is_refused_and_points_to_secret_manager(name: str) -> None:
+    message = only_problem(whisper__env=json.dumps({name: "sk-abcdefabcdefabcdef"}))
+    assert f"whisper:env {name!r} would put the API key in the stack file" in message
+    assert "pulumi config set --secret whisper:apiKey" in message
+    assert "sk-abcdef" not in message
+
+
+def test_api_key_from_a_stack_secret_or_an_existing_secret() -> None:
+    key = "k" * 32
+    cfg = parse_config({**VALID, "whisper:apiKey": key}, secret_keys={"whisper:apiKey"})
+    assert (cfg.api_key, cfg.api_key_secret, cfg.has_api_key) == (key, None, True)
+    assert key not in repr(cfg)
+    cfg = parse_config({**VALID, "whisper:apiKeySecret": "whisper-api-key"})
+    assert (cfg.api_key, cfg.api_key_secret) == (None, "whisper-api-key")
+    assert not parse_config(VALID).has_api_key
+
+
+@pytest.mark.parametrize(
+    ("extra", "secret_keys", "expected"),
+    [
+        ({"whisper:apiKey": "k" * 32}, set(), "whisper:apiKey is stored in plain text"),
+        ({"whisper:apiKey": "short"}, {"whisper:apiKey"}, "whisper:apiKey is shorter than 16 characters"),
+        (
+            {"whisper:apiKeySecret": "projects/x/secrets/y"},
+            set(),
+            "whisper:apiKeySecret 'projects/x/secrets/y'",
+        ),
+        (
+            {"whisper:apiKey": "k" * 32, "whisper:apiKeySecret": "s"},
+            {"whisper:apiKey"},
+            "whisper:apiKey and whisper:apiKeySecret are both set",
+        ),
+    ],
+)
+def test_api_key_mistakes_are_refused(extra: dict[str, str], secret_keys: set[str], expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**VALID, **extra}, secret_keys=secret_keys)
+    [problem] = caught.value.problems
+    assert problem.startswith(expected)
+    assert "k" * 32 not in problem

@@ -216,8 +216,9 @@ def test_runtime_accounts_belong_to_the_bootstrap_and_only_write_logs_and_metric
 
 def test_previewer_reads_and_writes_only_lock_files(plan: Plan) -> None:
     assert roles_of(plan, PREVIEWER) == {
-        ("my-whisper-dev", "roles/viewer"),
-        ("my-whisper-prod", "roles/viewer"),
+        (project, role)
+        for project in ("my-whisper-dev", "my-whisper-prod")
+        for role in ("roles/viewer", "roles/serviceusage.serviceUsageConsumer")
     }
     state = {
         b.inputs["role"]: b.inputs.get("condition")
@@ -270,13 +271,20 @@ def test_no_service_account_key_exists_anywhere(plan: Plan) -> None:
     assert not [r.type for r in plan.resources if r.type.lower().endswith(("/key:key", "hmackey:hmackey"))]
 
 
-def test_accounts_and_pool_wait_for_the_apis(plan: Plan) -> None:
-    apis = plan.of_type("gcp:projects/service:Service")
-    for resource in [
-        *plan.of_type(ACCOUNT),
-        *plan.of_type("gcp:iam/workloadIdentityPool:WorkloadIdentityPool"),
-    ]:
-        assert plan.not_waited_for(resource, apis) == [], resource.name
+def test_accounts_and_roles_wait_for_the_iam_api_of_their_own_project(plan: Plan) -> None:
+    def iam_api(project: str) -> list[RecordedResource]:
+        return [
+            api
+            for api in plan.of_type("gcp:projects/service:Service")
+            if api.inputs["project"] == project and api.inputs["service"] == "iam.googleapis.com"
+        ]
+
+    custom_roles = plan.of_type("gcp:projects/iAMCustomRole:IAMCustomRole")
+    for resource in [*plan.of_type(ACCOUNT), *custom_roles]:
+        [api] = iam_api(resource.inputs["project"])
+        assert plan.waits_for(resource, api), resource.name
+    [pool] = plan.of_type("gcp:iam/workloadIdentityPool:WorkloadIdentityPool")
+    assert plan.waits_for(pool, iam_api(PROJECT)[0])
 
 
 def test_outputs_are_what_the_workflows_and_stacks_need(plan: Plan) -> None:
@@ -349,3 +357,43 @@ def test_every_problem_is_reported_at_once() -> None:
     with pytest.raises(BootstrapConfigError) as error:
         parse_config({"project": "", "githubRepository": ""})
     assert "bootstrap:project" in str(error.value) and "bootstrap:githubRepositoryId" in str(error.value)
+
+
+# --- batch (bootstrap:batch) -----------------------------------------------------------------------
+
+
+def test_without_batch_there_is_no_job_account_or_bucket_role(plan: Plan) -> None:
+    assert not [a for a in plan.of_type(ACCOUNT) if "-job-" in a.outputs["email"]]
+    assert not [b for b in plan.of_type(PROJECT_IAM) if b.inputs["role"] == keyless_ci.BATCH_BUCKETS_ROLE]
+    assert "devBatchServiceAccount" not in plan.outputs
+
+
+def test_batch_adds_a_job_account_each_deployer_acts_as_and_bucket_admin_on_the_batch_buckets_only() -> None:
+    batch = evaluate({**VALID, "batch": "true"})
+    dev_job = "whisper-job-dev@my-whisper-dev.iam.gserviceaccount.com"
+    prod_job = "whisper-job-prod@my-whisper-prod.iam.gserviceaccount.com"
+    assert acts_as(batch) == {DEV_DEPLOYER: {DEV_RUNTIME, dev_job}, PROD_DEPLOYER: {PROD_RUNTIME, prod_job}}
+    assert (batch.outputs["devBatchServiceAccount"], batch.outputs["prodBatchServiceAccount"]) == (
+        dev_job,
+        prod_job,
+    )
+    assert (
+        roles_of(batch, dev_job) == set() and roles_of(batch, prod_job) == set()
+    )  # the stack grants buckets
+    buckets = [b for b in batch.of_type(PROJECT_IAM) if b.inputs["role"] == keyless_ci.BATCH_BUCKETS_ROLE]
+    assert sorted(b.inputs["member"].removeprefix("serviceAccount:") for b in buckets) == [
+        DEV_DEPLOYER,
+        PROD_DEPLOYER,
+    ]
+    for binding in buckets:
+        project = binding.inputs["project"]
+        assert binding.inputs["condition"]["expression"] == (
+            "!resource.type.startsWith('storage.googleapis.com/') || "
+            f"resource.name.startsWith('projects/_/buckets/{project}-whisper-batch-')"
+        )
+    assert impersonable(batch, token(ref="refs/pull/7/merge")) == {PREVIEWER}
+
+
+def test_batch_must_be_a_boolean() -> None:
+    with pytest.raises(BootstrapConfigError, match="bootstrap:batch 'yes please' is not true or false"):
+        parse_config({**VALID, "batch": "yes please"})

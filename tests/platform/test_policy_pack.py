@@ -27,6 +27,7 @@ from infra.policy.guardrails import (
     budget_required,
     gpu_service_bounded,
     image_by_digest,
+    no_plaintext_secrets,
     no_public_invoker,
     registry_cleanup_policies,
     runtime_service_account,
@@ -99,6 +100,7 @@ def test_every_policy_is_mandatory_and_in_the_pack():
         "registry-cleanup-policies",
         "image-by-digest",
         "runtime-service-account",
+        "no-plaintext-secrets",
         "budget-required",
     }
     assert all(policy.enforcement_level is EnforcementLevel.MANDATORY for policy in guardrails.POLICIES)
@@ -332,6 +334,33 @@ def test_resource_policies_ignore_unrelated_resource_types():
     bucket = resource_args("gcp:storage/bucket:Bucket", {"name": "x", "location": "US"})
     for policy in guardrails.POLICIES[:-1]:
         assert violations(policy, bucket) == [], policy.name
+
+
+# --- no-plaintext-secrets ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["WHISPER_API_KEY", "OPENAI_API_KEY", "HF_TOKEN", "DB_PASSWORD", "APIKEY"])
+def test_a_literal_credential_in_the_env_fails(name):
+    args = resource_args(
+        guardrails.CLOUD_RUN_SERVICE, with_container(envs=[{"name": name, "value": "sk-123"}])
+    )
+    [message] = violations(no_plaintext_secrets, args)
+    assert f"envs {name} holds a literal value" in message
+    assert "sk-123" not in message
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"name": "WHISPER_API_KEY_FILE", "value": "/secrets/api-key/key"},
+        {"name": "WHISPER_API_KEY", "valueSource": {"secretKeyRef": {"secret": "k", "version": "1"}}},
+        {"name": "WHISPER_BEAM_SIZE", "value": "5"},
+        {"name": "WHISPER_MAX_TOKENS_PER_SEGMENT", "value": "200"},
+    ],
+)
+def test_file_paths_secret_refs_and_ordinary_settings_pass(env):
+    args = resource_args(guardrails.CLOUD_RUN_SERVICE, with_container(envs=[env]))
+    assert violations(no_plaintext_secrets, args) == []
 
 
 # --- budget-required (stack) ---------------------------------------------------------------------

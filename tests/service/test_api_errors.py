@@ -156,7 +156,7 @@ class BrokenEngine:
     compute_type = "int8"
     multilingual = False
 
-    def transcribe(self, audio: np.ndarray, options: object) -> object:
+    def transcribe(self, audio: np.ndarray, options: object, **_: object) -> object:
         raise RuntimeError("secret internal detail /opt/model/weights.bin")
 
     def warmup(self) -> None:

@@ -4,6 +4,7 @@ import asyncio
 import io
 import os
 import tempfile
+import time
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -145,3 +146,33 @@ def test_no_temporary_files_are_left_behind(
     assert response.status_code in (200, 400), response.text
     assert list(spool_dir.iterdir()) == []
     assert _open_files_under(spool_dir) == []
+
+
+def test_an_upload_trickling_past_the_deadline_is_cut_off_with_408() -> None:
+    """A byte every 50 ms never trips the idle timeout, but the request deadline still ends it."""
+    app = create_app(
+        _settings(request_timeout_s=0.5, upload_idle_timeout_s=5), load_engine=lambda _settings: None
+    )
+    sent = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal sent
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="slow.wav"\r\n\r\n'
+        for _ in range(200):  # 10 s if it were read to the end
+            sent += 1
+            await asyncio.sleep(0.05)
+            yield b"\0"
+
+    async def post() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.post(
+                TRANSCRIPTIONS, content=body(), headers={"Content-Type": "multipart/form-data; boundary=b"}
+            )
+
+    started = time.monotonic()
+    response = asyncio.run(post())
+    assert response.status_code == 408, response.text
+    error = response.json()["error"]
+    assert error["code"] == "upload_timeout" and "WHISPER_REQUEST_TIMEOUT_S" in error["message"]
+    assert time.monotonic() - started < 3 and sent < 60

@@ -1,11 +1,15 @@
 """Decoding uploads with PyAV: every accepted container, resampling, and every way a file is bad."""
 
+import io
+import wave
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
-from whisper_api.audio import SAMPLE_RATE, AudioError, decode_audio, duration_seconds
+from whisper_api.audio import SAMPLE_RATE, AudioError, decode_audio, duration_seconds, probe_audio
+from whisper_api.engines.base import as_float32
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SHORT_SECONDS = 5.17  # the short clip's length (espeak-ng sentence + padding)
@@ -17,12 +21,32 @@ def read(name: str) -> bytes:
 
 
 @pytest.mark.parametrize("name", CONTAINERS)
-def test_every_accepted_container_decodes_to_16k_mono_float32(name: str) -> None:
+def test_every_accepted_container_decodes_to_16k_mono_pcm16(name: str) -> None:
     audio = decode_audio(read(name), max_seconds=60)
-    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert audio.dtype == np.int16 and audio.ndim == 1
     assert duration_seconds(audio) == pytest.approx(SHORT_SECONDS, abs=0.05)
-    assert np.abs(audio).max() <= 1.0
-    assert np.abs(audio).max() > 0.3  # real speech, not silence
+    assert np.abs(as_float32(audio)).max() > 0.3  # real speech, not silence
+
+
+def test_the_samples_are_faster_whispers_own(short_clip: np.ndarray) -> None:
+    """The same samples as faster-whisper's decoder (which the engine tests feed the engines)."""
+    assert np.array_equal(as_float32(decode_audio(read("short.wav"), max_seconds=60)), short_clip)
+
+
+def test_a_file_object_and_a_path_decode_like_the_bytes() -> None:
+    path = FIXTURES / "short.ogg"
+    reference = decode_audio(path.read_bytes(), max_seconds=60)
+    assert np.array_equal(decode_audio(path, max_seconds=60), reference)
+    assert np.array_equal(decode_audio(str(path), max_seconds=60), reference)
+    with path.open("rb") as file:
+        file.read(100)  # a file object is read from its start, wherever it was left
+        assert np.array_equal(decode_audio(file, max_seconds=60), reference)
+
+
+def test_probe_reads_the_header_only() -> None:
+    info = probe_audio(FIXTURES / "stereo_44k.mp3", max_seconds=60)
+    assert info.sample_rate == 44_100
+    assert info.declared_seconds == pytest.approx(SHORT_SECONDS, abs=0.1)
 
 
 def test_containers_decode_to_the_same_signal() -> None:
@@ -47,7 +71,7 @@ def test_long_clip_decodes_whole() -> None:
 def test_silence_decodes_to_near_zero() -> None:
     audio = decode_audio(read("silence.flac"), max_seconds=60)
     assert audio.size == 3 * SAMPLE_RATE
-    assert np.abs(audio).max() < 1e-3
+    assert np.abs(as_float32(audio)).max() < 1e-3
 
 
 def test_audio_over_the_duration_limit_is_refused() -> None:
@@ -85,3 +109,75 @@ def test_an_image_is_refused_as_an_unsupported_format() -> None:
     with pytest.raises(AudioError) as caught:
         decode_audio(png, max_seconds=60)
     assert caught.value.code == "unsupported_format"
+
+
+# --- Decompression bombs: a small file that declares or holds hours of audio --------------------
+
+
+def wav_bytes(rate: int, samples: int, width: int = 1) -> bytes:
+    """A WAV header declaring `samples` samples at `rate` Hz, then the (silent) samples."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(width)
+        wav.setframerate(rate)
+        wav.writeframes(b"\x80" * samples * width)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("rate", [1, 100, 3_999, 400_000, 1_000_000])
+def test_an_absurd_sample_rate_is_refused_naming_it(rate: int) -> None:
+    """10 KB at 1 Hz would be 2.8 hours (650 MB of float32) once resampled to 16 kHz."""
+    bomb = wav_bytes(rate, 10_000)
+    for check in (probe_audio, decode_audio):
+        with pytest.raises(AudioError) as caught:
+            check(bomb, max_seconds=3 * 3600)
+        assert caught.value.code == "unsupported_sample_rate"
+        assert f"{rate} Hz" in str(caught.value)
+
+
+@pytest.mark.parametrize("rate", [4_000, 8_000, 192_000, 384_000])
+def test_real_sample_rates_are_accepted(rate: int) -> None:
+    audio = decode_audio(wav_bytes(rate, rate // 2), max_seconds=60)
+    assert duration_seconds(audio) == pytest.approx(0.5, abs=0.01)
+
+
+def flac_of_silence(seconds: float, rate: int = 8_000) -> bytes:
+    """A FLAC of digital silence: a few kilobytes per minute, encoded here with PyAV."""
+    out = io.BytesIO()
+    with av.open(out, "w", format="flac") as container:
+        stream = container.add_stream("flac", rate=rate, layout="mono")
+        frame_samples = 4096
+        silence = np.zeros((1, frame_samples), dtype=np.int16)
+        for start in range(0, int(seconds * rate), frame_samples):
+            frame = av.AudioFrame.from_ndarray(silence, format="s16", layout="mono")
+            frame.sample_rate = rate
+            frame.pts = start
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return out.getvalue()
+
+
+def test_a_declared_duration_over_the_limit_is_refused_from_the_header() -> None:
+    bomb = flac_of_silence(600)
+    assert len(bomb) < 200_000
+    for check in (probe_audio, decode_audio):
+        with pytest.raises(AudioError, match="declares 600 s") as caught:
+            check(bomb, max_seconds=300)
+        assert caught.value.code == "audio_too_long"
+
+
+def test_a_long_file_is_decoded_into_one_buffer_of_its_size() -> None:
+    """Ten minutes of silence: 2 bytes a sample, in one array sized from the header, nothing more."""
+    audio = decode_audio(flac_of_silence(600), max_seconds=3 * 3600)
+    assert audio.dtype == np.int16 and duration_seconds(audio) == pytest.approx(600, abs=0.1)
+    assert audio.base is not None and audio.base.nbytes <= 1.06 * 600 * SAMPLE_RATE * 2 + 2 * SAMPLE_RATE
+    assert not audio.any()
+
+
+def test_a_header_that_says_nothing_still_stops_at_the_limit() -> None:
+    """A raw (headerless) stream gives no duration: decoding itself stops at the limit."""
+    wav = bytearray(wav_bytes(8_000, 8_000 * 20, width=2))
+    wav[40:44] = b"\xff\xff\xff\xff"  # data size unknown, as streamed WAVs write it
+    with pytest.raises(AudioError, match="longer than the limit of 10 seconds"):
+        decode_audio(bytes(wav), max_seconds=10)

@@ -116,6 +116,26 @@ def test_an_unusable_key_file_stops_the_start(tmp_path: Path, content: str | Non
         ApiKeyAuth.from_settings(Settings(api_key=None, api_key_file=secret))
 
 
+def test_the_file_named_by_the_environment_is_read_as_cloud_run_mounts_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What infra/service.py sets on Cloud Run: the contract's variable naming a mounted secret file.
+    secret = tmp_path / "key"
+    secret.write_text(KEY)
+    monkeypatch.setenv(contract.ENV_API_KEY_FILE, str(secret))
+    monkeypatch.delenv(contract.ENV_API_KEY, raising=False)
+    auth = ApiKeyAuth.from_settings(Settings())
+    assert auth.enabled and auth.verify(f"Bearer {KEY}")
+
+
+def test_a_key_and_a_key_file_together_stop_the_start(tmp_path: Path) -> None:
+    secret = tmp_path / "api-key"
+    secret.write_text(KEY)
+    with pytest.raises(ApiKeyError, match="Both WHISPER_API_KEY and WHISPER_API_KEY_FILE are set") as error:
+        ApiKeyAuth.from_settings(Settings(api_key=KEY, api_key_file=secret))
+    assert KEY not in str(error.value)
+
+
 def test_dependency_refuses_on_its_own_without_the_middleware() -> None:
     app = FastAPI()
     install_error_handlers(app)

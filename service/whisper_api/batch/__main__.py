@@ -108,13 +108,16 @@ def engine_loader(settings: Settings) -> Engine:
 
 
 def _stop_on_signals(cancel: threading.Event) -> None:
-    """First SIGTERM/SIGINT: finish the file in progress' bookkeeping and stop; second: stop now."""
+    """First SIGTERM/SIGINT: stop the recording in progress within one segment, write the manifest
+    and exit (Cloud Run allows 10 s after SIGTERM); second: stop at once."""
 
     def handle(signum: int, frame: FrameType | None) -> None:
         if cancel.is_set():
             raise KeyboardInterrupt
         cancel.set()
-        logger.warning("%s: stopping after the current recording", signal.Signals(signum).name)
+        logger.warning(
+            "%s: stopping; the recording in progress is redone by the next run", signal.Signals(signum).name
+        )
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)

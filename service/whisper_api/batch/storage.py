@@ -72,6 +72,15 @@ class Location(Protocol):
     def url_of(self, path: str) -> str: ...
 
 
+def is_safe_path(path: str) -> bool:
+    """A relative `/`-separated path that stays where it is put: no empty, `.` or `..` segment.
+
+    Object names are anyone's choice (`a/../../x.mp3`, `/etc/x.mp3`); copied into a local path
+    they could land outside the output folder.
+    """
+    return all(part not in ("", ".", "..") for part in path.split("/")) and "\\" not in path
+
+
 def open_location(url: str) -> Location:
     """`gs://bucket/prefix` → a GCS location, anything else → a local folder."""
     if url.startswith(GCS_SCHEME):
@@ -101,14 +110,19 @@ class LocalFolder:
                 stat = path.stat()
                 yield StoredFile(path.relative_to(self.root).as_posix(), stat.st_size, str(stat.st_mtime_ns))
 
+    def _inside(self, path: str) -> Path:
+        if not is_safe_path(path):
+            raise StorageError(f"{path!r} is not a relative path inside {self.root}.")
+        return self.root / path
+
     def open(self, item: StoredFile) -> AbstractContextManager[IO[bytes]]:
-        return (self.root / item.path).open("rb")
+        return self._inside(item.path).open("rb")
 
     def read(self, path: str) -> bytes:
-        return (self.root / path).read_bytes()
+        return self._inside(path).read_bytes()
 
     def write(self, path: str, data: bytes, content_type: str) -> None:
-        target = self.root / path
+        target = self._inside(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(
             dir=target.parent, prefix=f".{target.name}.", suffix=_PARTIAL_SUFFIX

@@ -33,10 +33,10 @@ from whisper_api.batch.manifest import (
     done_marker,
     manifest_part,
 )
-from whisper_api.batch.storage import Location, StorageError, StoredFile
-from whisper_api.engines.base import Engine
+from whisper_api.batch.storage import Location, StorageError, StoredFile, is_safe_path
+from whisper_api.engines.base import Engine, TranscriptionCancelled
 from whisper_api.formats import render
-from whisper_api.schemas import ResponseFormat, TranscribeOptions, Transcript
+from whisper_api.schemas import ResponseFormat, Segment, TranscribeOptions, Transcript
 from whisper_api.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -112,7 +112,8 @@ class Summary:
     skipped: int = 0
     ignored: int = 0
     audio_seconds: float = 0.0
-    wall_seconds: float = 0.0
+    wall_seconds: float = 0.0  # the whole task, model load included
+    model_load_seconds: float = 0.0
     interrupted: bool = False
     failures: list[FileRecord] = field(default_factory=list)
 
@@ -128,7 +129,7 @@ class Summary:
         lines = [
             f"{total} recording(s): {self.done} done, {self.skipped} skipped (already done), "
             f"{self.failed} failed; {self.audio_seconds / 3600:.2f} h of audio in {self.wall_seconds:.1f} s "
-            f"({speed:.1f} audio s per wall s)",
+            f"({speed:.1f} audio s per wall s; model load {self.model_load_seconds:.1f} s of it)",
             f"manifest: {self.manifest}",
         ]
         if self.ignored:
@@ -173,6 +174,7 @@ class BatchRunner:
         self.settings = settings
         self._load_engine = load_engine
         self._engine: Engine | None = None
+        self.model_load_seconds = 0.0
         self.shard = shard
         self.cancel = cancel or threading.Event()
         self.progress = progress
@@ -183,7 +185,9 @@ class BatchRunner:
     def engine(self) -> Engine:
         """Loaded on the first recording that decodes: a task with nothing to do never loads a model."""
         if self._engine is None:
+            started = time.perf_counter()
             self._engine = self._load_engine()
+            self.model_load_seconds = time.perf_counter() - started
         return self._engine
 
     def run(self) -> Summary:
@@ -205,6 +209,7 @@ class BatchRunner:
             self._transcribe_all(work.todo, summary)
         finally:
             summary.wall_seconds = time.perf_counter() - started
+            summary.model_load_seconds = self.model_load_seconds
             summary.interrupted = self.cancel.is_set()
             self.manifest.flush(time.perf_counter())
         return summary
@@ -216,7 +221,7 @@ class BatchRunner:
             for item, decoding in _decode_ahead(decoder, todo, self._decode):
                 if self.cancel.is_set():
                     break
-                record = self._process(item, decoding)
+                record = self._process(item, decoding, bar)
                 if self.cancel.is_set() and record.status != "done":
                     break  # stopped mid-file: the rerun does this one again
                 self._record(summary, record)
@@ -225,28 +230,39 @@ class BatchRunner:
             decoder.shutdown(wait=True, cancel_futures=True)
             bar.close()
 
-    def _process(self, item: StoredFile, decoding: Future[Decoded]) -> FileRecord:
+    def _process(self, item: StoredFile, decoding: Future[Decoded], progress: _ProgressBar) -> FileRecord:
         identity = self._identity(item)
-        timings: dict[str, float] = {}
         duration = None
         try:
-            audio, timings["decode"] = decoding.result()
+            audio, decode_s = decoding.result()
             duration = audio.shape[0] / SAMPLE_RATE
             started = time.perf_counter()
-            transcript = self.engine.transcribe(audio, self.job.options)
+            transcript = self.engine.transcribe(
+                audio, self.job.options, on_segment=progress.on_segment(duration), cancel=self.cancel
+            )
             del audio
-            timings["transcribe"] = time.perf_counter() - started
+            record = FileRecord(
+                **identity,
+                status="done",
+                duration=duration,
+                timings={"decode": round(decode_s, 3), "transcribe": round(time.perf_counter() - started, 3)},
+                outputs=self.job.output_paths(item.path),
+                engine=self.engine.name,
+                model=self.engine.model,
+            )
             started = time.perf_counter()
-            outputs = self._write(item, transcript)
-            timings["write"] = time.perf_counter() - started
+            self._write(item, transcript, record)
+            record.timings["write"] = round(time.perf_counter() - started, 3)
+            return record
+        except TranscriptionCancelled:
+            return FileRecord(**identity, status="failed", error="Interrupted.", error_code="cancelled")
         except _Failure as failure:
             logger.warning("failed: %s: %s", item.path, failure)
             return FileRecord(
                 **identity, status="failed", error=str(failure), error_code=failure.code, duration=duration
             )
-        except (
-            Exception
-        ) as error:  # the engine, or storage beyond its retries: this file fails, the run goes on
+        # The engine, or storage beyond its retries: this recording fails, the run goes on.
+        except Exception as error:
             logger.exception("failed: %s", item.path)
             return FileRecord(
                 **identity,
@@ -255,18 +271,15 @@ class BatchRunner:
                 error_code="server_error",
                 duration=duration,
             )
-        return FileRecord(
-            **identity,
-            status="done",
-            duration=duration,
-            timings={step: round(seconds, 3) for step, seconds in timings.items()},
-            outputs=outputs,
-            engine=self.engine.name,
-            model=self.engine.model,
-        )
 
     def _decode(self, item: StoredFile) -> Decoded:
         started = time.perf_counter()
+        if not is_safe_path(item.path):
+            raise _Failure(
+                "The name is not a plain relative path (an empty, '.' or '..' part, or a backslash); "
+                "rename the recording.",
+                "invalid_name",
+            )
         try:
             with self.inputs.open(item) as stream:
                 audio = decode_audio(stream.read(), self.settings.max_audio_seconds)
@@ -279,25 +292,14 @@ class BatchRunner:
             ) from error
         return audio, time.perf_counter() - started
 
-    def _write(self, item: StoredFile, transcript: Transcript) -> list[str]:
-        """Every transcript first, then the done marker: the marker commits the input."""
-        paths = self.job.output_paths(item.path)
-        for response_format, path in zip(self.job.formats, paths, strict=True):
+    def _write(self, item: StoredFile, transcript: Transcript, record: FileRecord) -> None:
+        """Every transcript first, then the done marker (the record): the marker commits the input."""
+        for response_format, path in zip(self.job.formats, record.outputs, strict=True):
             body, media_type = render(transcript, response_format, self.granularities)
             text = body if isinstance(body, str) else body.model_dump_json()
             self.outputs.write(path, text.encode(), media_type)
-        marker = FileRecord(
-            **self._identity(item),
-            status="done",
-            duration=transcript.duration,
-            outputs=paths,
-            engine=self.engine.name,
-            model=self.engine.model,
-        )
-        self.outputs.write(
-            done_marker(item.path, item.version), marker.model_dump_json().encode(), JSON_MEDIA_TYPE
-        )
-        return paths
+        marker = record.model_dump_json().encode()
+        self.outputs.write(done_marker(item.path, item.version), marker, JSON_MEDIA_TYPE)
 
     def _identity(self, item: StoredFile) -> dict[str, object]:
         return {"path": item.path, "size": item.size, "version": item.version, "task": self.shard.index}
@@ -342,7 +344,7 @@ class _ProgressBar:
             unit="B",
             unit_scale=True,
             disable=None if enabled is None else not enabled,  # None: only on a terminal
-            bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed} elapsed, ETA {remaining}",
+            bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed} elapsed, ETA {remaining}{postfix}",
         )
         self._describe()
 
@@ -350,6 +352,14 @@ class _ProgressBar:
         self.bar.set_description_str(
             f"{self.finished}/{self.files} files, {self.audio_seconds / 3600:.2f} h audio", refresh=False
         )
+
+    def on_segment(self, duration: float) -> Callable[[Segment], None]:
+        """Shows how far into the current recording the engine is: hours-long files move the bar."""
+
+        def show(segment: Segment) -> None:
+            self.bar.set_postfix_str(f"current file {segment.end / 60:.1f}/{duration / 60:.1f} min")
+
+        return show
 
     def advance(self, item: StoredFile, record: FileRecord) -> None:
         self.finished += 1

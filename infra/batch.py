@@ -1,0 +1,218 @@
+"""Batch transcription on Cloud Run Jobs: the buckets, the job on the service's image, its identity,
+and who may run it. Composed by infra/program.py only when `whisper:batch` is enabled.
+
+The job runs `python -m whisper_api.batch gs://<input> gs://<output>` (the image's other entry
+point) on as many L4 tasks as a run asks for; each task takes its share of the recordings from
+CLOUD_RUN_TASK_INDEX / CLOUD_RUN_TASK_COUNT. `scripts/batch` starts runs with other prefixes,
+formats or task counts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_gcp as gcp
+
+from infra.service import model_env
+
+run = gcp.cloudrunv2
+
+WORKER_COMMAND = ("python", "-m", "whisper_api.batch")
+# The job's own account: list and read recordings; list, read, create and replace transcripts.
+# Nothing else: no project role, no bucket settings or IAM (its logs are collected by Cloud Run).
+JOB_INPUT_ROLE = "roles/storage.objectViewer"
+JOB_OUTPUT_ROLE = "roles/storage.objectUser"
+# Runners: start runs with overrides (other prefixes, formats, task count) and cancel them, follow
+# executions, upload recordings and read transcripts and manifests.
+RUNNER_JOB_ROLES = ("roles/run.jobsExecutorWithOverrides", "roles/run.viewer")
+RUNNER_INPUT_ROLE = "roles/storage.objectUser"
+RUNNER_OUTPUT_ROLE = "roles/storage.objectViewer"
+# A dropped multipart upload leaves invisible parts that are billed; clean them after a day.
+ABANDONED_UPLOAD_DAYS = 1
+
+
+@dataclass(frozen=True)
+class BatchTranscriptionArgs:
+    project: str
+    region: str
+    service_name: str
+    image_ref: pulumi.Input[str]
+    engine: str
+    model: str
+    gpu_type: str
+    cpu: int
+    memory: str
+    zonal_redundancy: bool
+    input_bucket: str
+    output_bucket: str
+    create_input_bucket: bool
+    task_count: int
+    parallelism: int
+    max_retries: int
+    task_timeout_seconds: int
+    input_retention_days: int
+    output_retention_days: int
+    runners: Sequence[str]
+    deletion_protection: bool
+    labels: Mapping[str, str]
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    existing_account: str | None = None  # the bootstrap's job account; None: `<service>-job` is made here
+
+
+def lifecycle_rules(retention_days: int) -> list[gcp.storage.BucketLifecycleRuleArgs]:
+    rules = [
+        gcp.storage.BucketLifecycleRuleArgs(
+            action=gcp.storage.BucketLifecycleRuleActionArgs(type="AbortIncompleteMultipartUpload"),
+            condition=gcp.storage.BucketLifecycleRuleConditionArgs(age=ABANDONED_UPLOAD_DAYS),
+        )
+    ]
+    if retention_days:
+        rules.append(
+            gcp.storage.BucketLifecycleRuleArgs(
+                action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
+                condition=gcp.storage.BucketLifecycleRuleConditionArgs(age=retention_days),
+            )
+        )
+    return rules
+
+
+class BatchTranscription(pulumi.ComponentResource):
+    """Private input/output buckets, a GPU job that reads one and writes the other, and its runners."""
+
+    job_name: pulumi.Output[str]
+    service_account_email: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        args: BatchTranscriptionArgs,
+        opts: pulumi.ResourceOptions | None = None,
+        depends_on: Sequence[pulumi.Resource] = (),
+    ) -> None:
+        super().__init__("whisper:infra:BatchTranscription", name, None, opts)
+        self._after = list(depends_on)  # the APIs: Cloud Run, IAM, Cloud Storage
+        child = pulumi.ResourceOptions(parent=self, depends_on=self._after)
+        self.input_url = f"gs://{args.input_bucket}"
+        self.output_url = f"gs://{args.output_bucket}"
+
+        if args.existing_account is not None:
+            email: pulumi.Output[str] = pulumi.Output.from_input(args.existing_account)
+        else:
+            email = gcp.serviceaccount.Account(
+                f"{name}-account",
+                project=args.project,
+                account_id=f"{args.service_name}-job",
+                display_name=f"{args.service_name} batch job",
+                description="Runs batch transcription: reads the input bucket, writes the output bucket.",
+                opts=child,
+            ).email
+        job_member = email.apply(lambda address: f"serviceAccount:{address}")
+        input_bucket: pulumi.Input[str] = args.input_bucket  # an existing bucket, or one made here
+        if args.create_input_bucket:
+            input_bucket = self._bucket(
+                f"{name}-input", args.input_bucket, args, args.input_retention_days, force_destroy=False
+            ).name
+        # Transcripts can be made again; recordings cannot: only the output empties itself on destroy.
+        output = self._bucket(
+            f"{name}-output",
+            args.output_bucket,
+            args,
+            args.output_retention_days,
+            force_destroy=not args.deletion_protection,
+        )
+        grants = [
+            self._grant(f"{name}-job-reads-input", input_bucket, JOB_INPUT_ROLE, job_member),
+            self._grant(f"{name}-job-writes-output", output.name, JOB_OUTPUT_ROLE, job_member),
+        ]
+
+        container = run.JobTemplateTemplateContainerArgs(
+            name="whisper-batch",
+            # The service's image, by digest: the job runs exactly the code and model the API serves.
+            image=args.image_ref,
+            commands=list(WORKER_COMMAND),
+            args=[self.input_url, self.output_url],
+            resources=run.JobTemplateTemplateContainerResourcesArgs(
+                limits={"cpu": str(args.cpu), "memory": args.memory, "nvidia.com/gpu": "1"}
+            ),
+            envs=[
+                run.JobTemplateTemplateContainerEnvArgs(name=key, value=value)
+                for key, value in {**model_env(args.engine, args.model), **args.extra_env}.items()
+            ],
+        )
+        self.job = run.Job(
+            f"{name}-job",
+            name=f"{args.service_name}-batch",
+            project=args.project,
+            location=args.region,
+            deletion_protection=args.deletion_protection,
+            labels=dict(args.labels),
+            template=run.JobTemplateArgs(
+                task_count=args.task_count,
+                parallelism=args.parallelism,
+                labels=dict(args.labels),
+                template=run.JobTemplateTemplateArgs(
+                    service_account=email,
+                    timeout=f"{args.task_timeout_seconds}s",
+                    max_retries=args.max_retries,
+                    node_selector=run.JobTemplateTemplateNodeSelectorArgs(accelerator=args.gpu_type),
+                    gpu_zonal_redundancy_disabled=not args.zonal_redundancy,
+                    containers=[container],
+                ),
+            ),
+            # A run started right after `pulumi up` must find its bucket roles in place.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*self._after, *grants]),
+        )
+
+        for member in args.runners:
+            slug = re.sub(r"[^a-z0-9]+", "-", member.lower()).strip("-")
+            for role in RUNNER_JOB_ROLES:
+                run.JobIamMember(
+                    f"{name}-runner-{slug}-{role.removeprefix('roles/run.').lower()}",
+                    project=args.project,
+                    location=args.region,
+                    name=self.job.name,
+                    role=role,
+                    member=member,
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+            self._grant(f"{name}-runner-{slug}-uploads", input_bucket, RUNNER_INPUT_ROLE, member)
+            self._grant(f"{name}-runner-{slug}-reads", output.name, RUNNER_OUTPUT_ROLE, member)
+
+        self.job_name = pulumi.Output.concat(
+            "projects/", args.project, "/locations/", args.region, "/jobs/", self.job.name
+        )
+        self.service_account_email = email
+        self.register_outputs({"job": self.job_name, "input": self.input_url, "output": self.output_url})
+
+    def _bucket(
+        self,
+        name: str,
+        bucket: str,
+        args: BatchTranscriptionArgs,
+        retention_days: int,
+        *,
+        force_destroy: bool,
+    ) -> gcp.storage.Bucket:
+        return gcp.storage.Bucket(
+            name,
+            name=bucket,
+            project=args.project,
+            location=args.region,
+            storage_class="STANDARD",
+            uniform_bucket_level_access=True,  # IAM only, no per-object ACLs
+            public_access_prevention="enforced",  # no allUsers grant can ever make it public
+            force_destroy=force_destroy,
+            labels=dict(args.labels),
+            lifecycle_rules=lifecycle_rules(retention_days),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self._after),
+        )
+
+    def _grant(
+        self, name: str, bucket: pulumi.Input[str], role: str, member: pulumi.Input[str]
+    ) -> gcp.storage.BucketIAMMember:
+        return gcp.storage.BucketIAMMember(
+            name, bucket=bucket, role=role, member=member, opts=pulumi.ResourceOptions(parent=self)
+        )
