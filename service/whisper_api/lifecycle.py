@@ -93,7 +93,7 @@ def uvicorn_options(settings: Any) -> dict[str, Any]:
 
 
 async def warm_up_when_idle(engine: Any, scheduler: Any, quiet_s: float = 1.0, poll_s: float = 0.1) -> None:
-    """Run `engine.background_warmup()` once on a thread, after `quiet_s` with no request admitted.
+    """Run `engine.background_warmup()` once on a thread, after `quiet_s` with no request in.
 
     Ready comes after the short `Engine.warmup`; the longer warm-up that speeds up steady-state
     decoding waits for a quiet moment, so that the request that woke the instance (Cloud Run sends
@@ -107,7 +107,7 @@ async def warm_up_when_idle(engine: Any, scheduler: Any, quiet_s: float = 1.0, p
     while time.monotonic() - quiet_since < quiet_s:
         if scheduler.draining:
             return
-        if scheduler.admitted:
+        if scheduler.entered:  # uploading, queued or inferring
             quiet_since = time.monotonic()
         await asyncio.sleep(poll_s)
     started = time.perf_counter()

@@ -97,16 +97,16 @@ class RecordingEngine:
         self.warmed.append(time.monotonic())
 
 
-def test_background_warm_up_waits_until_no_request_is_admitted() -> None:
+def test_background_warm_up_waits_until_no_request_is_in() -> None:
     async def scenario() -> None:
         scheduler = Scheduler(workers=1, queue_size=4)
         engine = RecordingEngine()
-        ticket = scheduler.try_admit()  # a request is in: the warm-up must not start
+        ticket = scheduler.enter()  # a request is in: the warm-up must not start
         task = asyncio.create_task(warm_up_when_idle(engine, scheduler, quiet_s=0.2, poll_s=0.02))
         await asyncio.sleep(0.5)
         assert engine.warmed == []
         released = time.monotonic()
-        scheduler.release(ticket)
+        scheduler.leave(ticket)
         await asyncio.wait_for(task, timeout=5)
         assert len(engine.warmed) == 1 and engine.warmed[0] > released
         scheduler.shutdown()

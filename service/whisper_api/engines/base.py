@@ -67,6 +67,6 @@ class Engine(Protocol):
         ...
 
     def background_warmup(self) -> None:
-        """After ready, run once while no request is admitted: warm-up that speeds up later
+        """After ready, run once while no request is in: warm-up that speeds up later
         requests but that the first one need not wait for."""
         ...
