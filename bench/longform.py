@@ -232,7 +232,7 @@ def worker(config: LongformConfig, audio_dir: Path, cycles: int) -> LongformResu
 
 
 def run_config(
-    config: LongformConfig, audio_dir: Path, cycles: int, timeout_s: float = 1800
+    config: LongformConfig, audio_dir: Path, cycles: int, timeout_s: float = 900
 ) -> LongformResult:
     command = [sys.executable, "-m", "bench.longform", config.model_dump_json(), str(audio_dir), str(cycles)]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "service"), str(REPO)]))
