@@ -30,7 +30,7 @@ batch: $(VENV)/.service ## Transcribe every recording under IN (folder or gs://)
 	@test -n "$(IN)" -a -n "$(OUT)" || { echo 'usage: make batch IN=folder-or-gs://bucket/prefix OUT=folder-or-gs://bucket/prefix [ARGS="--formats srt"]' >&2; exit 2; }
 	WHISPER_LOG_JSON=$${WHISPER_LOG_JSON:-false} $(BIN)/python -m whisper_api.batch "$(IN)" "$(OUT)" $(ARGS)
 
-test: $(VENV)/.dev ## Every test: service, infra (mock runtime), Dockerfiles, workflows, policies.
+test: $(VENV)/.dev ## Every test: service, infra (mock runtime), Dockerfiles, workflows, policies (WHISPER_IMAGE_TESTS=1: build and run the images too).
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.dev ## Every offline linter: ruff, mypy, zizmor + shellcheck (platform), hadolint + checkov (images).
@@ -49,8 +49,8 @@ bench: $(VENV)/.dev ## Rerun every benchmark into benchmarks/ (quiet machine, ~2
 fixtures: ## Regenerate tests/fixtures (needs espeak-ng, sox and ffmpeg from apt; the tests do not).
 	scripts/make-fixtures
 
-lock: $(VENV)/.dev ## Re-pin every transitive dependency after changing requirements/*.txt.
-	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^pip==' > requirements/lock.txt
+lock: $(VENV)/.dev ## Regenerate the images' pins (service/requirements-*.txt) from requirements/lock.txt.
+	$(BIN)/python scripts/lock-images
 
 clean:
 	rm -rf $(VENV) .venv-tools .pytest_cache .ruff_cache .mypy_cache

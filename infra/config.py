@@ -72,6 +72,7 @@ _PROJECT_ID = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
 _BILLING_ACCOUNT = re.compile(r"^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _MEMORY = re.compile(r"^(\d+)(Gi|Mi)$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _SERVICE_ACCOUNT = re.compile(
     r"^[a-z][-a-z0-9]{4,28}[a-z0-9]@[a-z][-a-z0-9]{4,28}[a-z0-9]\.iam\.gserviceaccount\.com$"
 )
@@ -82,6 +83,7 @@ KEYS = (
     "serviceName",
     "engine",
     "model",
+    "modelRevision",
     "gpuType",
     "cpu",
     "memory",
@@ -107,11 +109,11 @@ KEYS = (
 )
 API_KEY = f"{NAMESPACE}:apiKey"
 _SECRET_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
-# The provider settings a stack may set under `gcp:` that an explicit provider must be handed again.
+# The `gcp:` settings an explicit provider must be handed again: key → (argument, is a credential).
 FORWARDED_PROVIDER_SETTINGS = {
-    "impersonateServiceAccount": "impersonate_service_account",
-    "credentials": "credentials",
-    "accessToken": "access_token",
+    "impersonateServiceAccount": ("impersonate_service_account", False),
+    "credentials": ("credentials", True),
+    "accessToken": ("access_token", True),
 }
 BUDGET_KEYS = ("billingAccount", "amount", "currency", "thresholds", "forecastThresholds", "emails")
 
@@ -146,6 +148,8 @@ class StackConfig:
     service_name: str = "whisper"
     engine: str = contract.DEFAULT_ENGINE
     model: str = contract.DEFAULT_IMAGE_MODEL
+    # A commit of the model's Hugging Face repository; empty: the one service/fetch_model.py pins.
+    model_revision: str = ""
     gpu_type: str = "nvidia-l4"
     cpu: int = 4
     memory: str = "16Gi"
@@ -258,6 +262,18 @@ def _parse_bool(text: str) -> bool:
     raise ValueError(text)
 
 
+def _parse_model_revision(r: _Reader) -> str:
+    """Empty, or a full commit id: a branch or tag such as `main` can change what the image bakes."""
+    revision = r.string("modelRevision", "")
+    if revision and not _COMMIT.match(revision):
+        r.fail(
+            f"{NAMESPACE}:modelRevision {revision!r} is not a commit id (40 lowercase hex digits); a branch "
+            "or tag can move — use the commit of the model's Hugging Face repository, or remove the key to "
+            f"bake the pinned one — {_fix('modelRevision', '<40-hex commit>')}"
+        )
+    return revision
+
+
 def memory_gib(memory: str) -> float | None:
     """'16Gi' → 16.0, '20480Mi' → 20.0; None when it is not a Kubernetes-style quantity."""
     match = _MEMORY.match(memory)
@@ -323,6 +339,8 @@ def parse_config(raw: Mapping[str, str], secret_keys: Collection[str] = ()) -> S
             f"{NAMESPACE}:model {model!r} must be a model name such as {contract.DEFAULT_IMAGE_MODEL} — "
             f"{_fix('model', contract.DEFAULT_IMAGE_MODEL)}"
         )
+
+    model_revision = _parse_model_revision(r)
 
     cpu = r.integer("cpu", 4)
     if cpu not in GPU_CPU_CHOICES:
@@ -429,9 +447,13 @@ def parse_config(raw: Mapping[str, str], secret_keys: Collection[str] = ()) -> S
     budget, budget_skipped_reason = _parse_budget(r)
     batch = _parse_batch(r, project, service_name, max_instances)
     observability = _parse_observability(
-        r, min_instances, timeout_seconds, has_api_key=api_key is not None or api_key_secret is not None
+        r,
+        min_instances,
+        timeout_seconds,
+        has_api_key=api_key is not None or api_key_secret is not None,
+        public_ingress=ingress == "all",
     )
-    spend_cap = _parse_spend_cap(r, budget, budget_skipped_reason)
+    spend_cap = _parse_spend_cap(r, project, budget, budget_skipped_reason)
 
     if r.problems:
         raise ConfigError(r.problems)
@@ -441,6 +463,7 @@ def parse_config(raw: Mapping[str, str], secret_keys: Collection[str] = ()) -> S
         service_name=service_name,
         engine=engine,
         model=model,
+        model_revision=model_revision,
         gpu_type=gpu_type,
         cpu=cpu,
         memory=memory,
@@ -817,8 +840,8 @@ def provider_settings() -> dict[str, pulumi.Input[str]]:
     """The stack's `gcp:` credentials settings, for explicit providers (which do not inherit them)."""
     gcp = pulumi.Config("gcp")
     settings: dict[str, pulumi.Input[str]] = {}
-    for key, argument in FORWARDED_PROVIDER_SETTINGS.items():
-        value = gcp.get_secret(key) if key != "impersonateServiceAccount" else gcp.get(key)
+    for key, (argument, credential) in FORWARDED_PROVIDER_SETTINGS.items():
+        value = gcp.get_secret(key) if credential else gcp.get(key)
         if value is not None:
             settings[argument] = value
     return settings
@@ -837,7 +860,10 @@ OBSERVABILITY_KEYS = (
     "p95LatencySeconds",
     "queueFullRatio",
 )
-SPEND_CAP_KEYS = ("enabled", "fraction")
+SPEND_CAP_KEYS = ("enabled", "fraction", "serviceAccount", "pushServiceAccount", "role")
+# The bootstrap's identities for the cap (outputs <env>SpendCap…); without them the stack creates its own.
+SPEND_CAP_IDENTITY_KEYS = ("serviceAccount", "pushServiceAccount", "role")
+_CUSTOM_ROLE = re.compile(r"^projects/[a-z][-a-z0-9]{4,28}[a-z0-9]/roles/[A-Za-z0-9_.]{3,64}$")
 UPTIME_PERIODS_S = (60, 300, 600, 900)  # the periods Cloud Monitoring accepts
 DEFAULT_P95_LATENCY_S = 120.0  # a 25 MB upload decodes well inside this on an L4; see docs/observability.md
 
@@ -864,6 +890,10 @@ class SpendCapConfig:
     """Stop GPU spend once the month's actual cost passes `fraction` of the budget amount."""
 
     fraction: float = 1.0
+    # The bootstrap's accounts and role (all three or none); None: the stack creates them.
+    service_account: str | None = None
+    push_service_account: str | None = None
+    role: str | None = None
 
 
 def _observability_fix(key: str, example: str) -> str:
@@ -871,7 +901,7 @@ def _observability_fix(key: str, example: str) -> str:
 
 
 def _parse_observability(
-    r: _Reader, min_instances: int, timeout_seconds: int, has_api_key: bool
+    r: _Reader, min_instances: int, timeout_seconds: int, has_api_key: bool, public_ingress: bool
 ) -> ObservabilityConfig:
     raw = r.json("observability", {}, dict, "--path 'observability.alerts' true")
     for key in sorted(set(raw) - set(OBSERVABILITY_KEYS)):
@@ -925,12 +955,19 @@ def _parse_observability(
             f"{NAMESPACE}:apiKeySecret) also guards /metrics, which the metrics sidecar cannot present — "
             f"{_observability_fix('metrics', 'false')}"
         )
+    # Uptime checkers call from the internet: an internal-only service cannot answer them.
+    uptime_check = flag("uptimeCheck", min_instances > 0 and public_ingress)
+    if uptime_check and not public_ingress:
+        r.fail(
+            f"{NAMESPACE}:observability.uptimeCheck needs {NAMESPACE}:ingress all (Google's checkers call "
+            f"from the internet; IAM still guards the service) — {_observability_fix('uptimeCheck', 'false')}"
+        )
     timeout = max(timeout_seconds, 1)
     return ObservabilityConfig(
         metrics=metrics,
         alerts=flag("alerts", True),
         dashboard=flag("dashboard", True),
-        uptime_check=flag("uptimeCheck", min_instances > 0),
+        uptime_check=uptime_check,
         uptime_period_seconds=int(period),
         emails=tuple(email for email in emails if isinstance(email, str)),
         error_ratio=number("errorRatio", 0.05, 0, 1, "a fraction of requests"),
@@ -946,7 +983,7 @@ def _parse_observability(
 
 
 def _parse_spend_cap(
-    r: _Reader, budget: BudgetConfig | None, budget_skipped: str | None
+    r: _Reader, project: str, budget: BudgetConfig | None, budget_skipped: str | None
 ) -> SpendCapConfig | None:
     raw = r.json("spendCap", {}, dict, "--path 'spendCap.enabled' true")
     for key in sorted(set(raw) - set(SPEND_CAP_KEYS)):
@@ -973,6 +1010,9 @@ def _parse_spend_cap(
             f"pulumi config set --path '{NAMESPACE}:spendCap.fraction' 1.0"
         )
         return None
+    identities = {key: raw.get(key) for key in SPEND_CAP_IDENTITY_KEYS if raw.get(key) is not None}
+    if not _spend_cap_identities_valid(r, project, identities):
+        return None
     if not enabled:
         return None
     if budget is None and budget_skipped is not None:
@@ -982,4 +1022,39 @@ def _parse_spend_cap(
             f"(or pulumi config set --path '{NAMESPACE}:spendCap.enabled' false)"
         )
         return None
-    return SpendCapConfig(fraction=float(fraction))
+    return SpendCapConfig(
+        fraction=float(fraction),
+        service_account=identities.get("serviceAccount"),
+        push_service_account=identities.get("pushServiceAccount"),
+        role=identities.get("role"),
+    )
+
+
+def _spend_cap_identities_valid(r: _Reader, project: str, identities: Mapping[str, Any]) -> bool:
+    """The bootstrap's three outputs, all or none, each in this stack's project."""
+    fix = f"pulumi config set --path '{NAMESPACE}:spendCap.KEY' <the bootstrap's <env>SpendCap… output>"
+    problems = len(r.problems)
+    if identities and len(identities) != len(SPEND_CAP_IDENTITY_KEYS):
+        missing = [key for key in SPEND_CAP_IDENTITY_KEYS if key not in identities]
+        r.fail(
+            f"{NAMESPACE}:spendCap needs serviceAccount, pushServiceAccount and role together (the "
+            f"bootstrap's <env>SpendCap… outputs); missing {', '.join(missing)} — {fix}"
+        )
+    in_project = f"@{project}.iam.gserviceaccount.com"
+    for key in ("serviceAccount", "pushServiceAccount"):
+        email = identities.get(key)
+        if email is not None and (
+            not isinstance(email, str) or not _SERVICE_ACCOUNT.match(email) or not email.endswith(in_project)
+        ):
+            r.fail(
+                f"{NAMESPACE}:spendCap.{key} {email!r} must be a service account e-mail in {project} — {fix}"
+            )
+    role = identities.get("role")
+    if role is not None and not (
+        isinstance(role, str) and _CUSTOM_ROLE.match(role) and role.startswith(f"projects/{project}/")
+    ):
+        r.fail(
+            f"{NAMESPACE}:spendCap.role {role!r} must be a custom role of {project} like "
+            f"projects/{project}/roles/whisperSpendCapProd — {fix}"
+        )
+    return len(r.problems) == problems

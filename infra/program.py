@@ -54,7 +54,11 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     image = ServiceImage(
         "image",
         ServiceImageArgs(
-            registry_url=registry.url, image_name=cfg.service_name, engine=cfg.engine, model=cfg.model
+            registry_url=registry.url,
+            image_name=cfg.service_name,
+            engine=cfg.engine,
+            model=cfg.model,
+            model_revision=cfg.model_revision,
         ),
     )
     identity = RuntimeIdentity(
@@ -240,6 +244,9 @@ def observe(
                 channels=observability.channel_ids,
                 labels=labels,
                 deletion_protection=cfg.deletion_protection,
+                service_account=cfg.spend_cap.service_account,
+                push_service_account=cfg.spend_cap.push_service_account,
+                role=cfg.spend_cap.role,
             ),
             depends_on=apis.ready,
         )

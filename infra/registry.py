@@ -92,11 +92,13 @@ class ServiceImageArgs:
     image_name: str
     engine: str
     model: str
+    model_revision: str = ""  # empty: the commit service/fetch_model.py pins for the model
     tag: str = "latest"
 
 
 class ServiceImage(pulumi.ComponentResource):
-    """The GPU image of `service/`, built for linux/amd64 and pushed; `ref` pins it by digest."""
+    """The GPU image of `service/` for the stack's engine (whose build arg picks the requirement files:
+    no torch for faster-whisper), built for linux/amd64 and pushed; `ref` pins it by digest."""
 
     ref: pulumi.Output[str]
 
@@ -115,7 +117,11 @@ class ServiceImage(pulumi.ComponentResource):
             dockerfile=docker_build.DockerfileArgs(location=_relative(SERVICE_DIR / "Dockerfile")),
             target=contract.IMAGE_TARGET_GPU,
             platforms=[docker_build.Platform.LINUX_AMD64],
-            build_args={contract.BUILD_ARG_ENGINE: args.engine, contract.BUILD_ARG_MODEL: args.model},
+            build_args={
+                contract.BUILD_ARG_ENGINE: args.engine,
+                contract.BUILD_ARG_MODEL: args.model,
+                contract.BUILD_ARG_MODEL_REVISION: args.model_revision,
+            },
             tags=[pulumi.Output.concat(image, ":", args.tag)],
             push=True,
             registries=[
@@ -126,11 +132,14 @@ class ServiceImage(pulumi.ComponentResource):
             cache_from=[
                 docker_build.CacheFromArgs(registry=docker_build.CacheFromRegistryArgs(ref=cache_ref))
             ],
+            # mode=min: the final image's layers only. mode=max would also export the dependency
+            # stages, whose venv the target copies whole: measured, that doubles the push
+            # (docs/images.md). A code change still reuses every dependency layer.
             cache_to=[
                 docker_build.CacheToArgs(
                     registry=docker_build.CacheToRegistryArgs(
                         ref=cache_ref,
-                        mode=docker_build.CacheMode.MAX,
+                        mode=docker_build.CacheMode.MIN,
                         image_manifest=True,
                         oci_media_types=True,
                     )

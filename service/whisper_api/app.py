@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from whisper_api import __version__
@@ -21,6 +22,7 @@ from whisper_api.engines.base import Engine
 from whisper_api.errors import install_error_handlers
 from whisper_api.lifecycle import warm_up_when_idle
 from whisper_api.limits import MIB, UploadLimitMiddleware
+from whisper_api.request_id import RequestIdMiddleware
 from whisper_api.routes import audio, health
 from whisper_api.scheduler import Scheduler, install_scheduler
 from whisper_api.settings import Settings, get_settings
@@ -78,7 +80,8 @@ def create_app(settings: Settings | None = None, *, load_engine: EngineLoader | 
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(audio.router, dependencies=[Depends(require_api_key)])
-    # Middleware: the last added runs first. Telemetry → auth → upload limit → admission → routes.
+    # Middleware: the last added runs first.
+    # Telemetry → request id → CORS → auth → upload limit → admission → routes.
     install_scheduler(app)
     app.add_middleware(
         UploadLimitMiddleware,
@@ -88,9 +91,29 @@ def create_app(settings: Settings | None = None, *, load_engine: EngineLoader | 
         total_timeout_s=settings.request_timeout_s,
     )
     install_auth(app, settings)
+    install_cors(app, settings)
+    app.add_middleware(RequestIdMiddleware)
     install_telemetry(app)
     app.openapi = _openapi_without_422(app)  # type: ignore[method-assign]
     return app
+
+
+def install_cors(app: FastAPI, settings: Settings) -> None:
+    """Let the browser origins of WHISPER_CORS_ORIGINS call the API (none by default).
+
+    Outside auth and the limits, so that preflights answer without a key and browsers can read
+    the error envelopes (401, 413, 429) too. No cookies are involved: credentials stay off.
+    """
+    if not settings.cors_origins:
+        return
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["*"],
+        expose_headers=["x-request-id", "retry-after"],
+        max_age=600,
+    )
 
 
 async def _load(app: FastAPI, settings: Settings, loader: EngineLoader) -> None:

@@ -38,6 +38,8 @@ ENV_MODEL_DIR: Final = "WHISPER_MODEL_DIR"
 MODEL_DIR: Final = "/models"
 BUILD_ARG_ENGINE: Final = "WHISPER_ENGINE"
 BUILD_ARG_MODEL: Final = "WHISPER_MODEL"
+# A commit of the model's Hugging Face repository; empty means the one service/fetch_model.py pins.
+BUILD_ARG_MODEL_REVISION: Final = "WHISPER_MODEL_REVISION"
 IMAGE_TARGET_GPU: Final = "gpu"
 IMAGE_TARGET_CPU: Final = "cpu"
 

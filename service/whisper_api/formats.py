@@ -1,7 +1,9 @@
 """Transcript → the five OpenAI response formats: json, text, srt, vtt, verbose_json.
 
 Subtitles are written by openai-whisper's own writers (`whisper.utils.WriteSRT` / `WriteVTT`),
-so timestamps match the reference implementation. `import whisper.utils` would run the
+so timestamps match the reference implementation; VTT cues always carry hours (`00:00:08.000`),
+as OpenAI's API writes them. Segment ids count from 0, and no time ends after the audio does,
+whichever engine decoded it. `import whisper.utils` would run the
 `whisper` package's `__init__`, which imports torch (about a second and hundreds of MB that a
 faster-whisper service never needs); `whisper/utils.py` and `whisper/tokenizer.py` themselves use
 no torch, so they are loaded from their files on their own.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import math
 import sys
 from functools import cache
 from pathlib import Path
@@ -24,10 +27,12 @@ from pydantic import BaseModel
 
 from whisper_api.schemas import (
     ResponseFormat,
+    Segment,
     SegmentOut,
     Transcript,
     TranscriptionJson,
     TranscriptionVerbose,
+    Usage,
     WordOut,
 )
 
@@ -59,42 +64,78 @@ def language_name(code: str) -> str:
     return whisper_module("tokenizer").LANGUAGES.get(code, code)
 
 
-def _writer_result(transcript: Transcript) -> dict[str, Any]:
-    # Segment-level cues, as OpenAI's srt/vtt: no "words" key, so the writers keep one cue per segment.
-    return {
-        "segments": [
-            {"start": segment.start, "end": segment.end, "text": segment.text}
-            for segment in transcript.segments
-        ]
-    }
+def usage(transcript: Transcript) -> Usage:
+    return Usage(seconds=math.ceil(transcript.duration))
 
 
-def subtitles(transcript: Transcript, response_format: str) -> str:
-    """SRT or WebVTT text, written by openai-whisper's writer into memory."""
+def _within(seconds: float, duration: float) -> float:
+    return min(max(seconds, 0.0), duration)
+
+
+def timed_segments(transcript: Transcript) -> list[Segment]:
+    """The segments as responses show them: ids 0, 1, 2, ... and every start and end (words'
+    too) within [0, duration]; engines round timestamps up to their frame or window."""
+    duration = transcript.duration
+    return [
+        segment.model_copy(
+            update={
+                "id": index,
+                "start": _within(segment.start, duration),
+                "end": _within(segment.end, duration),
+                "words": None
+                if segment.words is None
+                else [
+                    word.model_copy(
+                        update={"start": _within(word.start, duration), "end": _within(word.end, duration)}
+                    )
+                    for word in segment.words
+                ],
+            }
+        )
+        for index, segment in enumerate(transcript.segments)
+    ]
+
+
+@cache
+def _writers() -> dict[str, Any]:
     utils = whisper_module("utils")
-    writer = {"srt": utils.WriteSRT, "vtt": utils.WriteVTT}[response_format](output_dir="")
+
+    class WriteVTTWithHours(utils.WriteVTT):  # type: ignore[name-defined,misc]
+        always_include_hours = True
+
+    return {"srt": utils.WriteSRT, "vtt": WriteVTTWithHours}
+
+
+def subtitles(segments: list[Segment], response_format: str) -> str:
+    """SRT or WebVTT text, written by openai-whisper's writer into memory."""
+    writer = _writers()[response_format](output_dir="")
     buffer = io.StringIO()
-    writer.write_result(_writer_result(transcript), file=buffer)
+    # Segment-level cues, as OpenAI's srt/vtt: no "words" key, so the writers keep one cue per segment.
+    result = {"segments": [{"start": s.start, "end": s.end, "text": s.text} for s in segments]}
+    writer.write_result(result, file=buffer)
     return buffer.getvalue()
 
 
 def verbose(transcript: Transcript, granularities: frozenset[str]) -> TranscriptionVerbose:
     with_segments = "segment" in granularities or not granularities
     with_words = "word" in granularities
+    segments = timed_segments(transcript)
     return TranscriptionVerbose(
         task=transcript.task,
         language=language_name(transcript.language),
         duration=transcript.duration,
         text=transcript.text,
-        segments=[
-            SegmentOut.model_validate(segment.model_dump(exclude={"words"}))
-            for segment in transcript.segments
-        ]
+        segments=[SegmentOut.model_validate(segment.model_dump(exclude={"words"})) for segment in segments]
         if with_segments
         else None,
-        words=[WordOut(word=word.word.strip(), start=word.start, end=word.end) for word in transcript.words]
+        words=[
+            WordOut(word=word.word.strip(), start=word.start, end=word.end)
+            for segment in segments
+            for word in segment.words or []
+        ]
         if with_words
         else None,
+        usage=usage(transcript),
     )
 
 
@@ -106,11 +147,11 @@ def render(
     `granularities` (`word`, `segment`) matter for verbose_json only.
     """
     if response_format == "json":
-        return TranscriptionJson(text=transcript.text), JSON_MEDIA_TYPE
+        return TranscriptionJson(text=transcript.text, usage=usage(transcript)), JSON_MEDIA_TYPE
     if response_format == "verbose_json":
         return verbose(transcript, granularities), JSON_MEDIA_TYPE
     if response_format == "text":
         return transcript.text + "\n", TEXT_MEDIA_TYPE
     if response_format in ("srt", "vtt"):
-        return subtitles(transcript, response_format), TEXT_MEDIA_TYPE
+        return subtitles(timed_segments(transcript), response_format), TEXT_MEDIA_TYPE
     raise ValueError(f"unknown response_format {response_format!r}")

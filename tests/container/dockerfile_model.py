@@ -13,6 +13,8 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from whisper_api import contract
+
 REPO = Path(__file__).resolve().parents[2]
 SERVICE = REPO / "service"
 DOCKERFILE = SERVICE / "Dockerfile"
@@ -127,3 +129,17 @@ def parse_dockerfile(text: str) -> Dockerfile:
         else:
             stages[-1].instructions.append(instruction)
     return Dockerfile(global_args, stages)
+
+
+def copied_from_context(dockerfile: Dockerfile) -> list[str]:
+    """Every context path a COPY names, with `${WHISPER_ENGINE}` expanded for each engine."""
+    sources = []
+    for stage in dockerfile.stages:
+        for copy in stage.of("COPY"):
+            if "from" in copy.flags:
+                continue
+            for source in copy.value.split()[:-1]:
+                sources += sorted(
+                    {source.replace(f"${{{contract.BUILD_ARG_ENGINE}}}", e) for e in contract.ENGINES}
+                )
+    return sources

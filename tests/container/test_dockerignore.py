@@ -3,7 +3,7 @@
 import re
 
 import pytest
-from dockerfile_model import DOCKERIGNORE, SERVICE, Dockerfile
+from dockerfile_model import DOCKERIGNORE, SERVICE, Dockerfile, copied_from_context
 
 
 def _pattern_regex(pattern: str) -> re.Pattern[str]:
@@ -74,9 +74,10 @@ def test_tests_venvs_caches_and_local_files_stay_out(path: str) -> None:
         "whisper_api/__main__.py",
         "whisper_api/engines/faster.py",
         "fetch_model.py",
-        "requirements-image.txt",
-        "requirements-gpu.txt",
-        "requirements-cpu.txt",
+        "check_cuda.py",
+        "requirements-image-faster-whisper.txt",
+        "requirements-image-faster-whisper-gpu.txt",
+        "requirements-image-openai-whisper-cpu.txt",
         "requirements-fetch.txt",
     ],
 )
@@ -85,13 +86,7 @@ def test_what_the_image_needs_is_sent(path: str) -> None:
 
 
 def test_every_file_that_the_dockerfile_copies_is_in_the_context(dockerfile: Dockerfile) -> None:
-    copied = [
-        source
-        for stage in dockerfile.stages
-        for copy in stage.of("COPY")
-        if "from" not in copy.flags
-        for source in copy.value.split()[:-1]
-    ]
+    copied = copied_from_context(dockerfile)
     assert copied
     for source in copied:
         root = SERVICE / source

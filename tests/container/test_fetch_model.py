@@ -2,6 +2,7 @@
 download steps with injected downloaders (what they write is checked as the service will read it)."""
 
 import hashlib
+import re
 import stat
 from pathlib import Path
 
@@ -61,32 +62,118 @@ def test_unknown_names_and_engines_fail_with_the_valid_choices(engine: str, name
         fetch_model.model_path(engine, name, ROOT)
 
 
-def test_a_ct2_model_is_downloaded_into_its_folder_and_made_readable(tmp_path: Path) -> None:
+FAKE_FILES = {"model.bin": b"weights", "config.json": b"{}"}
+FAKE_REPO = "owner/fake-ct2"
+FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture
+def pinned_fake(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A CTranslate2 model `fake-v1` pinned to FAKE_COMMIT with FAKE_FILES' digests."""
+    digests = {name: hashlib.sha256(data).hexdigest() for name, data in FAKE_FILES.items()}
+    monkeypatch.setitem(fetch_model.FASTER_WHISPER_REPOS, "fake-v1", FAKE_REPO)
+    monkeypatch.setitem(fetch_model.PINNED_CT2, FAKE_REPO, fetch_model.PinnedRevision(FAKE_COMMIT, digests))
+    return "fake-v1"
+
+
+def _hub(files: dict[str, bytes]):
     calls = []
 
-    def downloader(repo_id: str, target: Path, revision: str | None) -> None:
-        calls.append((repo_id, target, revision))
-        (target / "model.bin").write_bytes(b"weights")
-        (target / "config.json").write_text("{}")
-        (target / "model.bin").chmod(0o600)
+    def downloader(repo_id: str, target: Path, revision: str, patterns: list[str]) -> None:
+        calls.append((repo_id, revision, patterns))
+        for name, data in files.items():
+            (target / name).write_bytes(data)
+            (target / name).chmod(0o600)
         (target / ".cache" / "huggingface").mkdir(parents=True)
 
-    path = fetch_model.fetch(
-        "faster-whisper", "turbo", tmp_path, revision="abc123", ct2_downloader=downloader
-    )
+    return downloader, calls
 
-    assert path == tmp_path / "turbo"
-    assert calls == [("mobiuslabsgmbh/faster-whisper-large-v3-turbo", path, "abc123")]
+
+def test_a_pinned_model_is_fetched_at_its_commit_verified_and_made_readable(
+    tmp_path: Path, pinned_fake: str
+) -> None:
+    downloader, calls = _hub(FAKE_FILES)
+
+    path = fetch_model.fetch("faster-whisper", pinned_fake, tmp_path, ct2_downloader=downloader)
+
+    assert path == tmp_path / pinned_fake
+    assert calls == [(FAKE_REPO, FAKE_COMMIT, ["config.json", "model.bin"])]
     assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.bin"]
     assert stat.S_IMODE((path / "model.bin").stat().st_mode) == 0o644
 
 
+def test_a_pinned_file_with_another_digest_fails_and_leaves_nothing(tmp_path: Path, pinned_fake: str) -> None:
+    downloader, _ = _hub({**FAKE_FILES, "model.bin": b"tampered"})
+
+    with pytest.raises(ModelFetchError, match=rf"checksum mismatch for {FAKE_REPO}@{FAKE_COMMIT}/model\.bin"):
+        fetch_model.fetch("faster-whisper", pinned_fake, tmp_path, ct2_downloader=downloader)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_another_commit_of_a_pinned_model_is_fetched_by_its_commit(tmp_path: Path, pinned_fake: str) -> None:
+    downloader, calls = _hub({**FAKE_FILES, "model.bin": b"retrained"})
+    other = "f" * 40
+
+    fetch_model.fetch("faster-whisper", pinned_fake, tmp_path, revision=other, ct2_downloader=downloader)
+
+    # No digests are known for that commit: the commit id itself pins the content.
+    assert calls == [(FAKE_REPO, other, fetch_model.CT2_ALLOW_PATTERNS)]
+
+
+def test_an_unpinned_model_needs_a_commit(tmp_path: Path) -> None:
+    downloader, calls = _hub(FAKE_FILES)
+    with pytest.raises(
+        ModelFetchError, match=r"'owner/unpinned' .* has no pinned revision.*whisper:modelRevision"
+    ):
+        fetch_model.fetch("faster-whisper", "owner/unpinned", tmp_path, ct2_downloader=downloader)
+    assert calls == []
+
+    fetch_model.fetch(
+        "faster-whisper", "owner/unpinned", tmp_path, revision=FAKE_COMMIT, ct2_downloader=downloader
+    )
+    assert calls == [("owner/unpinned", FAKE_COMMIT, fetch_model.CT2_ALLOW_PATTERNS)]
+
+
+@pytest.mark.parametrize("revision", ["main", "v1.0", "0123abc", "F" * 40])
+def test_a_branch_tag_or_short_id_is_refused(tmp_path: Path, revision: str) -> None:
+    downloader, calls = _hub(FAKE_FILES)
+    with pytest.raises(ModelFetchError, match="is not a commit id"):
+        fetch_model.fetch(
+            "faster-whisper", "large-v3", tmp_path, revision=revision, ct2_downloader=downloader
+        )
+    assert calls == []
+
+
 def test_a_repository_without_a_ct2_model_fails_the_build(tmp_path: Path) -> None:
-    def downloader(repo_id: str, target: Path, revision: str | None) -> None:
-        (target / "config.json").write_text("{}")
+    downloader, _ = _hub({"config.json": b"{}"})
 
     with pytest.raises(ModelFetchError, match=r"not a CTranslate2 model: model\.bin missing"):
-        fetch_model.fetch("faster-whisper", "owner/pytorch-only", tmp_path, ct2_downloader=downloader)
+        fetch_model.fetch(
+            "faster-whisper", "owner/pytorch-only", tmp_path, revision=FAKE_COMMIT, ct2_downloader=downloader
+        )
+    assert not (tmp_path / "owner" / "pytorch-only").exists()
+
+
+def test_the_pins_are_commits_with_a_digest_for_each_model_file() -> None:
+    assert fetch_model.FASTER_WHISPER_REPOS[contract.DEFAULT_IMAGE_MODEL] in fetch_model.PINNED_CT2
+    for repo, pin in fetch_model.PINNED_CT2.items():
+        assert re.fullmatch(r"[0-9a-f]{40}", pin.revision), repo
+        assert {"model.bin", "config.json"} <= set(pin.sha256), repo
+        assert all(re.fullmatch(r"[0-9a-f]{64}", digest) for digest in pin.sha256.values()), repo
+
+
+@pytest.mark.parametrize("engine", ["faster-whisper", "openai-whisper"])
+def test_tiny_en_comes_from_the_bundled_package_and_matches_the_hub_pin(tmp_path: Path, engine: str) -> None:
+    def hub(*_: object) -> None:
+        raise AssertionError("tiny.en must not reach the hub")
+
+    path = fetch_model.fetch(engine, contract.BUNDLED_MODEL, tmp_path, ct2_downloader=hub)
+
+    # A CTranslate2 folder for both engines (openai-whisper converts it at start), byte for byte the
+    # pinned commit of Systran/faster-whisper-tiny.en.
+    assert path == tmp_path / contract.BUNDLED_MODEL
+    pin = fetch_model.PINNED_CT2[fetch_model.BUNDLED_REPO]
+    assert {p.name: fetch_model.sha256_of(p) for p in path.iterdir()} == dict(pin.sha256)
 
 
 @pytest.fixture

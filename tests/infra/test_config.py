@@ -107,6 +107,11 @@ CASES: Mapping[str, tuple[dict[str, str | None], str, str]] = {
     "bool malformed": ({"whisper__public": "maybe"}, "whisper:public", "whisper:public false"),
     "unknown engine": ({"whisper__engine": "whisper.cpp"}, "whisper:engine", "whisper:engine faster-whisper"),
     "model with spaces": ({"whisper__model": "large v3"}, "whisper:model", "whisper:model large-v3-turbo"),
+    "model revision a branch": (
+        {"whisper__modelRevision": "main"},
+        "whisper:modelRevision",
+        "pulumi config set whisper:modelRevision",
+    ),
     "service name": ({"whisper__serviceName": "Whisper_API"}, "whisper:serviceName", "serviceName whisper"),
     "ingress": ({"whisper__ingress": "public"}, "whisper:ingress", "whisper:ingress all"),
     "public with invokers": (

@@ -40,6 +40,16 @@ def test_uptime_check_defaults_on_when_an_instance_is_kept_warm() -> None:
     assert parse_config({**VALID, "whisper:minInstances": "1"}).observability.uptime_check is True
 
 
+def test_no_uptime_check_on_an_internal_service() -> None:
+    internal = {**VALID, "whisper:minInstances": "1", "whisper:ingress": "internal"}
+    assert parse_config(internal).observability.uptime_check is False
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**internal, "whisper:observability": json.dumps({"uptimeCheck": True})})
+    [problem] = caught.value.problems
+    assert "whisper:observability.uptimeCheck needs whisper:ingress all" in problem
+    assert "'whisper:observability.uptimeCheck' false" in problem
+
+
 def test_p95_default_stays_below_a_short_timeout() -> None:
     cfg = parse_config({**VALID, "whisper:timeoutSeconds": "60"})
     assert cfg.observability.p95_latency_seconds == 48
@@ -47,7 +57,12 @@ def test_p95_default_stays_below_a_short_timeout() -> None:
 
 def test_prod_example_caps_spend_and_checks_uptime() -> None:
     cfg = parse_config(load_stack_config("prod"))
-    assert cfg.spend_cap == SpendCapConfig(fraction=1.0)
+    assert cfg.spend_cap == SpendCapConfig(
+        fraction=1.0,
+        service_account="whisper-cap-prod@my-whisper-prod.iam.gserviceaccount.com",
+        push_service_account="whisper-cap-push-prod@my-whisper-prod.iam.gserviceaccount.com",
+        role="projects/my-whisper-prod/roles/whisperSpendCapProd",
+    )
     assert cfg.observability.uptime_check is True
     assert cfg.observability.emails == ("platform-oncall@example.com",)
 
@@ -127,6 +142,28 @@ def test_a_disabled_spend_cap_needs_nothing() -> None:
         ),
         ({"enabled": True, "fraction": 50}, "whisper:spendCap.fraction 50 must be"),
         ({"enabled": True, "at": 1}, "whisper:spendCap.at is not a known key"),
+        (
+            {"enabled": True, "serviceAccount": "whisper-cap-dev@my-whisper-dev.iam.gserviceaccount.com"},
+            "whisper:spendCap needs serviceAccount, pushServiceAccount and role together",
+        ),
+        (
+            {
+                "enabled": True,
+                "serviceAccount": "whisper-cap@other-project.iam.gserviceaccount.com",
+                "pushServiceAccount": "whisper-cap-push-dev@my-whisper-dev.iam.gserviceaccount.com",
+                "role": "projects/my-whisper-dev/roles/whisperSpendCapDev",
+            },
+            "whisper:spendCap.serviceAccount 'whisper-cap@other-project.iam.gserviceaccount.com' must be",
+        ),
+        (
+            {
+                "enabled": True,
+                "serviceAccount": "whisper-cap-dev@my-whisper-dev.iam.gserviceaccount.com",
+                "pushServiceAccount": "whisper-cap-push-dev@my-whisper-dev.iam.gserviceaccount.com",
+                "role": "roles/run.developer",
+            },
+            "whisper:spendCap.role 'roles/run.developer' must be a custom role of my-whisper-dev",
+        ),
     ],
 )
 def test_spend_cap_mistakes_name_the_key_and_the_fix(settings: dict[str, object], expected: str) -> None:

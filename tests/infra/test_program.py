@@ -162,6 +162,7 @@ def test_image_build_settings(dev: Plan) -> None:
     assert build["buildArgs"] == {
         contract.BUILD_ARG_ENGINE: "faster-whisper",
         contract.BUILD_ARG_MODEL: "tiny.en",
+        contract.BUILD_ARG_MODEL_REVISION: "",  # the commit service/fetch_model.py pins
     }
     assert build["registries"] == [
         {
@@ -175,7 +176,15 @@ def test_image_build_settings(dev: Plan) -> None:
     assert build["cacheFrom"] == [{"registry": {"ref": cache_ref}}]
     cache_to = build["cacheTo"][0]["registry"]
     assert cache_to["ref"] == cache_ref
-    assert (cache_to["mode"], cache_to["imageManifest"], cache_to["ociMediaTypes"]) == ("max", True, True)
+    # min: the dependency stages' layers are not exported a second time (docs/images.md measures it).
+    assert (cache_to["mode"], cache_to["imageManifest"], cache_to["ociMediaTypes"]) == ("min", True, True)
+
+
+def test_a_model_revision_is_passed_to_the_build() -> None:
+    commit = "0a363e9161cbc7ed1431c9597a8ceaf0c4f78fcf"
+    config = {**load_stack_config("dev"), "whisper:modelRevision": commit}
+    build_args = run_program(config, stack="dev").one(IMAGE).inputs["buildArgs"]
+    assert build_args[contract.BUILD_ARG_MODEL_REVISION] == commit
 
 
 def test_build_context_is_relative_to_where_pulumi_runs(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,6 +4,7 @@ Each engine loads once per test session (about a second each); tests that need o
 for `engines["faster-whisper"]` and never pay for the other.
 """
 
+import io
 import json
 import os
 import re
@@ -12,11 +13,13 @@ import socket
 import subprocess
 import sys
 import time
+import wave
 from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import av
 import httpx
 import numpy as np
 import pytest
@@ -155,6 +158,48 @@ def fw_api(engines: LazyEngines) -> Iterator[object]:
     client.__exit__(None, None, None)
 
 
+# --- Decompression bombs, made here (a few kilobytes that decode to hours) ---
+
+
+def wav_bytes(rate: int, samples: int, width: int = 1) -> bytes:
+    """A WAV header declaring `samples` samples at `rate` Hz, then the (silent) samples."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(width)
+        wav.setframerate(rate)
+        wav.writeframes(b"\x80" * samples * width)
+    return out.getvalue()
+
+
+def flac_of_silence(seconds: float, rate: int = 8_000) -> bytes:
+    """A FLAC of digital silence: a few kilobytes per minute, encoded here with PyAV."""
+    out = io.BytesIO()
+    with av.open(out, "w", format="flac") as container:
+        stream = container.add_stream("flac", rate=rate, layout="mono")
+        frame_samples = 4096
+        silence = np.zeros((1, frame_samples), dtype=np.int16)
+        for start in range(0, int(seconds * rate), frame_samples):
+            frame = av.AudioFrame.from_ndarray(silence, format="s16", layout="mono")
+            frame.sample_rate = rate
+            frame.pts = start
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return out.getvalue()
+
+
+def long_recording(tmp_path: Path, repeats: int) -> bytes:
+    """Real speech, minutes long: long.ogg said `repeats` times, as a 16 kHz 16-bit WAV."""
+    samples = np.tile(load_clip("long.ogg"), repeats)
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(SAMPLE_RATE)
+        wav.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return out.getvalue()
+
+
 # --- The real server (`python -m whisper_api`) in a subprocess on loopback, for socket-level tests ---
 
 REPO = FIXTURES.parents[1]
@@ -177,14 +222,16 @@ def start_server(tmp_path: Path, **settings: str) -> Server:
         port = sock.getsockname()[1]
     env = {key: value for key, value in os.environ.items() if not key.startswith("WHISPER_")}
     env.update(
-        HOST="127.0.0.1",
-        PORT=str(port),
-        PYTHONPATH=f"{REPO / 'service'}{os.pathsep}{REPO}",
-        WHISPER_ENGINE="faster-whisper",
-        WHISPER_MODEL="tiny.en",
-        WHISPER_DEVICE="cpu",
-        WHISPER_LOG_JSON="true",
-        **settings,
+        {
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "PYTHONPATH": f"{REPO / 'service'}{os.pathsep}{REPO}",
+            "WHISPER_ENGINE": "faster-whisper",
+            "WHISPER_MODEL": "tiny.en",
+            "WHISPER_DEVICE": "cpu",
+            "WHISPER_LOG_JSON": "true",
+            **settings,
+        }
     )
     log = tmp_path / "server.log"
     with log.open("wb") as out:

@@ -1,22 +1,25 @@
 """What one client's worst behaviour costs everyone else, against the real server over sockets:
 decompression bombs, uploads that stall, clients that leave in the middle of an inference."""
 
-import io
 import json
 import socket
 import threading
 import time
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 
-import av
 import httpx
-import numpy as np
 import pytest
 
-from tests.service.conftest import FIXTURES, Server, load_clip, start_server, stop
-from whisper_api.engines.base import SAMPLE_RATE
+from tests.service.conftest import (
+    FIXTURES,
+    Server,
+    flac_of_silence,
+    long_recording,
+    start_server,
+    stop,
+    wav_bytes,
+)
 
 TRANSCRIPTIONS = "/v1/audio/transcriptions"
 IDLE_TIMEOUT_S = 2
@@ -118,18 +121,6 @@ def test_eight_stalled_uploads_are_cut_off_and_block_nobody(server: Server) -> N
     assert server.metric("whisper_requests_admitted") == 0
 
 
-def long_recording(tmp_path: Path, repeats: int) -> bytes:
-    """Real speech, minutes long: long.ogg said `repeats` times, as a 16 kHz 16-bit WAV."""
-    samples = np.tile(load_clip("long.ogg"), repeats)
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(SAMPLE_RATE)
-        wav.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    return out.getvalue()
-
-
 def test_a_client_leaving_mid_inference_frees_the_worker_at_once(server: Server, tmp_path: Path) -> None:
     """An 11-minute file (tens of seconds of inference here) whose client hangs up once its inference
     started: the engine stops within a segment, and the next request is served within seconds."""
@@ -165,33 +156,6 @@ def test_a_long_file_that_fits_the_deadline_is_transcribed_whole(server: Server)
 MIB = 1024 * 1024
 
 
-def wav_at_1_hz() -> bytes:
-    """10 KB declaring 10,000 samples at 1 Hz: 2.8 hours once resampled to 16 kHz."""
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(1)
-        wav.setframerate(1)
-        wav.writeframes(b"\x80" * 10_000)
-    return out.getvalue()
-
-
-def flac_of_silence(seconds: float, rate: int = 8_000) -> bytes:
-    """About 2 MB of FLAC for 3 hours of digital silence (encoded here with PyAV)."""
-    out = io.BytesIO()
-    with av.open(out, "w", format="flac") as container:
-        stream = container.add_stream("flac", rate=rate, layout="mono")
-        frame_samples = 4096
-        silence = np.zeros((1, frame_samples), dtype=np.int16)
-        for start in range(0, int(seconds * rate), frame_samples):
-            frame = av.AudioFrame.from_ndarray(silence, format="s16", layout="mono")
-            frame.sample_rate = rate
-            frame.pts = start
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    return out.getvalue()
-
-
 def memory_mib(pid: int) -> dict[str, float]:
     """The server's resident memory now (VmRSS) and at its peak (VmHWM), from /proc."""
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
@@ -209,7 +173,7 @@ def test_three_concurrent_bombs_add_less_than_600_mib_and_memory_returns(tmp_pat
     peak stays under idle + 600 MiB (it was 5.5 GB for three such files)."""
     flac = flac_of_silence(3 * 3600 - 10)
     assert len(flac) < 3 * MIB
-    wav = wav_at_1_hz()
+    wav = wav_bytes(rate=1, samples=10_000)  # 10 KB: 2.8 hours at 16 kHz
     assert len(wav) < 11_000
     server = start_server(tmp_path, WHISPER_WORKERS="1", WHISPER_QUEUE_SIZE="8")
     try:

@@ -1,13 +1,11 @@
 """Decoding uploads with PyAV: every accepted container, resampling, and every way a file is bad."""
 
-import io
-import wave
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
+from tests.service.conftest import flac_of_silence, wav_bytes
 from whisper_api.audio import SAMPLE_RATE, AudioError, decode_audio, duration_seconds, probe_audio
 from whisper_api.engines.base import as_float32
 
@@ -114,17 +112,6 @@ def test_an_image_is_refused_as_an_unsupported_format() -> None:
 # --- Decompression bombs: a small file that declares or holds hours of audio --------------------
 
 
-def wav_bytes(rate: int, samples: int, width: int = 1) -> bytes:
-    """A WAV header declaring `samples` samples at `rate` Hz, then the (silent) samples."""
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(width)
-        wav.setframerate(rate)
-        wav.writeframes(b"\x80" * samples * width)
-    return out.getvalue()
-
-
 @pytest.mark.parametrize("rate", [1, 100, 3_999, 400_000, 1_000_000])
 def test_an_absurd_sample_rate_is_refused_naming_it(rate: int) -> None:
     """10 KB at 1 Hz would be 2.8 hours (650 MB of float32) once resampled to 16 kHz."""
@@ -140,22 +127,6 @@ def test_an_absurd_sample_rate_is_refused_naming_it(rate: int) -> None:
 def test_real_sample_rates_are_accepted(rate: int) -> None:
     audio = decode_audio(wav_bytes(rate, rate // 2), max_seconds=60)
     assert duration_seconds(audio) == pytest.approx(0.5, abs=0.01)
-
-
-def flac_of_silence(seconds: float, rate: int = 8_000) -> bytes:
-    """A FLAC of digital silence: a few kilobytes per minute, encoded here with PyAV."""
-    out = io.BytesIO()
-    with av.open(out, "w", format="flac") as container:
-        stream = container.add_stream("flac", rate=rate, layout="mono")
-        frame_samples = 4096
-        silence = np.zeros((1, frame_samples), dtype=np.int16)
-        for start in range(0, int(seconds * rate), frame_samples):
-            frame = av.AudioFrame.from_ndarray(silence, format="s16", layout="mono")
-            frame.sample_rate = rate
-            frame.pts = start
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    return out.getvalue()
 
 
 def test_a_declared_duration_over_the_limit_is_refused_from_the_header() -> None:

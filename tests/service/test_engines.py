@@ -279,3 +279,30 @@ def test_a_call_cancelled_before_it_starts_decodes_nothing(engine, short_clip) -
     with pytest.raises(TranscriptionCancelled):
         engine.transcribe(short_clip, TranscribeOptions(), on_segment=seen.append, cancel=cancel)
     assert seen == []
+
+
+def test_vad_by_pieces_keeps_speech_that_runs_over_a_piece_boundary(
+    engines, transcribed, long_clip, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """VAD runs over 5-minute pieces; cut every 20 s instead, the 40 s clip loses no speech."""
+    from whisper_api.engines import faster
+
+    boundary = 625 * 512  # 20 s
+    monkeypatch.setattr(faster, "VAD_PIECE_SAMPLES", boundary)
+    chunks = faster.speech_chunks(long_clip)
+    assert any(c["start"] < boundary < c["end"] for c in chunks)  # one chunk across the cut
+    transcript = engines["faster-whisper"].transcribe(long_clip, TranscribeOptions())
+    assert similarity(transcript.text, transcribed("faster-whisper", "long.ogg").text) > 0.95
+
+
+def test_pieces_skipped_as_digital_silence_are_ones_silero_finds_no_speech_in() -> None:
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    from whisper_api.engines.base import as_float32
+    from whisper_api.engines.faster import DIGITAL_SILENCE, is_digital_silence
+
+    dither = np.random.default_rng(0).integers(-DIGITAL_SILENCE, DIGITAL_SILENCE + 1, 60 * SAMPLE_RATE)
+    dither = dither.astype(np.int16)
+    assert is_digital_silence(dither) and is_digital_silence(as_float32(dither))
+    assert get_speech_timestamps(as_float32(dither), VadOptions()) == []
+    assert not is_digital_silence(dither * 2)

@@ -56,7 +56,11 @@ def test_json(transcript: Transcript) -> None:
     body, media_type = render(transcript, "json", frozenset())
     assert media_type == JSON_MEDIA_TYPE
     assert isinstance(body, TranscriptionJson)
-    assert body.model_dump() == {"text": "Hello there. A --> B"}
+    # usage as OpenAI bills whisper-1: whole seconds of audio, rounded up.
+    assert body.model_dump() == {
+        "text": "Hello there. A --> B",
+        "usage": {"type": "duration", "seconds": 3726},
+    }
 
 
 def test_text_ends_with_a_newline(transcript: Transcript) -> None:
@@ -77,9 +81,30 @@ def test_vtt(transcript: Transcript) -> None:
     assert media_type == TEXT_MEDIA_TYPE
     assert body == (
         "WEBVTT\n\n"
-        "00:00.000 --> 00:02.500\nHello there.\n\n"  # hours only when there are any
+        "00:00:00.000 --> 00:00:02.500\nHello there.\n\n"  # always with hours, as OpenAI writes VTT
         "01:01:01.004 --> 01:01:02.500\nA -> B\n\n"
     )
+
+
+def test_ids_count_from_zero_and_no_time_passes_the_end_of_the_audio() -> None:
+    """faster-whisper numbers segments from 1 and rounds the last end up to its window."""
+    words = [Word(word=" Bye", start=3.2, end=3.9), Word(word=" now.", start=3.9, end=4.4)]
+    transcript = Transcript(
+        task="transcribe",
+        language="en",
+        duration=4.0,
+        segments=[segment(1, 0.0, 2.0, " Hi."), segment(2, 3.2, 4.4, " Bye now.", words)],
+    )
+    body, _ = render(transcript, "verbose_json", frozenset({"word", "segment"}))
+    data = body.model_dump()
+    assert [item["id"] for item in data["segments"]] == [0, 1]
+    assert data["segments"][1]["end"] == 4.0 and data["words"][-1] == {
+        "word": "now.",
+        "start": 3.9,
+        "end": 4.0,
+    }
+    assert render(transcript, "srt", frozenset())[0].splitlines()[5] == "00:00:03,200 --> 00:00:04,000"
+    assert render(transcript, "vtt", frozenset())[0].splitlines()[5] == "00:00:03.200 --> 00:00:04.000"
 
 
 def test_subtitles_of_an_empty_transcript() -> None:
@@ -87,7 +112,10 @@ def test_subtitles_of_an_empty_transcript() -> None:
     assert render(empty, "srt", frozenset())[0] == ""
     assert render(empty, "vtt", frozenset())[0] == "WEBVTT\n\n"
     assert render(empty, "text", frozenset())[0] == "\n"
-    assert render(empty, "json", frozenset())[0].model_dump() == {"text": ""}
+    assert render(empty, "json", frozenset())[0].model_dump() == {
+        "text": "",
+        "usage": {"type": "duration", "seconds": 3},
+    }
 
 
 SEGMENT_KEYS = {
@@ -109,7 +137,8 @@ def test_verbose_json_with_segments(transcript: Transcript, granularities: froze
     body, media_type = render(transcript, "verbose_json", granularities)
     assert media_type == JSON_MEDIA_TYPE
     data = json.loads(body.model_dump_json())
-    assert set(data) == {"task", "language", "duration", "text", "segments"}
+    assert set(data) == {"task", "language", "duration", "text", "segments", "usage"}
+    assert data["usage"] == {"type": "duration", "seconds": 3726}
     assert (data["task"], data["language"], data["duration"]) == ("transcribe", "english", 3725.5)
     assert data["text"] == "Hello there. A --> B"
     assert [set(item) for item in data["segments"]] == [SEGMENT_KEYS, SEGMENT_KEYS]
@@ -200,7 +229,7 @@ def test_real_transcript_in_every_format(transcribed) -> None:
     assert all(cues) and len(cues) == len(transcript.segments)
     for cue, seg in zip(cues, transcript.segments, strict=True):
         assert seconds(*cue.group(2, 3, 4, 5)) == pytest.approx(seg.start, abs=0.001)
-        assert seconds(*cue.group(6, 7, 8, 9)) == pytest.approx(seg.end, abs=0.001)
+        assert seconds(*cue.group(6, 7, 8, 9)) == pytest.approx(min(seg.end, transcript.duration), abs=0.001)
         assert cue.group(10) == seg.text.strip()
     assert max(seconds(*cue.group(6, 7, 8, 9)) for cue in cues) > 30
 
