@@ -194,24 +194,78 @@ def test_unknown_format_is_a_programming_error(transcript: Transcript) -> None:
         render(transcript, "docx", frozenset())  # type: ignore[arg-type]
 
 
-def test_formats_do_not_import_torch() -> None:
+def test_formats_need_neither_openai_whisper_nor_torch() -> None:
+    """The faster-whisper image carries neither: every format must render without them."""
     code = (
-        "import sys\n"
-        "from whisper_api.formats import render, subtitles, language_name\n"
-        "from whisper_api.schemas import Transcript\n"
-        "empty = Transcript(task='transcribe', language='en', duration=1.0, segments=[])\n"
-        "render(empty, 'srt'); render(empty, 'vtt'); language_name('en')\n"
-        "print('torch' in sys.modules, 'whisper' in sys.modules)\n"
+        "import importlib.abc, sys\n"
+        "class Absent(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in {'whisper', 'tiktoken', 'torch'}:\n"
+        "            raise ImportError(name)\n"
+        "sys.meta_path.insert(0, Absent())\n"
+        "from whisper_api.formats import render\n"
+        "from whisper_api.schemas import Segment, Transcript\n"
+        "segment = Segment(id=0, seek=0, start=0, end=1.5, text=' Hi.', tokens=[1], temperature=0,\n"
+        "                  avg_logprob=0, compression_ratio=1, no_speech_prob=0)\n"
+        "transcript = Transcript(task='transcribe', language='de', duration=2.0, segments=[segment])\n"
+        "for name in ('json', 'text', 'srt', 'vtt', 'verbose_json'):\n"
+        "    body, _ = render(transcript, name)\n"
+        "    print(body if isinstance(body, str) else body.model_dump_json())\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         timeout=60,
-        check=True,
         env={"PYTHONPATH": str(SERVICE), "PATH": ""},
     )
-    assert result.stdout.split() == ["False", "False"]
+    assert result.returncode == 0, result.stderr
+    assert "1\n00:00:00,000 --> 00:00:01,500\nHi." in result.stdout
+    assert '"language":"german"' in result.stdout
+
+
+def _reference(module: str):  # openai-whisper's own file, loaded without its package (and torch)
+    import importlib.util
+
+    package = importlib.util.find_spec("whisper")
+    assert package is not None and package.origin is not None
+    spec = importlib.util.spec_from_file_location(
+        f"reference_{module}", Path(package.origin).parent / f"{module}.py"
+    )
+    assert spec is not None and spec.loader is not None
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+def reference_subtitles(transcript: Transcript, response_format: str) -> str:
+    """openai-whisper's writer on the segments as responses show them; VTT with hours, as OpenAI's API."""
+    import io
+
+    from whisper_api.formats import timed_segments
+
+    utils = _reference("utils")
+    writer = utils.WriteSRT(output_dir="") if response_format == "srt" else utils.WriteVTT(output_dir="")
+    writer.always_include_hours = True
+    out = io.StringIO()
+    segments = [{"start": s.start, "end": s.end, "text": s.text} for s in timed_segments(transcript)]
+    writer.write_result({"segments": segments}, file=out)
+    return out.getvalue()
+
+
+def test_language_names_are_openai_whispers() -> None:
+    from whisper_api.formats import LANGUAGE_NAMES
+
+    assert _reference("tokenizer").LANGUAGES == LANGUAGE_NAMES
+
+
+@pytest.mark.parametrize("response_format", ["srt", "vtt"])
+def test_subtitles_are_byte_for_byte_openai_whispers(
+    transcript: Transcript, transcribed, response_format: str
+) -> None:
+    real = transcribed("faster-whisper", "long.ogg", word_timestamps=True)
+    for case in (transcript, real, Transcript(task="transcribe", language="en", duration=1.0, segments=[])):
+        assert render(case, response_format)[0] == reference_subtitles(case, response_format)
 
 
 SRT_CUE = re.compile(r"(\d+)\n(\d\d):(\d\d):(\d\d),(\d{3}) --> (\d\d):(\d\d):(\d\d),(\d{3})\n(.+)")
