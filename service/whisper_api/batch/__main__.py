@@ -59,13 +59,13 @@ def parse_args(argv: Sequence[str] | None, environ: dict[str, str]) -> argparse.
         "--task-index",
         type=int,
         default=int(environ.get("CLOUD_RUN_TASK_INDEX", "0")),
-        help=argparse.SUPPRESS,
+        help="this task's share of the inputs (default: CLOUD_RUN_TASK_INDEX, or 0)",
     )
     parser.add_argument(
         "--task-count",
         type=int,
         default=int(environ.get("CLOUD_RUN_TASK_COUNT", "1")),
-        help=argparse.SUPPRESS,
+        help="tasks sharing the inputs (default: CLOUD_RUN_TASK_COUNT, or 1)",
     )
     parser.add_argument(
         "--run-id",
