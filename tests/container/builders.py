@@ -44,7 +44,7 @@ STANDIN_REPOSITORY = "localhost/whisper-standin-base"
 TEST_REPOSITORY = "localhost/whisper-api-test"
 # buildah's storage is kept between runs for its layer cache; past this it is emptied (a full rebuild)
 # so that layers from old requirement sets do not pile up on the machine.
-STORAGE_CAP_BYTES = 25 * 1024**3
+STORAGE_CAP_BYTES = 30 * 1024**3
 BUILDAH_STORAGE = Path("/var/lib/containers/storage")
 
 
