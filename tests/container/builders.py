@@ -11,6 +11,7 @@ What works on a machine without Docker Hub (docs/images.md, "Testing the images"
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -164,6 +165,15 @@ def build(target: str, tag: str, base: str, build_args: dict[str, str]) -> str:
 
 def docker(*arguments: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
     return run("docker", *arguments, timeout=timeout, check=check)
+
+
+@contextmanager
+def one_run_at_a_time() -> Iterator[None]:
+    """Serialise test runs on one machine: they share buildah's storage, the daemon and the cache."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 @contextmanager
