@@ -453,7 +453,7 @@ def parse_config(raw: Mapping[str, str], secret_keys: Collection[str] = ()) -> S
         has_api_key=api_key is not None or api_key_secret is not None,
         public_ingress=ingress == "all",
     )
-    spend_cap = _parse_spend_cap(r, budget, budget_skipped_reason)
+    spend_cap = _parse_spend_cap(r, project, budget, budget_skipped_reason)
 
     if r.problems:
         raise ConfigError(r.problems)
@@ -860,7 +860,10 @@ OBSERVABILITY_KEYS = (
     "p95LatencySeconds",
     "queueFullRatio",
 )
-SPEND_CAP_KEYS = ("enabled", "fraction")
+SPEND_CAP_KEYS = ("enabled", "fraction", "serviceAccount", "pushServiceAccount", "role")
+# The bootstrap's identities for the cap (outputs <env>SpendCap…); without them the stack creates its own.
+SPEND_CAP_IDENTITY_KEYS = ("serviceAccount", "pushServiceAccount", "role")
+_CUSTOM_ROLE = re.compile(r"^projects/[a-z][-a-z0-9]{4,28}[a-z0-9]/roles/[A-Za-z0-9_.]{3,64}$")
 UPTIME_PERIODS_S = (60, 300, 600, 900)  # the periods Cloud Monitoring accepts
 DEFAULT_P95_LATENCY_S = 120.0  # a 25 MB upload decodes well inside this on an L4; see docs/observability.md
 
@@ -887,6 +890,10 @@ class SpendCapConfig:
     """Stop GPU spend once the month's actual cost passes `fraction` of the budget amount."""
 
     fraction: float = 1.0
+    # The bootstrap's accounts and role (all three or none); None: the stack creates them.
+    service_account: str | None = None
+    push_service_account: str | None = None
+    role: str | None = None
 
 
 def _observability_fix(key: str, example: str) -> str:
@@ -976,7 +983,7 @@ def _parse_observability(
 
 
 def _parse_spend_cap(
-    r: _Reader, budget: BudgetConfig | None, budget_skipped: str | None
+    r: _Reader, project: str, budget: BudgetConfig | None, budget_skipped: str | None
 ) -> SpendCapConfig | None:
     raw = r.json("spendCap", {}, dict, "--path 'spendCap.enabled' true")
     for key in sorted(set(raw) - set(SPEND_CAP_KEYS)):
@@ -1003,6 +1010,9 @@ def _parse_spend_cap(
             f"pulumi config set --path '{NAMESPACE}:spendCap.fraction' 1.0"
         )
         return None
+    identities = {key: raw.get(key) for key in SPEND_CAP_IDENTITY_KEYS if raw.get(key) is not None}
+    if not _spend_cap_identities_valid(r, project, identities):
+        return None
     if not enabled:
         return None
     if budget is None and budget_skipped is not None:
@@ -1012,4 +1022,39 @@ def _parse_spend_cap(
             f"(or pulumi config set --path '{NAMESPACE}:spendCap.enabled' false)"
         )
         return None
-    return SpendCapConfig(fraction=float(fraction))
+    return SpendCapConfig(
+        fraction=float(fraction),
+        service_account=identities.get("serviceAccount"),
+        push_service_account=identities.get("pushServiceAccount"),
+        role=identities.get("role"),
+    )
+
+
+def _spend_cap_identities_valid(r: _Reader, project: str, identities: Mapping[str, Any]) -> bool:
+    """The bootstrap's three outputs, all or none, each in this stack's project."""
+    fix = f"pulumi config set --path '{NAMESPACE}:spendCap.KEY' <the bootstrap's <env>SpendCap… output>"
+    problems = len(r.problems)
+    if identities and len(identities) != len(SPEND_CAP_IDENTITY_KEYS):
+        missing = [key for key in SPEND_CAP_IDENTITY_KEYS if key not in identities]
+        r.fail(
+            f"{NAMESPACE}:spendCap needs serviceAccount, pushServiceAccount and role together (the "
+            f"bootstrap's <env>SpendCap… outputs); missing {', '.join(missing)} — {fix}"
+        )
+    in_project = f"@{project}.iam.gserviceaccount.com"
+    for key in ("serviceAccount", "pushServiceAccount"):
+        email = identities.get(key)
+        if email is not None and (
+            not isinstance(email, str) or not _SERVICE_ACCOUNT.match(email) or not email.endswith(in_project)
+        ):
+            r.fail(
+                f"{NAMESPACE}:spendCap.{key} {email!r} must be a service account e-mail in {project} — {fix}"
+            )
+    role = identities.get("role")
+    if role is not None and not (
+        isinstance(role, str) and _CUSTOM_ROLE.match(role) and role.startswith(f"projects/{project}/")
+    ):
+        r.fail(
+            f"{NAMESPACE}:spendCap.role {role!r} must be a custom role of {project} like "
+            f"projects/{project}/roles/whisperSpendCapProd — {fix}"
+        )
+    return len(r.problems) == problems

@@ -23,7 +23,7 @@ import pulumi_gcp as gcp
 
 from infra.config import ObservabilityConfig
 from infra.service import INGRESS_CONTAINER
-from infra.shared import contract
+from infra.shared import contract, slug
 
 run = gcp.cloudrunv2
 monitoring = gcp.monitoring
@@ -118,15 +118,16 @@ class Observability(pulumi.ComponentResource):
         settings = args.settings
         extra = [email for email in settings.emails if email not in args.channel_emails]
         self.channels = [
+            # Named after the address, like the budget's: removing one touches only its channel.
             monitoring.NotificationChannel(
-                f"{name}-email-{index}",
+                f"{name}-email-{slug(email)}",
                 project=args.project,
                 type="email",
                 display_name=f"{args.service_name} alerts: {email}",
                 labels={"email_address": email},
                 opts=self.child,
             )
-            for index, email in enumerate(extra)
+            for email in extra
         ]
         self.channel_ids: list[pulumi.Input[str]] = [*args.channels, *(c.id for c in self.channels)]
         self.policies: dict[str, monitoring.AlertPolicy] = {}

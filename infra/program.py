@@ -244,6 +244,9 @@ def observe(
                 channels=observability.channel_ids,
                 labels=labels,
                 deletion_protection=cfg.deletion_protection,
+                service_account=cfg.spend_cap.service_account,
+                push_service_account=cfg.spend_cap.push_service_account,
+                role=cfg.spend_cap.role,
             ),
             depends_on=apis.ready,
         )

@@ -48,6 +48,10 @@ class SpendCapArgs:
     channels: Sequence[pulumi.Input[str]]
     labels: Mapping[str, str]
     deletion_protection: bool
+    # The bootstrap's cap account, push account and role (all or none); None: created here.
+    service_account: str | None = None
+    push_service_account: str | None = None
+    role: str | None = None
 
 
 class SpendCap(pulumi.ComponentResource):
@@ -62,55 +66,26 @@ class SpendCap(pulumi.ComponentResource):
     ) -> None:
         super().__init__("whisper:infra:SpendCap", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, depends_on=list(depends_on))
-        prefix = args.service_name[:ACCOUNT_PREFIX_MAX]
         cap_name = f"{args.service_name}-spend-cap"
 
         self.image = self._image(name, args)
-        self.account = gcp.serviceaccount.Account(
-            f"{name}-account",
-            project=args.project,
-            account_id=f"{prefix}-cap",
-            display_name=f"{args.service_name} spend cap",
-            description=f"Caps the {args.service_name} Cloud Run service when its budget is spent.",
-            opts=child,
+        cap_email, push_email, role, grants = (
+            (args.service_account, args.push_service_account, args.role, [])
+            if args.service_account and args.push_service_account and args.role
+            else self._own_identities(name, args, child)
         )
-        self.pusher = gcp.serviceaccount.Account(
-            f"{name}-pusher",
-            project=args.project,
-            account_id=f"{prefix}-cap-push",
-            display_name=f"{args.service_name} spend cap: Pub/Sub push",
-            description="Presented by Pub/Sub to invoke the spend cap; may do nothing else.",
-            opts=child,
-        )
-        cap_member = self.account.email.apply(lambda email: f"serviceAccount:{email}")
-        self.role = gcp.projects.IAMCustomRole(
-            f"{name}-role",
-            project=args.project,
-            role_id=f"{args.service_name.replace('-', '_')}_spend_cap",
-            title=f"{args.service_name} spend cap",
-            description="Read and update one Cloud Run service (granted on that service only).",
-            permissions=list(CAP_PERMISSIONS),
-            opts=child,
-        )
+        cap_member = pulumi.Output.concat("serviceAccount:", cap_email)
         self.grants = [
             run.ServiceIamMember(
                 f"{name}-updates-service",
                 project=args.project,
                 location=args.region,
                 name=args.service,
-                role=self.role.name,
+                role=role,
                 member=cap_member,
                 opts=pulumi.ResourceOptions(parent=self),
             ),
-            gcp.serviceaccount.IAMMember(
-                f"{name}-acts-as-runtime",
-                service_account_id=pulumi.Output.concat(
-                    "projects/", args.project, "/serviceAccounts/", args.runtime_account_email
-                ),
-                role=ACT_AS_ROLE,
-                member=cap_member,
-                opts=pulumi.ResourceOptions(parent=self),
-            ),
+            *grants,
         ]
         self.service = run.Service(
             f"{name}-service",
@@ -124,7 +99,7 @@ class SpendCap(pulumi.ComponentResource):
             invoker_iam_disabled=False,
             deletion_protection=args.deletion_protection,
             template=run.ServiceTemplateArgs(
-                service_account=self.account.email,
+                service_account=cap_email,
                 timeout="60s",
                 max_instance_request_concurrency=1,
                 scaling=run.ServiceTemplateScalingArgs(min_instance_count=0, max_instance_count=1),
@@ -162,7 +137,7 @@ class SpendCap(pulumi.ComponentResource):
             location=args.region,
             name=self.service.name,
             role=INVOKER_ROLE,
-            member=self.pusher.email.apply(lambda email: f"serviceAccount:{email}"),
+            member=pulumi.Output.concat("serviceAccount:", push_email),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.subscription = gcp.pubsub.Subscription(
@@ -179,9 +154,7 @@ class SpendCap(pulumi.ComponentResource):
             ),
             push_config=gcp.pubsub.SubscriptionPushConfigArgs(
                 push_endpoint=self.service.uri,
-                oidc_token=gcp.pubsub.SubscriptionPushConfigOidcTokenArgs(
-                    service_account_email=self.pusher.email
-                ),
+                oidc_token=gcp.pubsub.SubscriptionPushConfigOidcTokenArgs(service_account_email=push_email),
             ),
             labels=dict(args.labels),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[invoker]),
@@ -228,6 +201,51 @@ class SpendCap(pulumi.ComponentResource):
             opts=child,
         )
         self.register_outputs({"service": self.service.name, "subscription": self.subscription.name})
+
+    def _own_identities(
+        self, name: str, args: SpendCapArgs, opts: pulumi.ResourceOptions
+    ) -> tuple[pulumi.Output[str], pulumi.Output[str], pulumi.Output[str], list[pulumi.Resource]]:
+        """Without the bootstrap's: the two accounts, the role and "act as" the runtime account.
+
+        Creating them needs a project owner (or iam.serviceAccounts.create, iam.roles.create and
+        setIamPolicy on the runtime account), which the keyless CI deployer does not have.
+        """
+        prefix = args.service_name[:ACCOUNT_PREFIX_MAX]
+        account = gcp.serviceaccount.Account(
+            f"{name}-account",
+            project=args.project,
+            account_id=f"{prefix}-cap",
+            display_name=f"{args.service_name} spend cap",
+            description=f"Caps the {args.service_name} Cloud Run service when its budget is spent.",
+            opts=opts,
+        )
+        pusher = gcp.serviceaccount.Account(
+            f"{name}-pusher",
+            project=args.project,
+            account_id=f"{prefix}-cap-push",
+            display_name=f"{args.service_name} spend cap: Pub/Sub push",
+            description="Presented by Pub/Sub to invoke the spend cap; may do nothing else.",
+            opts=opts,
+        )
+        role = gcp.projects.IAMCustomRole(
+            f"{name}-role",
+            project=args.project,
+            role_id=f"{args.service_name.replace('-', '_')}_spend_cap",
+            title=f"{args.service_name} spend cap",
+            description="Read and update one Cloud Run service (granted on that service only).",
+            permissions=list(CAP_PERMISSIONS),
+            opts=opts,
+        )
+        acts_as_runtime = gcp.serviceaccount.IAMMember(
+            f"{name}-acts-as-runtime",
+            service_account_id=pulumi.Output.concat(
+                "projects/", args.project, "/serviceAccounts/", args.runtime_account_email
+            ),
+            role=ACT_AS_ROLE,
+            member=account.email.apply(lambda email: f"serviceAccount:{email}"),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return account.email, pusher.email, role.name, [acts_as_runtime]
 
     def _image(self, name: str, args: SpendCapArgs) -> docker_build.Image:
         """The cap's image, pushed next to the API's with the same short-lived credentials."""

@@ -60,6 +60,9 @@ SECRET_MANAGER_PERMISSIONS = (
     "secretmanager.versions.get",
     "secretmanager.versions.list",
 )
+# With `bootstrap:spendCap`: what the spend cap may do to the service it is granted on, nothing more.
+SPEND_CAP_ROLE_ID = "whisperSpendCap"
+SPEND_CAP_PERMISSIONS = ("run.services.get", "run.services.update")
 # What the running container calls: Cloud Logging and Cloud Monitoring. Image pulls are done by
 # Cloud Run's service agent, which reads same-project repositories.
 RUNTIME_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
@@ -120,6 +123,8 @@ class BootstrapConfig:
     kept_state_versions: int = 20
     # The stacks' `whisper:batch`: a job account per environment and the deployers' bucket role.
     batch: bool = False
+    # The stacks' `whisper:spendCap`: the cap's identities and role per environment.
+    spend_cap: bool = False
 
     def project_of(self, environment: str) -> str:
         return self.dev_project if environment == "dev" else self.prod_project
@@ -132,6 +137,12 @@ class BootstrapConfig:
 
     def job_account_id(self, environment: str) -> str:
         return f"{self.service_name}-job-{environment}"
+
+    def spend_cap_account_id(self, environment: str) -> str:
+        return f"{self.service_name}-cap-{environment}"
+
+    def spend_cap_push_account_id(self, environment: str) -> str:
+        return f"{self.service_name}-cap-push-{environment}"
 
     @property
     def previewer_account_id(self) -> str:
@@ -219,6 +230,8 @@ def parse_config(raw: Mapping[str, object]) -> BootstrapConfig:
     )
     batch = text("batch", "false").lower()
     check("batch", batch, batch in {"true", "false"}, "true or false", "true")
+    spend_cap = text("spendCap", "false").lower()
+    check("spendCap", spend_cap, spend_cap in {"true", "false"}, "true or false", "true")
     for retired in ("deployerAccountId", "deployProjects", "runtimeServiceAccounts", "billingAccount"):
         if raw.get(retired) is not None:
             problems.append(
@@ -244,6 +257,7 @@ def parse_config(raw: Mapping[str, object]) -> BootstrapConfig:
         state_bucket_location=text("stateBucketLocation", "US"),
         kept_state_versions=int(kept),
         batch=batch == "true",
+        spend_cap=spend_cap == "true",
     )
 
 
@@ -262,6 +276,7 @@ CONFIG_KEYS = (
     "stateBucketLocation",
     "keptStateVersions",
     "batch",
+    "spendCap",
     "deployerAccountId",
     "deployProjects",
     "runtimeServiceAccounts",
@@ -448,6 +463,7 @@ class KeylessCi(pulumi.ComponentResource):
         # --- per environment: the runtime account and the deployer that may act as it only ----------
         self.runtime_accounts: dict[str, gcp.serviceaccount.Account] = {}
         self.job_accounts: dict[str, gcp.serviceaccount.Account] = {}
+        self.spend_cap_outputs: dict[str, pulumi.Output[str]] = {}
         self.deployers: dict[str, gcp.serviceaccount.Account] = {}
         for environment in ENVIRONMENTS:
             self._environment(environment)
@@ -469,6 +485,7 @@ class KeylessCi(pulumi.ComponentResource):
             "backendUrl": self.backend_url,
             "secretsProvider": self.secrets_provider,
             **{f"{env}BatchServiceAccount": account.email for env, account in self.job_accounts.items()},
+            **self.spend_cap_outputs,
         }
 
     def _account(self, label: str, project: str, account_id: str, purpose: str) -> gcp.serviceaccount.Account:
@@ -579,6 +596,61 @@ class KeylessCi(pulumi.ComponentResource):
         )
         if config.batch:
             self._batch(environment, target, deployer)
+        if config.spend_cap:
+            self._spend_cap(environment, target, deployer, runtime)
+
+    def _spend_cap(
+        self,
+        environment: str,
+        target: str,
+        deployer: gcp.serviceaccount.Account,
+        runtime: gcp.serviceaccount.Account,
+    ) -> None:
+        """The spend cap's two accounts and its role; the stack grants the role on its service only."""
+        name, config, child = self.name, self.config, pulumi.ResourceOptions(parent=self)
+        cap = self._account(
+            f"spend-cap-{environment}",
+            target,
+            config.spend_cap_account_id(environment),
+            f"caps the {environment} service when its budget is spent",
+        )
+        pusher = self._account(
+            f"spend-cap-push-{environment}",
+            target,
+            config.spend_cap_push_account_id(environment),
+            f"Pub/Sub's identity when it pushes the {environment} budget's notifications to the cap",
+        )
+        # Never granted on the project: the stack binds it on the one Cloud Run service it caps.
+        role = gcp.projects.IAMCustomRole(
+            f"{name}-spend-cap-{environment}",
+            project=target,
+            role_id=f"{SPEND_CAP_ROLE_ID}{environment.capitalize()}",
+            title=f"Whisper spend cap ({environment})",
+            description="Read and update a Cloud Run service; granted on that service only.",
+            permissions=list(SPEND_CAP_PERMISSIONS),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.project_apis[target]),
+        )
+        # The cap's update deploys a revision that runs as the runtime account; the deployer deploys
+        # the cap as its account and names the pusher on the subscription.
+        for label, account, member in (
+            (f"spend-cap-{environment}-act-as-runtime", runtime, cap.member),
+            (f"deployer-{environment}-act-as-spend-cap", cap, deployer.member),
+            (f"deployer-{environment}-act-as-spend-cap-push", pusher, deployer.member),
+        ):
+            gcp.serviceaccount.IAMMember(
+                f"{name}-{label}",
+                service_account_id=account.name,
+                role=SERVICE_ACCOUNT_USER_ROLE,
+                member=member,
+                opts=child,
+            )
+        self.spend_cap_outputs.update(
+            {
+                f"{environment}SpendCapServiceAccount": cap.email,
+                f"{environment}SpendCapPushServiceAccount": pusher.email,
+                f"{environment}SpendCapRole": role.name,
+            }
+        )
 
     def _batch(self, environment: str, target: str, deployer: gcp.serviceaccount.Account) -> None:
         """The batch job's account (its bucket roles are the stack's) and what the deployer needs for it."""

@@ -13,13 +13,16 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from whisper_api import __version__
 from whisper_api.auth import install_auth, require_api_key
 from whisper_api.engines.base import Engine
 from whisper_api.errors import install_error_handlers
+from whisper_api.lifecycle import warm_up_when_idle
 from whisper_api.limits import MIB, UploadLimitMiddleware
+from whisper_api.request_id import RequestIdMiddleware
 from whisper_api.routes import audio, health
 from whisper_api.scheduler import Scheduler, install_scheduler
 from whisper_api.settings import Settings, get_settings
@@ -37,12 +40,10 @@ Every error uses OpenAI's envelope `{"error": {"message", "type", "param", "code
 
 
 def load_and_warm_up(settings: Settings) -> Engine:
-    """The default loader: the engine `settings` names, with one short inference done."""
-    from whisper_api.engines import load_engine
+    """The default loader (`engines.load_and_warm_up`, imported only when it runs)."""
+    from whisper_api.engines import load_and_warm_up
 
-    engine = load_engine(settings)
-    engine.warmup()
-    return engine
+    return load_and_warm_up(settings)
 
 
 def create_app(settings: Settings | None = None, *, load_engine: EngineLoader | None = None) -> FastAPI:
@@ -60,6 +61,8 @@ def create_app(settings: Settings | None = None, *, load_engine: EngineLoader | 
             yield
         finally:
             app.state.loading.cancel()
+            if app.state.background_warmup is not None:
+                app.state.background_warmup.cancel()
             app.state.scheduler.shutdown()
 
     app = FastAPI(
@@ -71,12 +74,14 @@ def create_app(settings: Settings | None = None, *, load_engine: EngineLoader | 
     )
     app.state.settings = settings
     app.state.engine = None
+    app.state.background_warmup = None  # the task that runs engine.background_warmup once idle
     app.state.readiness = health.not_ready(settings.engine)
     app.state.load_finished = asyncio.Event()  # set once loading succeeded or failed
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(audio.router, dependencies=[Depends(require_api_key)])
-    # Middleware: the last added runs first. Telemetry → auth → upload limit → admission → routes.
+    # Middleware: the last added runs first.
+    # Telemetry → request id → CORS → auth → upload limit → admission → routes.
     install_scheduler(app)
     app.add_middleware(
         UploadLimitMiddleware,
@@ -86,9 +91,29 @@ def create_app(settings: Settings | None = None, *, load_engine: EngineLoader | 
         total_timeout_s=settings.request_timeout_s,
     )
     install_auth(app, settings)
+    install_cors(app, settings)
+    app.add_middleware(RequestIdMiddleware)
     install_telemetry(app)
     app.openapi = _openapi_without_422(app)  # type: ignore[method-assign]
     return app
+
+
+def install_cors(app: FastAPI, settings: Settings) -> None:
+    """Let the browser origins of WHISPER_CORS_ORIGINS call the API (none by default).
+
+    Outside auth and the limits, so that preflights answer without a key and browsers can read
+    the error envelopes (401, 413, 429) too. No cookies are involved: credentials stay off.
+    """
+    if not settings.cors_origins:
+        return
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["*"],
+        expose_headers=["x-request-id", "retry-after"],
+        max_age=600,
+    )
 
 
 async def _load(app: FastAPI, settings: Settings, loader: EngineLoader) -> None:
@@ -115,6 +140,7 @@ async def _load_engine(app: FastAPI, settings: Settings, loader: EngineLoader) -
     app.state.engine = engine
     app.state.readiness = readiness
     logger.info("ready: %s %s on %s (%s)", engine.name, engine.model, engine.device, engine.compute_type)
+    app.state.background_warmup = asyncio.create_task(warm_up_when_idle(engine, app.state.scheduler))
 
 
 def _openapi_without_422(app: FastAPI) -> Callable[[], dict[str, Any]]:

@@ -30,11 +30,11 @@ SAMPLE_RATE = 16_000
 # each byte becomes seconds of audio) or nonsense; 384 kHz is the highest rate audio gear records.
 MIN_SOURCE_RATE = 4_000
 MAX_SOURCE_RATE = 384_000
-# The containers OpenAI's API accepts (mpeg and mpga are mp3 under other names), as FFmpeg names
+# The containers OpenAI's API accepts (mpga is mp3; mpeg an MPEG program stream), as FFmpeg names
 # its demuxers. A file FFmpeg opens as anything else (an image, a subtitle file) is refused.
 ACCEPTED_EXTENSIONS = ("flac", "mp3", "mp4", "mpeg", "mpga", "m4a", "ogg", "wav", "webm")
 _ACCEPTED_DEMUXERS = frozenset(
-    {"flac", "mp3", "mov", "mp4", "m4a", "3gp", "3g2", "mj2", "ogg", "wav", "matroska", "webm"}
+    {"flac", "mp3", "mov", "mp4", "m4a", "3gp", "3g2", "mj2", "mpeg", "ogg", "wav", "matroska", "webm"}
 )
 _SUPPORTED = ", ".join(ACCEPTED_EXTENSIONS)
 # mp3 declares no duration unless a Xing/VBRI header does: FFmpeg guesses it from the first

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from whisper_api.request_id import HEADER, request_id
 from whisper_api.schemas import ErrorBody, ErrorResponse
 
 logger = logging.getLogger(__name__)
@@ -23,8 +24,12 @@ INVALID_REQUEST = "invalid_request_error"
 SERVER_ERROR = "server_error"
 
 
-class ApiError(Exception):
-    """An error the client caused (or may retry), answered with `status` and the OpenAI envelope."""
+class ApiError(StarletteHTTPException):
+    """An error the client caused (or may retry), answered with `status` and the OpenAI envelope.
+
+    An HTTPException, so that FastAPI passes it through unchanged when it is raised while the
+    request body is parsed (see `multipart`).
+    """
 
     def __init__(
         self,
@@ -36,7 +41,7 @@ class ApiError(Exception):
         type: str = INVALID_REQUEST,
         headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(status, message, headers)
         self.status = status
         self.body = ErrorBody(message=message, type=type, param=param, code=code)
         self.headers = headers
@@ -99,13 +104,20 @@ async def _http_error(_: Request, error: Exception) -> JSONResponse:
     return error_response(status, message, type=error_type_for(status), code=code, headers=error.headers)
 
 
+def internal_error() -> ErrorBody:
+    """What a client learns of a bug: nothing but that it happened (the trace is logged)."""
+    message = "The server had an error while processing your request."
+    return ErrorBody(message=message, type=SERVER_ERROR, code="internal_error")
+
+
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+    """Starlette answers this outside every middleware, so the request id is added here."""
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
-    return error_response(
-        HTTPStatus.INTERNAL_SERVER_ERROR,
-        "The server had an error while processing your request.",
-        type=SERVER_ERROR,
-        code="internal_error",
+    identifier = request_id(request.scope)
+    return JSONResponse(
+        ErrorResponse(error=internal_error()).model_dump(),
+        status_code=HTTPStatus.INTERNAL_SERVER_ERROR,
+        headers={HEADER: identifier} if identifier else None,
     )
 
 

@@ -1,10 +1,11 @@
 """Transcript → the five OpenAI response formats: json, text, srt, vtt, verbose_json.
 
-Subtitles are written by openai-whisper's own writers (`whisper.utils.WriteSRT` / `WriteVTT`),
-so timestamps match the reference implementation. `import whisper.utils` would run the
-`whisper` package's `__init__`, which imports torch (about a second and hundreds of MB that a
-faster-whisper service never needs); `whisper/utils.py` and `whisper/tokenizer.py` themselves use
-no torch, so they are loaded from their files on their own.
+Subtitles and language names follow openai-whisper's reference (`whisper.utils.WriteSRT` /
+`WriteVTT`, `whisper.tokenizer.LANGUAGES`) byte for byte, except that VTT cues always carry hours
+(`00:00:08.000`), as OpenAI's API writes them; tests compare them with the reference. They are
+written here rather than loaded from openai-whisper because the faster-whisper image carries
+neither openai-whisper nor torch. Segment ids count from 0, and no time ends after the audio does,
+whichever engine decoded it.
 
 Media types: `application/json` for json and verbose_json, `text/plain; charset=utf-8` for text,
 srt and vtt (as OpenAI answers).
@@ -12,22 +13,18 @@ srt and vtt (as OpenAI answers).
 
 from __future__ import annotations
 
-import importlib.util
-import io
-import sys
-from functools import cache
-from pathlib import Path
-from types import ModuleType
-from typing import Any
+import math
 
 from pydantic import BaseModel
 
 from whisper_api.schemas import (
     ResponseFormat,
+    Segment,
     SegmentOut,
     Transcript,
     TranscriptionJson,
     TranscriptionVerbose,
+    Usage,
     WordOut,
 )
 
@@ -35,66 +32,195 @@ JSON_MEDIA_TYPE = "application/json"
 TEXT_MEDIA_TYPE = "text/plain; charset=utf-8"
 
 
-@cache
-def whisper_module(name: str) -> ModuleType:
-    """`whisper.<name>` without importing the `whisper` package (and torch) when it is not loaded yet."""
-    qualified = f"whisper.{name}"
-    if qualified in sys.modules:
-        return sys.modules[qualified]
-    package = importlib.util.find_spec("whisper")  # finds, does not import, a top-level package
-    if package is None or package.origin is None:
-        raise ImportError("openai-whisper is not installed")
-    spec = importlib.util.spec_from_file_location(
-        f"whisper_api._whisper_{name}", Path(package.origin).parent / f"{name}.py"
-    )
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {qualified}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+# openai-whisper's `whisper.tokenizer.LANGUAGES`: ISO 639-1 code → the English name verbose_json shows.
+LANGUAGE_NAMES: dict[str, str] = {
+    "en": "english",
+    "zh": "chinese",
+    "de": "german",
+    "es": "spanish",
+    "ru": "russian",
+    "ko": "korean",
+    "fr": "french",
+    "ja": "japanese",
+    "pt": "portuguese",
+    "tr": "turkish",
+    "pl": "polish",
+    "ca": "catalan",
+    "nl": "dutch",
+    "ar": "arabic",
+    "sv": "swedish",
+    "it": "italian",
+    "id": "indonesian",
+    "hi": "hindi",
+    "fi": "finnish",
+    "vi": "vietnamese",
+    "he": "hebrew",
+    "uk": "ukrainian",
+    "el": "greek",
+    "ms": "malay",
+    "cs": "czech",
+    "ro": "romanian",
+    "da": "danish",
+    "hu": "hungarian",
+    "ta": "tamil",
+    "no": "norwegian",
+    "th": "thai",
+    "ur": "urdu",
+    "hr": "croatian",
+    "bg": "bulgarian",
+    "lt": "lithuanian",
+    "la": "latin",
+    "mi": "maori",
+    "ml": "malayalam",
+    "cy": "welsh",
+    "sk": "slovak",
+    "te": "telugu",
+    "fa": "persian",
+    "lv": "latvian",
+    "bn": "bengali",
+    "sr": "serbian",
+    "az": "azerbaijani",
+    "sl": "slovenian",
+    "kn": "kannada",
+    "et": "estonian",
+    "mk": "macedonian",
+    "br": "breton",
+    "eu": "basque",
+    "is": "icelandic",
+    "hy": "armenian",
+    "ne": "nepali",
+    "mn": "mongolian",
+    "bs": "bosnian",
+    "kk": "kazakh",
+    "sq": "albanian",
+    "sw": "swahili",
+    "gl": "galician",
+    "mr": "marathi",
+    "pa": "punjabi",
+    "si": "sinhala",
+    "km": "khmer",
+    "sn": "shona",
+    "yo": "yoruba",
+    "so": "somali",
+    "af": "afrikaans",
+    "oc": "occitan",
+    "ka": "georgian",
+    "be": "belarusian",
+    "tg": "tajik",
+    "sd": "sindhi",
+    "gu": "gujarati",
+    "am": "amharic",
+    "yi": "yiddish",
+    "lo": "lao",
+    "uz": "uzbek",
+    "fo": "faroese",
+    "ht": "haitian creole",
+    "ps": "pashto",
+    "tk": "turkmen",
+    "nn": "nynorsk",
+    "mt": "maltese",
+    "sa": "sanskrit",
+    "lb": "luxembourgish",
+    "my": "myanmar",
+    "bo": "tibetan",
+    "tl": "tagalog",
+    "mg": "malagasy",
+    "as": "assamese",
+    "tt": "tatar",
+    "haw": "hawaiian",
+    "ln": "lingala",
+    "ha": "hausa",
+    "ba": "bashkir",
+    "jw": "javanese",
+    "su": "sundanese",
+    "yue": "cantonese",
+}
 
 
 def language_name(code: str) -> str:
     """`en` → `english`, as OpenAI's verbose_json names languages; unknown codes pass through."""
-    return whisper_module("tokenizer").LANGUAGES.get(code, code)
+    return LANGUAGE_NAMES.get(code, code)
 
 
-def _writer_result(transcript: Transcript) -> dict[str, Any]:
-    # Segment-level cues, as OpenAI's srt/vtt: no "words" key, so the writers keep one cue per segment.
-    return {
-        "segments": [
-            {"start": segment.start, "end": segment.end, "text": segment.text}
-            for segment in transcript.segments
-        ]
-    }
+def usage(transcript: Transcript) -> Usage:
+    return Usage(seconds=math.ceil(transcript.duration))
 
 
-def subtitles(transcript: Transcript, response_format: str) -> str:
-    """SRT or WebVTT text, written by openai-whisper's writer into memory."""
-    utils = whisper_module("utils")
-    writer = {"srt": utils.WriteSRT, "vtt": utils.WriteVTT}[response_format](output_dir="")
-    buffer = io.StringIO()
-    writer.write_result(_writer_result(transcript), file=buffer)
-    return buffer.getvalue()
+def _within(seconds: float, duration: float) -> float:
+    return min(max(seconds, 0.0), duration)
+
+
+def timed_segments(transcript: Transcript) -> list[Segment]:
+    """The segments as responses show them: ids 0, 1, 2, ... and every start and end (words'
+    too) within [0, duration]; engines round timestamps up to their frame or window."""
+    duration = transcript.duration
+    return [
+        segment.model_copy(
+            update={
+                "id": index,
+                "start": _within(segment.start, duration),
+                "end": _within(segment.end, duration),
+                "words": None
+                if segment.words is None
+                else [
+                    word.model_copy(
+                        update={"start": _within(word.start, duration), "end": _within(word.end, duration)}
+                    )
+                    for word in segment.words
+                ],
+            }
+        )
+        for index, segment in enumerate(transcript.segments)
+    ]
+
+
+def timestamp(seconds: float, *, decimal_marker: str) -> str:
+    """`whisper.utils.format_timestamp`, hours always shown: `01:02:03,004` (SRT), `00:02:03.004` (VTT)."""
+    milliseconds = round(max(seconds, 0.0) * 1000.0)
+    hours, milliseconds = divmod(milliseconds, 3_600_000)
+    minutes, milliseconds = divmod(milliseconds, 60_000)
+    whole_seconds, milliseconds = divmod(milliseconds, 1_000)
+    return f"{hours:02d}:{minutes:02d}:{whole_seconds:02d}{decimal_marker}{milliseconds:03d}"
+
+
+def subtitles(segments: list[Segment], response_format: str) -> str:
+    """SRT or WebVTT, one cue per segment (as OpenAI's srt/vtt), as openai-whisper's writers write it."""
+    marker = "," if response_format == "srt" else "."
+    cues = [
+        (
+            timestamp(segment.start, decimal_marker=marker),
+            timestamp(segment.end, decimal_marker=marker),
+            segment.text.strip().replace("-->", "->"),  # "-->" in the text would end the cue line
+        )
+        for segment in segments
+    ]
+    if response_format == "srt":
+        return "".join(
+            f"{index}\n{start} --> {end}\n{text}\n\n" for index, (start, end, text) in enumerate(cues, 1)
+        )
+    return "WEBVTT\n\n" + "".join(f"{start} --> {end}\n{text}\n\n" for start, end, text in cues)
 
 
 def verbose(transcript: Transcript, granularities: frozenset[str]) -> TranscriptionVerbose:
     with_segments = "segment" in granularities or not granularities
     with_words = "word" in granularities
+    segments = timed_segments(transcript)
     return TranscriptionVerbose(
         task=transcript.task,
         language=language_name(transcript.language),
         duration=transcript.duration,
         text=transcript.text,
-        segments=[
-            SegmentOut.model_validate(segment.model_dump(exclude={"words"}))
-            for segment in transcript.segments
-        ]
+        segments=[SegmentOut.model_validate(segment.model_dump(exclude={"words"})) for segment in segments]
         if with_segments
         else None,
-        words=[WordOut(word=word.word.strip(), start=word.start, end=word.end) for word in transcript.words]
+        words=[
+            WordOut(word=word.word.strip(), start=word.start, end=word.end)
+            for segment in segments
+            for word in segment.words or []
+        ]
         if with_words
         else None,
+        usage=usage(transcript),
     )
 
 
@@ -106,11 +232,11 @@ def render(
     `granularities` (`word`, `segment`) matter for verbose_json only.
     """
     if response_format == "json":
-        return TranscriptionJson(text=transcript.text), JSON_MEDIA_TYPE
+        return TranscriptionJson(text=transcript.text, usage=usage(transcript)), JSON_MEDIA_TYPE
     if response_format == "verbose_json":
         return verbose(transcript, granularities), JSON_MEDIA_TYPE
     if response_format == "text":
         return transcript.text + "\n", TEXT_MEDIA_TYPE
     if response_format in ("srt", "vtt"):
-        return subtitles(transcript, response_format), TEXT_MEDIA_TYPE
+        return subtitles(timed_segments(transcript), response_format), TEXT_MEDIA_TYPE
     raise ValueError(f"unknown response_format {response_format!r}")

@@ -89,10 +89,13 @@ class TranslationRequest(BaseModel):
     """The multipart fields of `POST /v1/audio/translations` (OpenAI's names and defaults)."""
 
     model: str = Field(
-        "whisper-1", description="`whisper-1` (an alias) or the served model's name (see /v1/models)."
+        description="The served model's name or one of its OpenAI aliases: `whisper-1`, `gpt-4o-transcribe`, "
+        "`gpt-4o-mini-transcribe` (dated variants too; see /v1/models).",
     )
     prompt: str | None = Field(
-        None, description="Text to guide the style or continue a previous segment; in the audio's language."
+        None,
+        description="Text to guide the style or continue a previous segment; in the audio's language. "
+        "Any length: as OpenAI, only its tail (the model's last 223 tokens) is used.",
     )
     response_format: ResponseFormat = Field("json", description="json, text, srt, vtt or verbose_json.")
     temperature: float = Field(
@@ -101,6 +104,11 @@ class TranslationRequest(BaseModel):
         le=1,
         description="Sampling temperature in [0, 1]. 0 (the default) lets the engine raise it step by step "
         "when decoding fails its quality thresholds, as OpenAI does.",
+    )
+    stream: bool = Field(
+        False,
+        description="true: answer with server-sent events as the audio is decoded, one "
+        "`transcript.text.delta` per segment, then `transcript.text.done` (response_format json or text).",
     )
 
 
@@ -114,6 +122,12 @@ class TranscriptionRequest(TranslationRequest):
         default_factory=list,
         alias="timestamp_granularities[]",
         description="`word` and/or `segment` (default segment); requires response_format=verbose_json.",
+    )
+    chunking_strategy: Literal["auto", "server_vad"] | None = Field(
+        None,
+        description="`auto` or `server_vad` (also as `chunking_strategy[type]`): accepted; the service "
+        "always cuts the audio itself (30 s windows, voice activity detection on faster-whisper). VAD "
+        "tuning fields are refused.",
     )
 
 
@@ -152,10 +166,18 @@ class Readiness(BaseModel):
 # ---------------------------------------------------------------------------------------------
 
 
+class Usage(BaseModel):
+    """What the request is billed on, in OpenAI's shape for models billed by audio duration."""
+
+    type: Literal["duration"] = "duration"
+    seconds: int = Field(description="Seconds of audio in the upload, rounded up (as OpenAI bills).")
+
+
 class TranscriptionJson(BaseModel):
-    """`response_format=json` (the default): the text only."""
+    """`response_format=json` (the default): the text and the audio's duration."""
 
     text: str
+    usage: Usage
 
 
 class TranscriptionVerbose(BaseModel):
@@ -168,6 +190,7 @@ class TranscriptionVerbose(BaseModel):
     text: str
     segments: list[SegmentOut] | None = None
     words: list[WordOut] | None = None
+    usage: Usage
 
     @model_serializer(mode="wrap")
     def _omit_absent_lists(self, handler: SerializerFunctionWrapHandler):  # no return type: keeps the schema
@@ -176,3 +199,18 @@ class TranscriptionVerbose(BaseModel):
             if data.get(key) is None:
                 data.pop(key, None)
         return data
+
+
+class TranscriptTextDelta(BaseModel):
+    """A server-sent event of `stream=true`: the text of one more decoded segment."""
+
+    type: Literal["transcript.text.delta"] = "transcript.text.delta"
+    delta: str
+
+
+class TranscriptTextDone(BaseModel):
+    """The last server-sent event of `stream=true`: the whole text, as `json` would have answered."""
+
+    type: Literal["transcript.text.done"] = "transcript.text.done"
+    text: str
+    usage: Usage

@@ -5,10 +5,10 @@ Read once at start-up (`get_settings`) and passed down; nothing else reads the e
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from whisper_api import contract
 
@@ -38,12 +38,22 @@ class Settings(BaseSettings):
     )
     beam_size: int = Field(5, ge=1, le=10, description="Beam size for decoding.")
     vad_filter: bool = Field(True, description="Skip non-speech with Silero VAD (faster-whisper).")
+    condition_on_previous_text: bool = Field(
+        False,
+        description="Prompt each 30 s window with the text decoded before it. Off: on long audio it "
+        "made tiny.en drop and repeat sentences (docs/benchmarks.md).",
+    )
     batch_size: int = Field(0, ge=0, description="faster-whisper batched inference; 0 means sequential.")
 
     # Limits and concurrency
     max_upload_mb: float = Field(25, gt=0, description="Largest upload accepted (413 above).")
     max_audio_seconds: float = Field(3 * 3600, gt=0, description="Longest audio accepted.")
-    max_prompt_chars: int = Field(4000, ge=0, description="Longest prompt accepted.")
+    max_prompt_chars: int = Field(
+        4000,
+        ge=0,
+        description="Prompt characters passed to the model; a longer prompt's tail is kept (Whisper itself "
+        "keeps its last 223 tokens).",
+    )
     workers: int = Field(1, ge=1, description="Inferences run at once in this process.")
     queue_size: int = Field(
         8,
@@ -58,11 +68,28 @@ class Settings(BaseSettings):
     )
     shutdown_grace_s: float = Field(8, ge=0, description="Time to finish in-flight work on SIGTERM.")
 
+    # OpenAI compatibility and browsers
+    model_aliases: Annotated[list[str], NoDecode] = Field(
+        ["whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"],
+        description="OpenAI model names served by the loaded model, comma-separated; each also with a "
+        "date suffix (`-2025-03-20`).",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        [], description="Browser origins allowed to call the API (CORS), comma-separated; `*` for any."
+    )
+
     # Access and logging
     api_key: SecretStr | None = Field(None, description="Require `Authorization: Bearer <key>`.")
     api_key_file: Path | None = Field(None, description="Read the API key from a mounted secret.")
     log_level: str = Field("INFO", description="Log level.")
     log_json: bool = Field(True, description="Cloud Logging JSON lines (false: plain text).")
+
+    @field_validator("model_aliases", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
 
 
 @lru_cache

@@ -30,6 +30,7 @@ from prometheus_client import (
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from whisper_api import contract
+from whisper_api.request_id import request_id
 from whisper_api.timing import StepTimer, request_timer
 
 if TYPE_CHECKING:
@@ -243,6 +244,8 @@ class TelemetryMiddleware:
         }
         if timer.audio_seconds is not None:
             fields["audio_seconds"] = round(timer.audio_seconds, 3)
+        if identifier := request_id(scope):
+            fields["request_id"] = identifier
         engine = getattr(getattr(getattr(scope.get("app"), "state", None), "engine", None), "name", None)
         if engine and scope.get("path", "").startswith("/v1/audio/"):
             fields["engine"] = engine
@@ -254,6 +257,8 @@ class TelemetryMiddleware:
         ):
             level = logging.DEBUG
         message = f"{scope['method']} {scope.get('path', '')} {status} {latency * 1000:.0f}ms"
+        if identifier:
+            message = f"{message} {identifier}"
         self.logger.log(level, message, extra={"json_fields": fields})
 
 

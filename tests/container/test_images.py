@@ -244,3 +244,23 @@ def test_the_openai_whisper_cpu_image_carries_torch_and_transcribes(openai_cpu_i
         assert word_error_rate(EXPECTED["short"], json.loads(body)["text"]) <= 0.2
     finally:
         builders.docker("rm", "--force", name, check=False)
+
+
+def test_the_cpu_image_runs_the_batch_worker_as_the_cloud_run_job_does(cpu_image: str, tmp_path) -> None:
+    """The image's second entry point: the job's command (infra/batch.py) over mounted folders."""
+    from infra.batch import WORKER_COMMAND
+
+    recordings, transcripts = tmp_path / "in", tmp_path / "out"
+    (recordings / "calls").mkdir(parents=True)
+    (recordings / "calls" / "short.flac").write_bytes((FIXTURES / "short.flac").read_bytes())
+    (recordings / "broken.mp3").write_bytes(b"not audio")
+    transcripts.mkdir()
+    transcripts.chmod(0o777)  # the service user (uid 10001) writes there
+    mounts = [f"--volume={recordings}:/in:ro", f"--volume={transcripts}:/out"]
+    command = [*WORKER_COMMAND, "/in", "/out", "--no-progress"]
+    result = builders.docker("run", "--rm", "--network=none", *mounts, cpu_image, *command, check=False)
+    assert result.returncode == 1, result.stdout + result.stderr  # one recording failed, as reported
+    assert "2 recording(s): 1 done, 0 skipped (already done), 1 failed" in result.stdout
+    transcript = json.loads((transcripts / "calls" / "short.flac.verbose.json").read_text())
+    assert word_error_rate(EXPECTED["short"], transcript["text"]) <= 0.2
+    assert (transcripts / "calls" / "short.flac.srt").read_text().startswith("1\n00:00:00")

@@ -1,95 +1,10 @@
 """The real server (`python -m whisper_api`, uvicorn on a free loopback port) called by the official
 `openai` SDK, as a user would: every response format, translations, and errors as SDK exceptions."""
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-
-import httpx
 import openai
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT / "tests" / "fixtures"
-UPLOAD_LIMIT_MB = 0.25
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Server:
-    url: str
-    log: Path
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """The server as `make run` starts it; its output goes to a file (a pipe could fill and block it)."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("server") / "output.log"
-    env = {key: value for key, value in os.environ.items() if not key.startswith("WHISPER_")} | {
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "PYTHONPATH": f"{ROOT / 'service'}{os.pathsep}{ROOT}",
-        "WHISPER_MAX_UPLOAD_MB": str(UPLOAD_LIMIT_MB),
-        "WHISPER_DEVICE": "cpu",
-    }
-    url = f"http://127.0.0.1:{port}"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "whisper_api"],
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        _wait_until_ready(process, url, log)
-        yield Server(url, log)
-    finally:
-        _stop(process)
-
-
-def _wait_until_ready(process: subprocess.Popen[bytes], url: str, log: Path, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the server exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail("the server was not ready in time")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def client(server: Server) -> openai.OpenAI:
-    return openai.OpenAI(
-        base_url=f"{server.url}/v1", api_key="not-needed-locally", max_retries=0, timeout=120
-    )
+from tests.e2e.conftest import FIXTURES, UPLOAD_LIMIT_MB, Server
 
 
 def test_startup_prints_the_url_and_the_docs_link(server: Server) -> None:
@@ -143,7 +58,7 @@ def test_translation(client: openai.OpenAI, response_format: str) -> None:
 
 
 def test_models_list(client: openai.OpenAI) -> None:
-    assert {"whisper-1", "tiny.en"} <= {model.id for model in client.models.list()}
+    assert {"whisper-1", "tiny.en", "gpt-4o-transcribe"} <= {model.id for model in client.models.list()}
 
 
 def test_non_audio_is_a_bad_request(client: openai.OpenAI) -> None:

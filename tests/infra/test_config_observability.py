@@ -57,7 +57,12 @@ def test_p95_default_stays_below_a_short_timeout() -> None:
 
 def test_prod_example_caps_spend_and_checks_uptime() -> None:
     cfg = parse_config(load_stack_config("prod"))
-    assert cfg.spend_cap == SpendCapConfig(fraction=1.0)
+    assert cfg.spend_cap == SpendCapConfig(
+        fraction=1.0,
+        service_account="whisper-cap-prod@my-whisper-prod.iam.gserviceaccount.com",
+        push_service_account="whisper-cap-push-prod@my-whisper-prod.iam.gserviceaccount.com",
+        role="projects/my-whisper-prod/roles/whisperSpendCapProd",
+    )
     assert cfg.observability.uptime_check is True
     assert cfg.observability.emails == ("platform-oncall@example.com",)
 
@@ -137,6 +142,28 @@ def test_a_disabled_spend_cap_needs_nothing() -> None:
         ),
         ({"enabled": True, "fraction": 50}, "whisper:spendCap.fraction 50 must be"),
         ({"enabled": True, "at": 1}, "whisper:spendCap.at is not a known key"),
+        (
+            {"enabled": True, "serviceAccount": "whisper-cap-dev@my-whisper-dev.iam.gserviceaccount.com"},
+            "whisper:spendCap needs serviceAccount, pushServiceAccount and role together",
+        ),
+        (
+            {
+                "enabled": True,
+                "serviceAccount": "whisper-cap@other-project.iam.gserviceaccount.com",
+                "pushServiceAccount": "whisper-cap-push-dev@my-whisper-dev.iam.gserviceaccount.com",
+                "role": "projects/my-whisper-dev/roles/whisperSpendCapDev",
+            },
+            "whisper:spendCap.serviceAccount 'whisper-cap@other-project.iam.gserviceaccount.com' must be",
+        ),
+        (
+            {
+                "enabled": True,
+                "serviceAccount": "whisper-cap-dev@my-whisper-dev.iam.gserviceaccount.com",
+                "pushServiceAccount": "whisper-cap-push-dev@my-whisper-dev.iam.gserviceaccount.com",
+                "role": "roles/run.developer",
+            },
+            "whisper:spendCap.role 'roles/run.developer' must be a custom role of my-whisper-dev",
+        ),
     ],
 )
 def test_spend_cap_mistakes_name_the_key_and_the_fix(settings: dict[str, object], expected: str) -> None:

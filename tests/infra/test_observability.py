@@ -35,8 +35,12 @@ BUDGET = "gcp:billing/budget:Budget"
 ACCOUNT = "gcp:serviceaccount/account:Account"
 IMAGE = "docker-build:index:Image"
 
-CAP_EMAIL = "whisper-cap@my-whisper-prod.iam.gserviceaccount.com"
-PUSH_EMAIL = "whisper-cap-push@my-whisper-prod.iam.gserviceaccount.com"
+# The bootstrap's (Pulumi.prod.yaml), and the ones a stack creates without them.
+CAP_EMAIL = "whisper-cap-prod@my-whisper-prod.iam.gserviceaccount.com"
+PUSH_EMAIL = "whisper-cap-push-prod@my-whisper-prod.iam.gserviceaccount.com"
+CAP_ROLE = "projects/my-whisper-prod/roles/whisperSpendCapProd"
+OWN_CAP_EMAIL = "whisper-cap@my-whisper-prod.iam.gserviceaccount.com"
+OWN_PUSH_EMAIL = "whisper-cap-push@my-whisper-prod.iam.gserviceaccount.com"
 RUNTIME_EMAIL = "whisper-run-prod@my-whisper-prod.iam.gserviceaccount.com"
 MONITORING_AGENT = (
     f"serviceAccount:service-{MOCK_PROJECT_NUMBER}@gcp-sa-monitoring-notification.iam.gserviceaccount.com"
@@ -212,6 +216,7 @@ def test_dev_alerts_exist_but_warn_that_nobody_is_notified(dev: Plan) -> None:
 def test_alert_emails_without_a_budget_get_their_own_channels() -> None:
     plan = with_observability("dev", emails=["oncall@example.com"])
     [channel] = plan.of_type(CHANNEL)
+    assert channel.name == "observability-email-oncall-example-com"
     assert channel.inputs["labels"] == {"email_address": "oncall@example.com"}
     assert channel.parent == "observability"
     assert all(p["notificationChannels"] == [channel.outputs["name"]] for p in policies(plan).values())
@@ -319,11 +324,30 @@ def test_dev_has_no_spend_cap(dev: Plan) -> None:
     assert [s.inputs["name"] for s in dev.of_type(RUN_SERVICE)] == ["whisper"]
 
 
-def test_the_cap_may_only_read_and_update_this_service(prod: Plan) -> None:
-    role = prod.one(CUSTOM_ROLE)
+@pytest.fixture(scope="module")
+def own_identities() -> Plan:
+    """prod without the bootstrap's cap identities: the stack creates them (a project owner deploys)."""
+    config = load_stack_config("prod")
+    cap = json.loads(config["whisper:spendCap"])
+    config["whisper:spendCap"] = json.dumps({"enabled": True, "fraction": cap["fraction"]})
+    return run_program(config, stack="prod")
+
+
+def test_with_the_bootstraps_identities_the_stack_only_grants_the_role_on_the_service(prod: Plan) -> None:
+    assert prod.of_type(CUSTOM_ROLE) == [] and prod.of_type(ACCOUNT_IAM) == []
+    assert not [a for a in prod.of_type(ACCOUNT) if a.parent == "spend-cap"]
+    grants = [r for r in prod.resources if r.inputs.get("member") == f"serviceAccount:{CAP_EMAIL}"]
+    assert [(g.type, g.inputs["role"], g.inputs["name"]) for g in grants] == [(RUN_IAM, CAP_ROLE, "whisper")]
+    assert not [b for b in prod.of_type(PROJECT_IAM) if "cap" in b.inputs["member"]]  # nothing project-wide
+
+
+def test_the_cap_may_only_read_and_update_this_service(own_identities: Plan) -> None:
+    plan = own_identities
+    role = plan.one(CUSTOM_ROLE)
     assert sorted(role.inputs["permissions"]) == ["run.services.get", "run.services.update"]
-    cap_member = f"serviceAccount:{CAP_EMAIL}"
-    grants = [r for r in prod.resources if r.inputs.get("member") == cap_member]
+    assert sorted(a.inputs["accountId"] for a in plan.of_type(ACCOUNT)) == ["whisper-cap", "whisper-cap-push"]
+    cap_member = f"serviceAccount:{OWN_CAP_EMAIL}"
+    grants = [r for r in plan.resources if r.inputs.get("member") == cap_member]
     assert sorted((g.type, g.inputs["role"]) for g in grants) == sorted(
         [(RUN_IAM, role.outputs["name"]), (ACCOUNT_IAM, "roles/iam.serviceAccountUser")]
     )
@@ -331,7 +355,11 @@ def test_the_cap_may_only_read_and_update_this_service(prod: Plan) -> None:
     assert (on_service.inputs["name"], on_service.inputs["location"]) == ("whisper", "europe-west1")
     [act_as] = [g for g in grants if g.type == ACCOUNT_IAM]
     assert act_as.inputs["serviceAccountId"] == f"projects/my-whisper-prod/serviceAccounts/{RUNTIME_EMAIL}"
-    assert not [b for b in prod.of_type(PROJECT_IAM) if "cap" in b.inputs["member"]]  # nothing project-wide
+    assert not [b for b in plan.of_type(PROJECT_IAM) if "cap" in b.inputs["member"]]  # nothing project-wide
+    cap = plan.named("spend-cap-service").inputs["template"]
+    assert cap["serviceAccount"] == OWN_CAP_EMAIL
+    subscription = plan.one(SUBSCRIPTION).inputs
+    assert subscription["pushConfig"]["oidcToken"] == {"serviceAccountEmail": OWN_PUSH_EMAIL}
 
 
 def test_the_cap_runs_privately_as_its_own_account(prod: Plan) -> None:

@@ -397,3 +397,47 @@ def test_batch_adds_a_job_account_each_deployer_acts_as_and_bucket_admin_on_the_
 def test_batch_must_be_a_boolean() -> None:
     with pytest.raises(BootstrapConfigError, match="bootstrap:batch 'yes please' is not true or false"):
         parse_config({**VALID, "batch": "yes please"})
+
+
+# --- spend cap (bootstrap:spendCap) ------------------------------------------------------------------
+
+DEV_CAP = "whisper-cap-dev@my-whisper-dev.iam.gserviceaccount.com"
+PROD_CAP = "whisper-cap-prod@my-whisper-prod.iam.gserviceaccount.com"
+DEV_CAP_PUSH = "whisper-cap-push-dev@my-whisper-dev.iam.gserviceaccount.com"
+PROD_CAP_PUSH = "whisper-cap-push-prod@my-whisper-prod.iam.gserviceaccount.com"
+
+
+def test_without_spend_cap_there_are_no_cap_identities(plan: Plan) -> None:
+    assert not [a for a in plan.of_type(ACCOUNT) if "-cap-" in a.outputs["email"]]
+    assert "prodSpendCapServiceAccount" not in plan.outputs
+
+
+def test_spend_cap_identities_can_change_one_service_and_nothing_else() -> None:
+    capped = evaluate({**VALID, "spendCap": "true"})
+    # The cap acts as the runtime account (its update deploys a revision running as it); each
+    # deployer acts as its environment's cap and pusher, to deploy the cap and name the pusher.
+    assert acts_as(capped) == {
+        DEV_DEPLOYER: {DEV_RUNTIME, DEV_CAP, DEV_CAP_PUSH},
+        PROD_DEPLOYER: {PROD_RUNTIME, PROD_CAP, PROD_CAP_PUSH},
+        DEV_CAP: {DEV_RUNTIME},
+        PROD_CAP: {PROD_RUNTIME},
+    }
+    for email in (DEV_CAP, PROD_CAP, DEV_CAP_PUSH, PROD_CAP_PUSH):
+        assert roles_of(capped, email) == set(), (
+            email
+        )  # nothing project-wide: the stack grants on the service
+    roles = {r.inputs["roleId"]: r for r in capped.of_type("gcp:projects/iAMCustomRole:IAMCustomRole")}
+    assert sorted(roles["whisperSpendCapProd"].inputs["permissions"]) == [
+        "run.services.get",
+        "run.services.update",
+    ]
+    assert roles["whisperSpendCapProd"].inputs["project"] == "my-whisper-prod"
+    assert capped.outputs["prodSpendCapServiceAccount"] == PROD_CAP
+    assert capped.outputs["prodSpendCapPushServiceAccount"] == PROD_CAP_PUSH
+    assert capped.outputs["prodSpendCapRole"] == "projects/my-whisper-prod/roles/whisperSpendCapProd"
+    assert impersonable(capped, token(ref="refs/pull/7/merge")) == {PREVIEWER}
+
+
+def test_spend_cap_must_be_a_boolean() -> None:
+    with pytest.raises(BootstrapConfigError, match="bootstrap:spendCap 'sure' is not true or false"):
+        parse_config({**VALID, "spendCap": "sure"})

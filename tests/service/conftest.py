@@ -188,6 +188,18 @@ def flac_of_silence(seconds: float, rate: int = 8_000) -> bytes:
     return out.getvalue()
 
 
+def long_recording(tmp_path: Path, repeats: int) -> bytes:
+    """Real speech, minutes long: long.ogg said `repeats` times, as a 16 kHz 16-bit WAV."""
+    samples = np.tile(load_clip("long.ogg"), repeats)
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(SAMPLE_RATE)
+        wav.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return out.getvalue()
+
+
 # --- The real server (`python -m whisper_api`) in a subprocess on loopback, for socket-level tests ---
 
 REPO = FIXTURES.parents[1]
@@ -210,14 +222,16 @@ def start_server(tmp_path: Path, **settings: str) -> Server:
         port = sock.getsockname()[1]
     env = {key: value for key, value in os.environ.items() if not key.startswith("WHISPER_")}
     env.update(
-        HOST="127.0.0.1",
-        PORT=str(port),
-        PYTHONPATH=f"{REPO / 'service'}{os.pathsep}{REPO}",
-        WHISPER_ENGINE="faster-whisper",
-        WHISPER_MODEL="tiny.en",
-        WHISPER_DEVICE="cpu",
-        WHISPER_LOG_JSON="true",
-        **settings,
+        {
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "PYTHONPATH": f"{REPO / 'service'}{os.pathsep}{REPO}",
+            "WHISPER_ENGINE": "faster-whisper",
+            "WHISPER_MODEL": "tiny.en",
+            "WHISPER_DEVICE": "cpu",
+            "WHISPER_LOG_JSON": "true",
+            **settings,
+        }
     )
     log = tmp_path / "server.log"
     with log.open("wb") as out:

@@ -1,29 +1,25 @@
 """What one client's worst behaviour costs everyone else, against the real server over sockets:
 decompression bombs, uploads that stall, clients that leave in the middle of an inference."""
 
-import io
 import json
 import socket
 import threading
 import time
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 
 from tests.service.conftest import (
     FIXTURES,
     Server,
     flac_of_silence,
-    load_clip,
+    long_recording,
     start_server,
     stop,
     wav_bytes,
 )
-from whisper_api.engines.base import SAMPLE_RATE
 
 TRANSCRIPTIONS = "/v1/audio/transcriptions"
 IDLE_TIMEOUT_S = 2
@@ -123,18 +119,6 @@ def test_eight_stalled_uploads_are_cut_off_and_block_nobody(server: Server) -> N
     # Cut off after the idle timeout (not at the 300 s request deadline), with room for a busy machine.
     assert time.monotonic() - stalled_at < IDLE_TIMEOUT_S + 15
     assert server.metric("whisper_requests_admitted") == 0
-
-
-def long_recording(tmp_path: Path, repeats: int) -> bytes:
-    """Real speech, minutes long: long.ogg said `repeats` times, as a 16 kHz 16-bit WAV."""
-    samples = np.tile(load_clip("long.ogg"), repeats)
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(SAMPLE_RATE)
-        wav.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    return out.getvalue()
 
 
 def test_a_client_leaving_mid_inference_frees_the_worker_at_once(server: Server, tmp_path: Path) -> None:

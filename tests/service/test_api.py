@@ -11,7 +11,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TRANSCRIPTIONS = "/v1/audio/transcriptions"
 TRANSLATIONS = "/v1/audio/translations"
 SRT_TIME = r"\d\d:\d\d:\d\d,\d\d\d --> \d\d:\d\d:\d\d,\d\d\d"
-VTT_TIME = r"\d\d:\d\d\.\d\d\d --> \d\d:\d\d\.\d\d\d"
+VTT_TIME = r"^\d\d:\d\d:\d\d\.\d\d\d --> \d\d:\d\d:\d\d\.\d\d\d$"
 
 
 def upload(name: str, filename: str | None = None) -> dict[str, tuple[str, bytes]]:
@@ -45,10 +45,11 @@ def test_readyz_reports_engine_model_and_hardware(api: TestClient) -> None:
     assert {"service", "python", engine.name} <= body["versions"].keys()
 
 
-def test_models_lists_the_served_model_and_the_openai_alias(api: TestClient) -> None:
+def test_models_lists_the_served_model_and_its_openai_aliases(api: TestClient) -> None:
     body = api.get("/v1/models").json()
     assert body["object"] == "list"
-    assert {card["id"] for card in body["data"]} == {"tiny.en", "whisper-1"}
+    ids = [card["id"] for card in body["data"]]
+    assert ids == ["tiny.en", "whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"]
     assert all(card["object"] == "model" and isinstance(card["created"], int) for card in body["data"])
 
 
@@ -57,19 +58,24 @@ def test_json_is_the_default_format(api: TestClient, expected_text: dict[str, st
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/json")
     body = response.json()
-    assert set(body) == {"text"}
+    assert body["usage"] == {"type": "duration", "seconds": 6}  # 5.17 s, rounded up as OpenAI bills
+    assert set(body) == {"text", "usage"}
     assert word_error_rate(expected_text["short"], body["text"]) <= 0.2
 
 
 def test_text_format(api: TestClient, expected_text: dict[str, str]) -> None:
-    response = api.post(TRANSCRIPTIONS, files=upload("short.mp3"), data={"response_format": "text"})
+    response = api.post(
+        TRANSCRIPTIONS, files=upload("short.mp3"), data={"model": "whisper-1", "response_format": "text"}
+    )
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     assert word_error_rate(expected_text["short"], response.text) <= 0.2
 
 
 def test_srt_format(api: TestClient) -> None:
-    response = api.post(TRANSCRIPTIONS, files=upload("short.ogg"), data={"response_format": "srt"})
+    response = api.post(
+        TRANSCRIPTIONS, files=upload("short.ogg"), data={"model": "whisper-1", "response_format": "srt"}
+    )
     assert response.status_code == 200
     lines = response.text.strip().splitlines()
     assert lines[0] == "1"
@@ -78,16 +84,20 @@ def test_srt_format(api: TestClient) -> None:
 
 
 def test_vtt_format(api: TestClient) -> None:
-    response = api.post(TRANSCRIPTIONS, files=upload("short.webm"), data={"response_format": "vtt"})
+    response = api.post(
+        TRANSCRIPTIONS, files=upload("short.webm"), data={"model": "whisper-1", "response_format": "vtt"}
+    )
     assert response.status_code == 200
     assert response.text.startswith("WEBVTT")
-    assert re.search(VTT_TIME, response.text)
+    assert re.search(VTT_TIME, response.text, re.MULTILINE)
     assert "fox" in response.text.lower()
 
 
 def test_verbose_json_has_segments_with_every_field(api: TestClient, expected_text: dict[str, str]) -> None:
     response = api.post(
-        TRANSCRIPTIONS, files=upload("short.flac"), data={"response_format": "verbose_json", "language": "en"}
+        TRANSCRIPTIONS,
+        files=upload("short.flac"),
+        data={"model": "whisper-1", "response_format": "verbose_json", "language": "en"},
     )
     assert response.status_code == 200
     body = response.json()
@@ -108,7 +118,11 @@ def test_verbose_json_with_word_timestamps(api: TestClient) -> None:
     response = api.post(
         TRANSCRIPTIONS,
         files=upload("short.wav"),
-        data={"response_format": "verbose_json", "timestamp_granularities[]": ["word", "segment"]},
+        data={
+            "model": "whisper-1",
+            "response_format": "verbose_json",
+            "timestamp_granularities[]": ["word", "segment"],
+        },
     )
     assert response.status_code == 200
     body = response.json()
@@ -124,7 +138,7 @@ def test_word_granularity_alone_leaves_segments_out(api: TestClient) -> None:
     response = api.post(
         TRANSCRIPTIONS,
         files=upload("short.wav"),
-        data={"response_format": "verbose_json", "timestamp_granularities[]": "word"},
+        data={"model": "whisper-1", "response_format": "verbose_json", "timestamp_granularities[]": "word"},
     )
     assert response.status_code == 200
     assert "words" in response.json() and "segments" not in response.json()
@@ -134,7 +148,11 @@ def test_word_granularity_alone_leaves_segments_out(api: TestClient) -> None:
 def test_a_clip_longer_than_30_seconds_is_transcribed_whole(
     api: TestClient, expected_text: dict[str, str]
 ) -> None:
-    response = api.post(TRANSCRIPTIONS, files=upload("long.ogg"), data={"response_format": "verbose_json"})
+    response = api.post(
+        TRANSCRIPTIONS,
+        files=upload("long.ogg"),
+        data={"model": "whisper-1", "response_format": "verbose_json"},
+    )
     assert response.status_code == 200
     body = response.json()
     assert body["duration"] > 35
@@ -144,7 +162,7 @@ def test_a_clip_longer_than_30_seconds_is_transcribed_whole(
 
 
 def test_stereo_44k_upload(api: TestClient, expected_text: dict[str, str]) -> None:
-    response = api.post(TRANSCRIPTIONS, files=upload("stereo_44k.mp3"))
+    response = api.post(TRANSCRIPTIONS, files=upload("stereo_44k.mp3"), data={"model": "whisper-1"})
     assert response.status_code == 200
     assert word_error_rate(expected_text["stereo_44k"], response.json()["text"]) <= 0.2
 
@@ -164,7 +182,7 @@ def test_prompt_and_temperature_are_accepted(api: TestClient) -> None:
     response = api.post(
         TRANSCRIPTIONS,
         files=upload("short.wav"),
-        data={"prompt": "A sentence about a fox.", "temperature": "0.2"},
+        data={"model": "whisper-1", "prompt": "A sentence about a fox.", "temperature": "0.2"},
     )
     assert response.status_code == 200
     assert "fox" in response.json()["text"].lower()
@@ -180,6 +198,7 @@ def test_prompt_and_temperature_are_accepted(api: TestClient) -> None:
         ("short.mp3", None),
         ("short.mp3", "short.mpeg"),
         ("short.mp3", "short.mpga"),
+        ("short.mpeg", None),  # an MPEG program stream (video and mp2 audio)
         ("short.mp4", None),
         ("short.m4a", None),
         ("short.ogg", None),
@@ -190,7 +209,9 @@ def test_prompt_and_temperature_are_accepted(api: TestClient) -> None:
     ],
 )
 def test_every_accepted_container(fw_api: TestClient, name: str, filename: str | None) -> None:
-    response = fw_api.post(TRANSCRIPTIONS, files=upload(name, filename), data={"response_format": "text"})
+    response = fw_api.post(
+        TRANSCRIPTIONS, files=upload(name, filename), data={"model": "whisper-1", "response_format": "text"}
+    )
     assert response.status_code == 200, response.text
     assert "lazy dog" in response.text.lower()
 
@@ -198,7 +219,9 @@ def test_every_accepted_container(fw_api: TestClient, name: str, filename: str |
 def test_silence_gives_no_invented_words(fw_api: TestClient) -> None:
     """faster-whisper's VAD (on by default) keeps tiny.en from hallucinating on silence."""
     response = fw_api.post(
-        TRANSCRIPTIONS, files=upload("silence.flac"), data={"response_format": "verbose_json"}
+        TRANSCRIPTIONS,
+        files=upload("silence.flac"),
+        data={"model": "whisper-1", "response_format": "verbose_json"},
     )
     assert response.status_code == 200
     assert response.json()["text"] == ""
@@ -206,7 +229,7 @@ def test_silence_gives_no_invented_words(fw_api: TestClient) -> None:
 
 
 def test_the_request_timer_has_the_route_steps(fw_api: TestClient) -> None:
-    response = fw_api.post(TRANSCRIPTIONS, files=upload("short.wav"))
+    response = fw_api.post(TRANSCRIPTIONS, files=upload("short.wav"), data={"model": "whisper-1"})
     assert response.status_code == 200
     steps = {entry.split(";")[0].strip() for entry in response.headers["server-timing"].split(",")}
     assert {"read", "decode", "inference", "format"} <= steps
@@ -228,3 +251,24 @@ def test_openapi_documents_fields_formats_and_errors(fw_api: TestClient) -> None
     ].keys()
     ok = operation["responses"]["200"]["content"]
     assert {"application/json", "text/plain"} <= ok.keys()
+
+
+def test_cors_is_off_by_default(fw_api: TestClient) -> None:
+    preflight = fw_api.options(
+        TRANSCRIPTIONS, headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+    )
+    assert "access-control-allow-origin" not in preflight.headers
+    assert (
+        "access-control-allow-origin"
+        not in fw_api.get("/v1/models", headers={"Origin": "https://app.example"}).headers
+    )
+
+
+def test_list_settings_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    from whisper_api.settings import Settings
+
+    monkeypatch.setenv("WHISPER_MODEL_ALIASES", "whisper-1, my-asr ,")
+    monkeypatch.setenv("WHISPER_CORS_ORIGINS", "https://a.example,https://b.example")
+    settings = Settings()
+    assert settings.model_aliases == ["whisper-1", "my-asr"]
+    assert settings.cors_origins == ["https://a.example", "https://b.example"]

@@ -28,6 +28,8 @@ def test_every_setting_is_in_the_settings_table_with_its_default() -> None:
         default = field.default
         if default is None:
             assert rows[variable] == "unset"
+        elif isinstance(default, list):
+            assert rows[variable] == (",".join(default) or "unset"), variable
         elif isinstance(default, bool):
             assert rows[variable] == str(default).lower()
         elif isinstance(default, int | float):

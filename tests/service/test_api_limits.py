@@ -43,12 +43,16 @@ def assert_too_large(response: httpx.Response) -> None:
 @pytest.mark.parametrize("path", [TRANSCRIPTIONS, TRANSLATIONS])
 def test_declared_content_length_over_the_limit_is_413(small_limit_api: TestClient, path: str) -> None:
     big = b"\0" * int(LIMIT_MB * MIB + 1)
-    assert_too_large(small_limit_api.post(path, files={"file": ("big.wav", big)}))
+    assert_too_large(
+        small_limit_api.post(path, files={"file": ("big.wav", big)}, data={"model": "whisper-1"})
+    )
 
 
 def test_an_upload_under_the_limit_is_served(small_limit_api: TestClient) -> None:
     response = small_limit_api.post(
-        TRANSCRIPTIONS, files={"file": ("short.mp3", (FIXTURES / "short.mp3").read_bytes())}
+        TRANSCRIPTIONS,
+        files={"file": ("short.mp3", (FIXTURES / "short.mp3").read_bytes())},
+        data={"model": "whisper-1"},
     )
     assert response.status_code == 200
 
@@ -142,7 +146,7 @@ def test_no_temporary_files_are_left_behind(
     spool_dir = tmp_path / "spool"
     spool_dir.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(spool_dir))
-    response = fw_api.post(TRANSCRIPTIONS, files={"file": ("big.wav", content)})
+    response = fw_api.post(TRANSCRIPTIONS, files={"file": ("big.wav", content)}, data={"model": "whisper-1"})
     assert response.status_code in (200, 400), response.text
     assert list(spool_dir.iterdir()) == []
     assert _open_files_under(spool_dir) == []

@@ -56,7 +56,11 @@ def test_json(transcript: Transcript) -> None:
     body, media_type = render(transcript, "json", frozenset())
     assert media_type == JSON_MEDIA_TYPE
     assert isinstance(body, TranscriptionJson)
-    assert body.model_dump() == {"text": "Hello there. A --> B"}
+    # usage as OpenAI bills whisper-1: whole seconds of audio, rounded up.
+    assert body.model_dump() == {
+        "text": "Hello there. A --> B",
+        "usage": {"type": "duration", "seconds": 3726},
+    }
 
 
 def test_text_ends_with_a_newline(transcript: Transcript) -> None:
@@ -77,9 +81,30 @@ def test_vtt(transcript: Transcript) -> None:
     assert media_type == TEXT_MEDIA_TYPE
     assert body == (
         "WEBVTT\n\n"
-        "00:00.000 --> 00:02.500\nHello there.\n\n"  # hours only when there are any
+        "00:00:00.000 --> 00:00:02.500\nHello there.\n\n"  # always with hours, as OpenAI writes VTT
         "01:01:01.004 --> 01:01:02.500\nA -> B\n\n"
     )
+
+
+def test_ids_count_from_zero_and_no_time_passes_the_end_of_the_audio() -> None:
+    """faster-whisper numbers segments from 1 and rounds the last end up to its window."""
+    words = [Word(word=" Bye", start=3.2, end=3.9), Word(word=" now.", start=3.9, end=4.4)]
+    transcript = Transcript(
+        task="transcribe",
+        language="en",
+        duration=4.0,
+        segments=[segment(1, 0.0, 2.0, " Hi."), segment(2, 3.2, 4.4, " Bye now.", words)],
+    )
+    body, _ = render(transcript, "verbose_json", frozenset({"word", "segment"}))
+    data = body.model_dump()
+    assert [item["id"] for item in data["segments"]] == [0, 1]
+    assert data["segments"][1]["end"] == 4.0 and data["words"][-1] == {
+        "word": "now.",
+        "start": 3.9,
+        "end": 4.0,
+    }
+    assert render(transcript, "srt", frozenset())[0].splitlines()[5] == "00:00:03,200 --> 00:00:04,000"
+    assert render(transcript, "vtt", frozenset())[0].splitlines()[5] == "00:00:03.200 --> 00:00:04.000"
 
 
 def test_subtitles_of_an_empty_transcript() -> None:
@@ -87,7 +112,10 @@ def test_subtitles_of_an_empty_transcript() -> None:
     assert render(empty, "srt", frozenset())[0] == ""
     assert render(empty, "vtt", frozenset())[0] == "WEBVTT\n\n"
     assert render(empty, "text", frozenset())[0] == "\n"
-    assert render(empty, "json", frozenset())[0].model_dump() == {"text": ""}
+    assert render(empty, "json", frozenset())[0].model_dump() == {
+        "text": "",
+        "usage": {"type": "duration", "seconds": 3},
+    }
 
 
 SEGMENT_KEYS = {
@@ -109,7 +137,8 @@ def test_verbose_json_with_segments(transcript: Transcript, granularities: froze
     body, media_type = render(transcript, "verbose_json", granularities)
     assert media_type == JSON_MEDIA_TYPE
     data = json.loads(body.model_dump_json())
-    assert set(data) == {"task", "language", "duration", "text", "segments"}
+    assert set(data) == {"task", "language", "duration", "text", "segments", "usage"}
+    assert data["usage"] == {"type": "duration", "seconds": 3726}
     assert (data["task"], data["language"], data["duration"]) == ("transcribe", "english", 3725.5)
     assert data["text"] == "Hello there. A --> B"
     assert [set(item) for item in data["segments"]] == [SEGMENT_KEYS, SEGMENT_KEYS]
@@ -165,24 +194,78 @@ def test_unknown_format_is_a_programming_error(transcript: Transcript) -> None:
         render(transcript, "docx", frozenset())  # type: ignore[arg-type]
 
 
-def test_formats_do_not_import_torch() -> None:
+def test_formats_need_neither_openai_whisper_nor_torch() -> None:
+    """The faster-whisper image carries neither: every format must render without them."""
     code = (
-        "import sys\n"
-        "from whisper_api.formats import render, subtitles, language_name\n"
-        "from whisper_api.schemas import Transcript\n"
-        "empty = Transcript(task='transcribe', language='en', duration=1.0, segments=[])\n"
-        "render(empty, 'srt'); render(empty, 'vtt'); language_name('en')\n"
-        "print('torch' in sys.modules, 'whisper' in sys.modules)\n"
+        "import importlib.abc, sys\n"
+        "class Absent(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in {'whisper', 'tiktoken', 'torch'}:\n"
+        "            raise ImportError(name)\n"
+        "sys.meta_path.insert(0, Absent())\n"
+        "from whisper_api.formats import render\n"
+        "from whisper_api.schemas import Segment, Transcript\n"
+        "segment = Segment(id=0, seek=0, start=0, end=1.5, text=' Hi.', tokens=[1], temperature=0,\n"
+        "                  avg_logprob=0, compression_ratio=1, no_speech_prob=0)\n"
+        "transcript = Transcript(task='transcribe', language='de', duration=2.0, segments=[segment])\n"
+        "for name in ('json', 'text', 'srt', 'vtt', 'verbose_json'):\n"
+        "    body, _ = render(transcript, name)\n"
+        "    print(body if isinstance(body, str) else body.model_dump_json())\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         timeout=60,
-        check=True,
         env={"PYTHONPATH": str(SERVICE), "PATH": ""},
     )
-    assert result.stdout.split() == ["False", "False"]
+    assert result.returncode == 0, result.stderr
+    assert "1\n00:00:00,000 --> 00:00:01,500\nHi." in result.stdout
+    assert '"language":"german"' in result.stdout
+
+
+def _reference(module: str):  # openai-whisper's own file, loaded without its package (and torch)
+    import importlib.util
+
+    package = importlib.util.find_spec("whisper")
+    assert package is not None and package.origin is not None
+    spec = importlib.util.spec_from_file_location(
+        f"reference_{module}", Path(package.origin).parent / f"{module}.py"
+    )
+    assert spec is not None and spec.loader is not None
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+def reference_subtitles(transcript: Transcript, response_format: str) -> str:
+    """openai-whisper's writer on the segments as responses show them; VTT with hours, as OpenAI's API."""
+    import io
+
+    from whisper_api.formats import timed_segments
+
+    utils = _reference("utils")
+    writer = utils.WriteSRT(output_dir="") if response_format == "srt" else utils.WriteVTT(output_dir="")
+    writer.always_include_hours = True
+    out = io.StringIO()
+    segments = [{"start": s.start, "end": s.end, "text": s.text} for s in timed_segments(transcript)]
+    writer.write_result({"segments": segments}, file=out)
+    return out.getvalue()
+
+
+def test_language_names_are_openai_whispers() -> None:
+    from whisper_api.formats import LANGUAGE_NAMES
+
+    assert _reference("tokenizer").LANGUAGES == LANGUAGE_NAMES
+
+
+@pytest.mark.parametrize("response_format", ["srt", "vtt"])
+def test_subtitles_are_byte_for_byte_openai_whispers(
+    transcript: Transcript, transcribed, response_format: str
+) -> None:
+    real = transcribed("faster-whisper", "long.ogg", word_timestamps=True)
+    for case in (transcript, real, Transcript(task="transcribe", language="en", duration=1.0, segments=[])):
+        assert render(case, response_format)[0] == reference_subtitles(case, response_format)
 
 
 SRT_CUE = re.compile(r"(\d+)\n(\d\d):(\d\d):(\d\d),(\d{3}) --> (\d\d):(\d\d):(\d\d),(\d{3})\n(.+)")
@@ -200,7 +283,7 @@ def test_real_transcript_in_every_format(transcribed) -> None:
     assert all(cues) and len(cues) == len(transcript.segments)
     for cue, seg in zip(cues, transcript.segments, strict=True):
         assert seconds(*cue.group(2, 3, 4, 5)) == pytest.approx(seg.start, abs=0.001)
-        assert seconds(*cue.group(6, 7, 8, 9)) == pytest.approx(seg.end, abs=0.001)
+        assert seconds(*cue.group(6, 7, 8, 9)) == pytest.approx(min(seg.end, transcript.duration), abs=0.001)
         assert cue.group(10) == seg.text.strip()
     assert max(seconds(*cue.group(6, 7, 8, 9)) for cue in cues) > 30
 

@@ -86,7 +86,7 @@ def test_sigterm_drains_in_flight_work_refuses_new_work_and_exits_0(tmp_path: Pa
                 response = httpx.post(
                     f"{server.url}/v1/audio/transcriptions",
                     files={"file": ("long.ogg", audio)},
-                    data={"response_format": "text"},
+                    data={"model": "whisper-1", "response_format": "text"},
                     timeout=60,
                 )
             in_flight["status"], in_flight["text"] = response.status_code, response.text
@@ -105,6 +105,7 @@ def test_sigterm_drains_in_flight_work_refuses_new_work_and_exits_0(tmp_path: Pa
             f"{server.url}/v1/audio/transcriptions",
             files={"file": ("short.wav", (FIXTURES / "short.wav").read_bytes())},
             timeout=10,
+            data={"model": "whisper-1"},
         )
         assert refused.status_code == 503
         assert refused.json()["error"]["code"] == "shutting_down"

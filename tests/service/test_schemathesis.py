@@ -57,6 +57,7 @@ def test_the_schema_covers_every_operation(api_schema: schemathesis.BaseSchema) 
         "POST /v1/audio/transcriptions",
         "POST /v1/audio/translations",
         "GET /v1/models",
+        "GET /v1/models/{model}",
         "GET /healthz",
         "GET /readyz",
     }
@@ -68,6 +69,7 @@ def test_the_schema_covers_every_operation(api_schema: schemathesis.BaseSchema) 
         "POST /v1/audio/transcriptions",
         "POST /v1/audio/translations",
         "GET /v1/models",
+        "GET /v1/models/{model}",
         "GET /healthz",
         "GET /readyz",
     ],

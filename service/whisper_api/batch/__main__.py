@@ -25,7 +25,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from whisper_api.batch.manifest import Shard
 from whisper_api.batch.storage import StorageError, open_location
-from whisper_api.batch.worker import DEFAULT_FORMATS, OUTPUT_SUFFIXES, BatchJob, BatchRunner
+from whisper_api.batch.worker import DEFAULT_FORMATS, BatchJob, BatchRunner
 from whisper_api.engines.base import Engine
 from whisper_api.schemas import ResponseFormat, TranscribeOptions
 from whisper_api.settings import Settings, get_settings
@@ -40,8 +40,8 @@ FORMATS = get_args(ResponseFormat)
 def parse_args(argv: Sequence[str] | None, environ: dict[str, str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m whisper_api.batch",
-        description="Transcribe every recording (" + ", ".join(sorted(OUTPUT_SUFFIXES)) + " out) under "
-        "INPUT into OUTPUT, resuming where an earlier run stopped.",
+        description="Transcribe every recording under INPUT into OUTPUT (local folders or "
+        "gs://bucket/prefix), resuming where an earlier run stopped.",
     )
     parser.add_argument("input", help="a folder or gs://bucket/prefix holding the recordings")
     parser.add_argument("output", help="a folder or gs://bucket/prefix for transcripts and the manifest")
@@ -59,13 +59,13 @@ def parse_args(argv: Sequence[str] | None, environ: dict[str, str]) -> argparse.
         "--task-index",
         type=int,
         default=int(environ.get("CLOUD_RUN_TASK_INDEX", "0")),
-        help=argparse.SUPPRESS,
+        help="this task's share of the inputs (default: CLOUD_RUN_TASK_INDEX, or 0)",
     )
     parser.add_argument(
         "--task-count",
         type=int,
         default=int(environ.get("CLOUD_RUN_TASK_COUNT", "1")),
-        help=argparse.SUPPRESS,
+        help="tasks sharing the inputs (default: CLOUD_RUN_TASK_COUNT, or 1)",
     )
     parser.add_argument(
         "--run-id",

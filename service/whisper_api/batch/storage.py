@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 if TYPE_CHECKING:
     from google.cloud.storage import Bucket, Client
@@ -57,7 +57,7 @@ class Location(Protocol):
         """Every file under the location, in no particular order."""
         ...
 
-    def open(self, item: StoredFile) -> AbstractContextManager[IO[bytes]]:
+    def open(self, item: StoredFile) -> AbstractContextManager[BinaryIO]:
         """A seekable binary stream of `item` (at its listed version where the store keeps versions)."""
         ...
 
@@ -115,7 +115,7 @@ class LocalFolder:
             raise StorageError(f"{path!r} is not a relative path inside {self.root}.")
         return self.root / path
 
-    def open(self, item: StoredFile) -> AbstractContextManager[IO[bytes]]:
+    def open(self, item: StoredFile) -> AbstractContextManager[BinaryIO]:
         return self._inside(item.path).open("rb")
 
     def read(self, path: str) -> bytes:
@@ -170,7 +170,7 @@ class GcsPrefix:
                 continue  # a "folder" placeholder made by the console
             yield StoredFile(blob.name[len(start) :], int(blob.size or 0), str(blob.generation))
 
-    def open(self, item: StoredFile) -> AbstractContextManager[IO[bytes]]:
+    def open(self, item: StoredFile) -> AbstractContextManager[BinaryIO]:
         from google.cloud.storage.retry import DEFAULT_RETRY
 
         blob = self.bucket.blob(self._name(item.path), generation=int(item.version))

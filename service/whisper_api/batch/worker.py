@@ -281,8 +281,8 @@ class BatchRunner:
                 "invalid_name",
             )
         try:
-            with self.inputs.open(item) as stream:
-                audio = decode_audio(stream.read(), self.settings.max_audio_seconds)
+            with self.inputs.open(item) as stream:  # streamed: the file itself is never held whole
+                audio = decode_audio(stream, self.settings.max_audio_seconds)
         except AudioError as error:
             raise _Failure(str(error), error.code) from error
         except Exception as error:

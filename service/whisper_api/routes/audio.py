@@ -6,18 +6,20 @@ is timed on the request's StepTimer for Server-Timing and the log line.
 """
 
 import threading
+from functools import partial
 from http import HTTPStatus
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request, Response, UploadFile
-from pydantic import Field
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from whisper_api.audio import AudioError, decode_audio, duration_seconds, probe_audio
 from whisper_api.engines.base import Engine, SegmentCallback
 from whisper_api.errors import ERROR_RESPONSES, ApiError, invalid_request
 from whisper_api.formats import render
-from whisper_api.routes.health import OPENAI_ALIAS, served_model_names
+from whisper_api.multipart import AudioRoute
+from whisper_api.routes.health import is_served, model_not_found, served_model_names
 from whisper_api.scheduler import Scheduler
 from whisper_api.schemas import (
     Task,
@@ -26,17 +28,62 @@ from whisper_api.schemas import (
     TranscriptionJson,
     TranscriptionRequest,
     TranscriptionVerbose,
+    TranscriptTextDelta,
+    TranscriptTextDone,
     TranslationRequest,
 )
 from whisper_api.settings import Settings
+from whisper_api.streaming import stream_transcript
 from whisper_api.timing import StepTimer, request_timer
 
 TRANSCRIPTIONS_PATH = "/v1/audio/transcriptions"
 TRANSLATIONS_PATH = "/v1/audio/translations"
 AUDIO_PATHS = (TRANSCRIPTIONS_PATH, TRANSLATIONS_PATH)
+STREAMED_FORMATS = ("json", "text")
 _TYPICAL_BYTES_PER_S = 16_000
 
-router = APIRouter(tags=["audio"])
+# Fields of OpenAI's audio API that this service does not implement: refused, never ignored.
+# A list field arrives as `name[]`, an object as `name[key]`: both count under `name`.
+UNSUPPORTED_FIELDS = {
+    "include": "Token log-probabilities (`include[]=logprobs`) are not available: neither engine exposes "
+    "per-token log-probabilities (verbose_json segments carry `avg_logprob`).",
+    "known_speaker_names": "Speaker diarization is not available: Whisper does not tell speakers apart.",
+    "known_speaker_references": "Speaker diarization is not available: Whisper does not tell speakers apart.",
+    "keywords": "`keywords` is not available; put the words in `prompt` instead.",
+    "languages": "`languages` is not available; send one `language`, or none to have it detected.",
+}
+CHUNKING_STRATEGY = "chunking_strategy"
+
+
+async def refuse_unsupported_fields(request: Request) -> None:
+    """400 for the OpenAI fields this service does not implement, naming the field.
+
+    FastAPI parsed the form before dependencies run: `request.form()` returns it, reading nothing.
+    """
+    form = await request.form()
+    for name in form:
+        base, _, key = name.partition("[")
+        if base in UNSUPPORTED_FIELDS:
+            raise invalid_request(UNSUPPORTED_FIELDS[base], param=name, code="unsupported_parameter")
+        if base == CHUNKING_STRATEGY and key:
+            _check_chunking_object(name, key.rstrip("]"), form[name])
+
+
+def _check_chunking_object(name: str, key: str, value: object) -> None:
+    """`chunking_strategy[type]=server_vad` is accepted; VAD tuning fields are refused."""
+    if key == "type" and value == "server_vad":
+        return
+    if key == "type":
+        message = f"Invalid value for '{name}': only server_vad is supported."
+        raise invalid_request(message, param=name, code="invalid_value")
+    raise invalid_request(
+        f"'{name}' is not adjustable: this server cuts the audio with its own voice activity detection.",
+        param=name,
+        code="unsupported_parameter",
+    )
+
+
+router = APIRouter(tags=["audio"], route_class=AudioRoute, dependencies=[Depends(refuse_unsupported_fields)])
 
 _FILE_DESCRIPTION = (
     "The audio file: flac, mp3, mp4, mpeg, mpga, m4a, ogg, wav or webm (recognised by content). "
@@ -44,12 +91,17 @@ _FILE_DESCRIPTION = (
 )
 
 
-class TranscriptionUpload(TranscriptionRequest):
+class AudioUpload(BaseModel):
     file: UploadFile = Field(description=_FILE_DESCRIPTION)
 
 
-class TranslationUpload(TranslationRequest):
-    file: UploadFile = Field(description=_FILE_DESCRIPTION)
+# The upload first: its fields come first in /docs, and a body with neither names `file` first.
+class TranscriptionUpload(TranscriptionRequest, AudioUpload):
+    pass
+
+
+class TranslationUpload(TranslationRequest, AudioUpload):
+    pass
 
 
 # The 200 response per response_format, so /docs shows every shape the endpoint returns.
@@ -61,7 +113,9 @@ _TEXT_EXAMPLES = {
 AUDIO_RESPONSES: dict[int | str, dict[str, Any]] = {
     HTTPStatus.OK: {
         "description": "The transcript in the asked-for `response_format`: `json` (TranscriptionJson), "
-        "`verbose_json` (TranscriptionVerbose), or `text`, `srt` and `vtt` as text/plain.",
+        "`verbose_json` (TranscriptionVerbose), or `text`, `srt` and `vtt` as text/plain. With "
+        "`stream=true`, server-sent events: a `data:` line per decoded segment (TranscriptTextDelta), then "
+        'one with the whole text (TranscriptTextDone), or `{"error": {...}}` if it fails on the way.',
         "content": {
             "application/json": {
                 "schema": {
@@ -75,12 +129,18 @@ AUDIO_RESPONSES: dict[int | str, dict[str, Any]] = {
                 "schema": {"type": "string"},
                 "examples": {name: {"value": value} for name, value in _TEXT_EXAMPLES.items()},
             },
+            "text/event-stream": {
+                "schema": {"type": "string"},
+                "example": 'data: {"type":"transcript.text.delta","delta":"The quick brown fox."}\n\n'
+                'data: {"type":"transcript.text.done","text":"The quick brown fox.",'
+                '"usage":{"type":"duration","seconds":4}}\n\n',
+            },
         },
     },
     **ERROR_RESPONSES,
 }
 # Pydantic models referenced above by $ref only; listing them makes FastAPI emit their schemas.
-RESPONSE_MODELS = (TranscriptionJson, TranscriptionVerbose)
+RESPONSE_MODELS = (TranscriptionJson, TranscriptionVerbose, TranscriptTextDelta, TranscriptTextDone)
 
 
 def get_settings(request: Request) -> Settings:
@@ -176,22 +236,22 @@ class AudioJob:
         except AudioError as error:
             raise invalid_request(str(error), param="file", code=error.code) from error
 
+    async def stream(self, upload: UploadFile, options: TranscribeOptions) -> Response:
+        """`stream=true`: server-sent events, a delta per decoded segment (see `streaming`)."""
+        return await stream_transcript(partial(self.transcribe, upload, options), on_close=upload.close)
+
     def check_model(self, model: str) -> None:
         served = served_model_names(self.request)
-        if model not in served:
-            raise invalid_request(
-                f"The model '{model}' does not exist on this server; it serves: {', '.join(served)}.",
-                param="model",
-                code="model_not_found",
-            )
+        if not is_served(model, served):
+            raise model_not_found(model, served)
 
-    def check_prompt(self, prompt: str | None) -> None:
-        limit = self.settings.max_prompt_chars
-        if prompt is not None and len(prompt) > limit:
+    def check_stream(self, form: TranslationRequest) -> None:
+        if form.stream and form.response_format not in STREAMED_FORMATS:
             raise invalid_request(
-                f"The prompt is {len(prompt)} characters long; the limit is {limit}.",
-                param="prompt",
-                code="prompt_too_long",
+                f"stream=true sends the text as it is decoded: use response_format json or text, not "
+                f"{form.response_format} (it needs the whole transcript).",
+                param="stream",
+                code="invalid_value",
             )
 
     def check_language(self, language: str | None) -> str | None:
@@ -214,10 +274,11 @@ class AudioJob:
         return code
 
 
-def _options(task: Task, form: TranslationRequest, **extra: Any) -> TranscribeOptions:
+def _options(task: Task, form: TranslationRequest, settings: Settings, **extra: Any) -> TranscribeOptions:
     return TranscribeOptions(
         task=task,
-        prompt=form.prompt or None,
+        # Any length is accepted; Whisper keeps the prompt's last 223 tokens, well inside this tail.
+        prompt=form.prompt[len(form.prompt) - settings.max_prompt_chars :] if form.prompt else None,
         # OpenAI's semantics: 0 (the default) means "start at 0 and fall back to higher temperatures".
         temperature=form.temperature or None,
         **extra,
@@ -236,7 +297,7 @@ async def create_transcription(
 ) -> Response:
     """Transcribe the uploaded audio into its own language (OpenAI `audio.transcriptions.create`)."""
     job.check_model(form.model)
-    job.check_prompt(form.prompt)
+    job.check_stream(form)
     language = job.check_language(form.language)
     if form.timestamp_granularities and form.response_format != "verbose_json":
         raise invalid_request(
@@ -247,9 +308,12 @@ async def create_transcription(
     options = _options(
         "transcribe",
         form,
+        job.settings,
         language=language,
         word_timestamps="word" in form.timestamp_granularities,
     )
+    if form.stream:
+        return await job.stream(form.file, options)
     return await job.run(form.file, options, form)
 
 
@@ -265,8 +329,11 @@ async def create_translation(
 ) -> Response:
     """Transcribe the uploaded audio into English text (OpenAI `audio.translations.create`)."""
     job.check_model(form.model)
-    job.check_prompt(form.prompt)
-    return await job.run(form.file, _options("translate", form), form)
+    job.check_stream(form)
+    options = _options("translate", form, job.settings)
+    if form.stream:
+        return await job.stream(form.file, options)
+    return await job.run(form.file, options, form)
 
 
-__all__ = ["AUDIO_PATHS", "OPENAI_ALIAS", "TRANSCRIPTIONS_PATH", "TRANSLATIONS_PATH", "router"]
+__all__ = ["AUDIO_PATHS", "TRANSCRIPTIONS_PATH", "TRANSLATIONS_PATH", "router"]

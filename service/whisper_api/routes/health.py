@@ -1,10 +1,11 @@
-"""Probes and the models list: `/healthz` (alive), `/readyz` (model loaded and warmed), `/v1/models`.
+"""Probes and the models: `/healthz` (alive), `/readyz` (model loaded and warmed), `/v1/models[/{id}]`.
 
 `/readyz` is the one probe Cloud Run's startup check uses; what it reports about the hardware
 is measured once when the engine loads, so every probe stays cheap.
 """
 
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -18,14 +19,14 @@ from fastapi.responses import JSONResponse
 
 from whisper_api import __version__, contract
 from whisper_api.engines.base import Engine
-from whisper_api.errors import ERROR_RESPONSES
-from whisper_api.schemas import Liveness, ModelCard, ModelList, Readiness
+from whisper_api.errors import ERROR_RESPONSES, ApiError
+from whisper_api.schemas import ErrorResponse, Liveness, ModelCard, ModelList, Readiness
 
 router = APIRouter()
 
 # Created-at for /v1/models: when this process started (the model has no meaningful date).
 _STARTED = int(time.time())
-OPENAI_ALIAS = "whisper-1"
+OWNER = "whisper-api"
 
 
 @router.get(contract.HEALTH_PATH, response_model=Liveness, tags=["probes"], summary="Liveness")
@@ -50,10 +51,33 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 def served_model_names(request: Request) -> list[str]:
-    """The served model's name and the OpenAI alias that maps to it."""
+    """The served model's name, then the OpenAI names (WHISPER_MODEL_ALIASES) that map to it."""
     engine: Engine | None = request.app.state.engine
     served = engine.model if engine is not None else request.app.state.settings.model
-    return [served, OPENAI_ALIAS] if served != OPENAI_ALIAS else [served]
+    aliases = [alias for alias in request.app.state.settings.model_aliases if alias != served]
+    return [served, *aliases]
+
+
+_DATE_SUFFIX = re.compile(r"-\d{4}-\d{2}-\d{2}$")
+
+
+def is_served(model: str, names: list[str]) -> bool:
+    """`model` is the served model or an alias, an alias with a date suffix included
+    (`gpt-4o-mini-transcribe-2025-12-15`), as OpenAI names snapshots."""
+    return model in names or _DATE_SUFFIX.sub("", model) in names[1:]
+
+
+def model_not_found(model: str, names: list[str], status: int = HTTPStatus.BAD_REQUEST) -> ApiError:
+    return ApiError(
+        status,
+        f"The model '{model}' does not exist on this server; it serves: {', '.join(names)}.",
+        param="model",
+        code="model_not_found",
+    )
+
+
+def _card(model: str) -> ModelCard:
+    return ModelCard(id=model, created=_STARTED, owned_by=OWNER)
 
 
 @router.get(
@@ -64,8 +88,26 @@ def served_model_names(request: Request) -> list[str]:
     responses={HTTPStatus.INTERNAL_SERVER_ERROR: ERROR_RESPONSES[HTTPStatus.INTERNAL_SERVER_ERROR]},
 )
 async def list_models(names: Annotated[list[str], Depends(served_model_names)]) -> ModelList:
-    """What this instance serves, in OpenAI's list shape (`whisper-1` is an alias of the served model)."""
-    return ModelList(data=[ModelCard(id=name, created=_STARTED, owned_by="whisper-api") for name in names])
+    """What this instance serves, in OpenAI's list shape: the served model, then its aliases
+    (`whisper-1`, `gpt-4o-transcribe`, ...; WHISPER_MODEL_ALIASES)."""
+    return ModelList(data=[_card(name) for name in names])
+
+
+@router.get(
+    "/v1/models/{model}",
+    response_model=ModelCard,
+    tags=["models"],
+    summary="Retrieve a model",
+    responses={
+        HTTPStatus.NOT_FOUND: {"model": ErrorResponse, "description": "Not served here (`model_not_found`)."},
+        HTTPStatus.INTERNAL_SERVER_ERROR: ERROR_RESPONSES[HTTPStatus.INTERNAL_SERVER_ERROR],
+    },
+)
+async def retrieve_model(model: str, names: Annotated[list[str], Depends(served_model_names)]) -> ModelCard:
+    """One model by name (OpenAI `models.retrieve`): the served model or any accepted alias."""
+    if not is_served(model, names):
+        raise model_not_found(model, names, HTTPStatus.NOT_FOUND)
+    return _card(model)
 
 
 def not_ready(settings_engine: str) -> Readiness:

@@ -11,6 +11,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -38,18 +39,17 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The server's URL; each test uses buckets of its own."""
+@contextmanager
+def fake_gcs_server(log: Path, external_url: str | None = None) -> Iterator[str]:
+    """fake-gcs-server in memory on a free loopback port; `external_url` is the address it hands out
+    in object links (`mediaLink`), for a server that clients reach through a proxy."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("fake-gcs") / "server.log"
+    url = f"http://127.0.0.1:{port}"
+    command = [str(BINARY), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port), "-backend", "memory"]
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [str(BINARY), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port), "-backend", "memory"],
-            stdout=output,
-            stderr=subprocess.STDOUT,
+            [*command, "-external-url", external_url or url], stdout=output, stderr=subprocess.STDOUT
         )
-    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 15
         while True:
@@ -64,6 +64,13 @@ def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The server's URL; each test uses buckets of its own."""
+    with fake_gcs_server(tmp_path_factory.mktemp("fake-gcs") / "server.log") as url:
+        yield url
 
 
 @pytest.fixture
@@ -129,9 +136,9 @@ class FlakyProxy(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
-        self.upstream = upstream.removeprefix("http://")
+        self.upstream = ""  # host:port of the storage server, set once it runs
         self.failed: Counter[str] = Counter()
         self.forwarded: Counter[str] = Counter()
         self.lock = threading.Lock()
@@ -195,13 +202,16 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def flaky_gcs(gcs_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FlakyProxy]:
-    proxy = FlakyProxy(gcs_server)
+def flaky_gcs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FlakyProxy]:
+    """A storage server of its own behind the proxy, whose object links point at the proxy too."""
+    proxy = FlakyProxy()
     thread = threading.Thread(target=proxy.serve_forever, daemon=True)
     thread.start()
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
     try:
-        yield proxy
+        with fake_gcs_server(tmp_path / "server.log", external_url=proxy.url) as server:
+            proxy.upstream = server.removeprefix("http://")
+            monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+            yield proxy
     finally:
         proxy.shutdown()
         proxy.server_close()
