@@ -20,8 +20,25 @@ READY_PATH = "/readyz"
 @dataclass
 class RunningService:
     url: str
-    seconds_to_ready: float
+    pid: int
+    seconds_to_http: float  # spawn → the first answer on /readyz, whatever its status
+    seconds_to_ready: float  # spawn → the first 200 on /readyz
     log_path: Path
+    started: float  # perf_counter() at spawn
+
+    def peak_rss_mib(self) -> float | None:
+        """The server's high-water resident memory so far (VmHWM), None where /proc is missing."""
+        return peak_rss_of(self.pid)
+
+
+def peak_rss_of(pid: int | str = "self") -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
 
 def free_port() -> int:
@@ -38,15 +55,21 @@ def service_env(extra: Mapping[str, str], port: int) -> dict[str, str]:
     return env
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float, poll_s: float = 0.01) -> None:
+def wait_ready(
+    url: str, process: subprocess.Popen[bytes], timeout_s: float, poll_s: float = 0.01
+) -> float | None:
+    """Poll /readyz until it answers 200; returns perf_counter() at its first answer of any status."""
     deadline = time.monotonic() + timeout_s
+    http_up = None
     with httpx.Client(timeout=1.0) as client:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"the service exited with status {process.returncode} before ready")
             try:
-                if client.get(url + READY_PATH).status_code == 200:
-                    return
+                status = client.get(url + READY_PATH).status_code
+                http_up = http_up or time.perf_counter()
+                if status == 200:
+                    return http_up
             except httpx.TransportError:
                 pass
             time.sleep(poll_s)
@@ -69,12 +92,20 @@ def serve(env: Mapping[str, str] | None = None, timeout_s: float = 120) -> Itera
     )
     try:
         try:
-            wait_ready(url, process, timeout_s)
+            http_up = wait_ready(url, process, timeout_s)
         except (RuntimeError, TimeoutError) as error:
             log.flush()
             tail = Path(log.name).read_text(errors="replace")[-2000:]
             raise RuntimeError(f"{error}; log tail:\n{tail}") from error
-        yield RunningService(url, time.perf_counter() - started, Path(log.name))
+        ready = time.perf_counter()
+        yield RunningService(
+            url=url,
+            pid=process.pid,
+            seconds_to_http=(http_up or ready) - started,
+            seconds_to_ready=ready - started,
+            log_path=Path(log.name),
+            started=started,
+        )
     finally:
         process.terminate()
         try:

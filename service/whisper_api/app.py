@@ -20,6 +20,7 @@ from whisper_api import __version__
 from whisper_api.auth import install_auth, require_api_key
 from whisper_api.engines.base import Engine
 from whisper_api.errors import install_error_handlers
+from whisper_api.lifecycle import warm_up_when_idle
 from whisper_api.limits import MIB, UploadLimitMiddleware
 from whisper_api.request_id import RequestIdMiddleware
 from whisper_api.routes import audio, health
@@ -39,12 +40,10 @@ Every error uses OpenAI's envelope `{"error": {"message", "type", "param", "code
 
 
 def load_and_warm_up(settings: Settings) -> Engine:
-    """The default loader: the engine `settings` names, with one short inference done."""
-    from whisper_api.engines import load_engine
+    """The default loader (`engines.load_and_warm_up`, imported only when it runs)."""
+    from whisper_api.engines import load_and_warm_up
 
-    engine = load_engine(settings)
-    engine.warmup()
-    return engine
+    return load_and_warm_up(settings)
 
 
 def create_app(settings: Settings | None = None, *, load_engine: EngineLoader | None = None) -> FastAPI:
@@ -62,6 +61,8 @@ def create_app(settings: Settings | None = None, *, load_engine: EngineLoader | 
             yield
         finally:
             app.state.loading.cancel()
+            if app.state.background_warmup is not None:
+                app.state.background_warmup.cancel()
             app.state.scheduler.shutdown()
 
     app = FastAPI(
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None, *, load_engine: EngineLoader | 
     )
     app.state.settings = settings
     app.state.engine = None
+    app.state.background_warmup = None  # the task that runs engine.background_warmup once idle
     app.state.readiness = health.not_ready(settings.engine)
     app.state.load_finished = asyncio.Event()  # set once loading succeeded or failed
     install_error_handlers(app)
@@ -138,6 +140,7 @@ async def _load_engine(app: FastAPI, settings: Settings, loader: EngineLoader) -
     app.state.engine = engine
     app.state.readiness = readiness
     logger.info("ready: %s %s on %s (%s)", engine.name, engine.model, engine.device, engine.compute_type)
+    app.state.background_warmup = asyncio.create_task(warm_up_when_idle(engine, app.state.scheduler))
 
 
 def _openapi_without_422(app: FastAPI) -> Callable[[], dict[str, Any]]:

@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     )
     beam_size: int = Field(5, ge=1, le=10, description="Beam size for decoding.")
     vad_filter: bool = Field(True, description="Skip non-speech with Silero VAD (faster-whisper).")
+    condition_on_previous_text: bool = Field(
+        False,
+        description="Prompt each 30 s window with the text decoded before it. Off: on long audio it "
+        "made tiny.en drop and repeat sentences (docs/benchmarks.md).",
+    )
     batch_size: int = Field(0, ge=0, description="faster-whisper batched inference; 0 means sequential.")
 
     # Limits and concurrency

@@ -125,3 +125,19 @@ def test_cold_start_cli_writes_its_report(tmp_path: Path) -> None:
     assert "| load_model |" in (tmp_path / "coldstart.md").read_text()
     with pytest.raises(SystemExit):
         main(["--env", "PATH=/tmp", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        main(["--audio", str(tmp_path / "missing.flac"), "--out", str(tmp_path)])
+
+
+def test_cold_start_serves_the_first_transcription(tmp_path: Path) -> None:
+    from bench.coldstart import ColdStartReport, main
+
+    clip = Path(__file__).resolve().parents[1] / "fixtures" / "short.flac"
+    assert main(["--runs", "1", "--audio", str(clip), "--out", str(tmp_path)]) == 0
+    report = ColdStartReport.model_validate_json((tmp_path / "coldstart.json").read_text())
+    (start,) = report.starts
+    assert 0 < start.http_s <= start.ready_s < start.first_transcription_s
+    assert start.first_request_s > 0 and start.second_request_s > 0
+    assert start.peak_rss_mib is not None and start.peak_rss_mib > 50
+    assert report.medians["first_transcription_s"] == start.first_transcription_s
+    assert "process start → first transcription served" in (tmp_path / "coldstart.md").read_text()

@@ -26,6 +26,7 @@ __all__ = [
     "TranscriptionCancelled",
     "choose_compute_type",
     "choose_device",
+    "load_and_warm_up",
     "load_engine",
 ]
 
@@ -94,3 +95,10 @@ def load_engine(settings: Settings) -> Engine:
     raise EngineConfigError(
         f"{contract.ENV_ENGINE}={settings.engine} is not one of {', '.join(contract.ENGINES)}."
     )
+
+
+def load_and_warm_up(settings: Settings) -> Engine:
+    """The engine `settings` names, with its short pre-ready warm-up done (`Engine.warmup`)."""
+    engine = load_engine(settings)
+    engine.warmup()
+    return engine

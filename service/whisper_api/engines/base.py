@@ -62,5 +62,11 @@ class Engine(Protocol):
         ...
 
     def warmup(self) -> None:
-        """Run one short inference so that the first request pays no lazy initialisation."""
+        """Before the service reports ready: what the first request would otherwise pay (lazy
+        initialisation), and nothing more, so that start-up stays short."""
+        ...
+
+    def background_warmup(self) -> None:
+        """After ready, run once while no request is in: warm-up that speeds up later
+        requests but that the first one need not wait for."""
         ...

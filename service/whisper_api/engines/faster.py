@@ -122,6 +122,7 @@ class FasterWhisperEngine:
         workers: int = 1,
         beam_size: int = 5,
         vad_filter: bool = True,
+        condition_on_previous_text: bool = False,
         batch_size: int = 0,
     ) -> None:
         self.model = model_name
@@ -129,6 +130,7 @@ class FasterWhisperEngine:
         self.device = device
         self.compute_type = compute_type
         self.beam_size = beam_size
+        self.condition_on_previous_text = condition_on_previous_text
         self.vad_filter = vad_filter
         self.batch_size = batch_size
         self._whisper = WhisperModel(
@@ -157,6 +159,7 @@ class FasterWhisperEngine:
             cpu_threads=settings.cpu_threads or default_cpu_threads(available_cpus()),
             workers=settings.workers,
             beam_size=settings.beam_size,
+            condition_on_previous_text=settings.condition_on_previous_text,
             vad_filter=settings.vad_filter,
             batch_size=settings.batch_size,
         )
@@ -166,6 +169,7 @@ class FasterWhisperEngine:
             "language": options.language,
             "task": options.task,
             "beam_size": self.beam_size,
+            "condition_on_previous_text": self.condition_on_previous_text,
             "initial_prompt": options.prompt or None,
             "word_timestamps": options.word_timestamps,
         }
@@ -225,16 +229,23 @@ class FasterWhisperEngine:
         )
 
     def warmup(self) -> None:
-        """Run Silero VAD once on 1 s of silence, then decode 45 s of silence without VAD (two
-        windows: the encoder, the decoder with a previous-text prompt, the seek).
+        """Before ready: Silero VAD's ONNX session, on 1 s of silence (about 30 ms of CPU).
 
-        Measured on 2 cores: after a 1 s warm-up an 11 s clip took 0.43-0.45 s; after this one
-        0.40 s, for 0.3 s more start-up.
+        The model itself needs no warm-up to serve: the first request without one costs about
+        10 % more CPU than the next (docs/benchmarks.md), less than any decoding warm-up would.
         """
-        for seconds, vad_filter in ((1, True), (45, False)):
-            silence = np.zeros(seconds * SAMPLE_RATE, dtype=np.float32)
-            segments, _ = self._whisper.transcribe(
-                silence, beam_size=self.beam_size, vad_filter=vad_filter, language=None
-            )
-            for _ in segments:
-                pass
+        self._decode_silence(1, vad_filter=True)
+
+    def background_warmup(self) -> None:
+        """After ready, while idle: decode 45 s of silence without VAD (two windows, the second
+        with a previous-text prompt and a seek). Afterwards each request takes about 10 % less
+        CPU (an 11 s clip: 0.46 instead of 0.51 CPU s, docs/benchmarks.md); one window does not."""
+        self._decode_silence(45, vad_filter=False)
+
+    def _decode_silence(self, seconds: int, *, vad_filter: bool) -> None:
+        silence = np.zeros(seconds * SAMPLE_RATE, dtype=np.float32)
+        segments, _ = self._whisper.transcribe(
+            silence, beam_size=self.beam_size, vad_filter=vad_filter, temperature=0.0, language=None
+        )
+        for _ in segments:
+            pass

@@ -173,6 +173,7 @@ class OpenAIWhisperEngine:
         device: str,
         compute_type: str,
         beam_size: int = 5,
+        condition_on_previous_text: bool = False,
     ) -> None:
         self._whisper = model
         self._lock = threading.Lock()
@@ -181,6 +182,7 @@ class OpenAIWhisperEngine:
         self.device = device
         self.compute_type = compute_type
         self.beam_size = beam_size
+        self.condition_on_previous_text = condition_on_previous_text
         self.multilingual = bool(model.is_multilingual)
 
     @classmethod
@@ -200,6 +202,7 @@ class OpenAIWhisperEngine:
             device=device,
             compute_type=compute_type,
             beam_size=settings.beam_size,
+            condition_on_previous_text=settings.condition_on_previous_text,
         )
 
     def _arguments(self, options: TranscribeOptions) -> dict[str, Any]:
@@ -211,6 +214,7 @@ class OpenAIWhisperEngine:
             "word_timestamps": options.word_timestamps,
             "temperature": TEMPERATURE_SCHEDULE if options.temperature is None else options.temperature,
             "beam_size": self.beam_size,
+            "condition_on_previous_text": self.condition_on_previous_text,
             "best_of": BEST_OF,
             "fp16": self.compute_type == "float16",
             "verbose": None,
@@ -251,8 +255,10 @@ class OpenAIWhisperEngine:
 
     def warmup(self) -> None:
         self.transcribe(np.zeros(SAMPLE_RATE, dtype=np.float32), TranscribeOptions())
-        # Word timestamps align with DTW, JIT-compiled (numba on CPU, triton on CUDA) on first use:
-        # about a second that the first request asking for words would otherwise pay.
+
+    def background_warmup(self) -> None:
+        """Word timestamps align with DTW, JIT-compiled (numba on CPU, triton on CUDA) on first use:
+        about a second that the first request asking for words would otherwise pay."""
         from whisper.timing import dtw
 
         with self._lock:
