@@ -36,6 +36,14 @@ GPU_MIN_MEMORY_GIB = 16
 # Cloud Run's CPU/memory table: at most 4 GiB per vCPU (4 vCPU → 16 GiB, 6 → 24 GiB, 8 → 32 GiB).
 MAX_MEMORY_GIB_PER_CPU = 4
 MAX_MEMORY_GIB = 32
+MAX_CPU = 8
+# The metrics sidecar's limits (infra/observability.py). Cloud Run counts them in the instance: its
+# tables cap an instance, not a container, at 8 vCPU / 32 GiB, and Google's sidecar pages give no
+# separate allowance, so the API's share plus these must fit (checked in `_check_instance_fits`).
+# 1 vCPU is the least a container gets with instance-based billing (GPU services need it): Cloud
+# Run's CPU page allows under 1 vCPU only with request-based billing.
+METRICS_SIDECAR_CPU = 1
+METRICS_SIDECAR_MEMORY = "512Mi"
 MIN_API_KEY_CHARS = 16  # a guessable key is no key
 MAX_BUDGET_EMAILS = 5  # the Budget API's limit on monitoring notification channels per budget
 MAX_INSTANCES_CAP = 100  # a typo guard: each GPU instance bills ~$0.7/h, quotas are usually single digits
@@ -454,6 +462,7 @@ def parse_config(raw: Mapping[str, str], secret_keys: Collection[str] = ()) -> S
         public_ingress=ingress == "all",
     )
     spend_cap = _parse_spend_cap(r, project, budget, budget_skipped_reason)
+    _check_instance_fits(r, cpu, memory, observability)
 
     if r.problems:
         raise ConfigError(r.problems)
@@ -487,6 +496,29 @@ def parse_config(raw: Mapping[str, str], secret_keys: Collection[str] = ()) -> S
         spend_cap=spend_cap,
         budget_skipped_reason=budget_skipped_reason,
         batch=batch,
+    )
+
+
+def _check_instance_fits(r: _Reader, cpu: int, memory: str, observability: ObservabilityConfig) -> None:
+    """The API container plus the metrics sidecar must fit in one instance's 8 vCPU / 32 GiB."""
+    gib = memory_gib(memory)
+    if not observability.metrics or cpu not in GPU_CPU_CHOICES or gib is None:
+        return
+    if gib > min(MAX_MEMORY_GIB, cpu * MAX_MEMORY_GIB_PER_CPU):
+        return  # already reported against whisper:memory
+    sidecar_gib = memory_gib(METRICS_SIDECAR_MEMORY) or 0.0
+    if cpu + METRICS_SIDECAR_CPU <= MAX_CPU and gib + sidecar_gib <= MAX_MEMORY_GIB:
+        return
+    fit_cpu = max(choice for choice in GPU_CPU_CHOICES if choice + METRICS_SIDECAR_CPU <= MAX_CPU)
+    fit_gib = min(fit_cpu * MAX_MEMORY_GIB_PER_CPU, int(MAX_MEMORY_GIB - sidecar_gib))
+    fixes = [_fix("cpu", str(fit_cpu))] if cpu > fit_cpu else []
+    fixes += [_fix("memory", f"{fit_gib}Gi")] if gib > fit_gib else []
+    r.fail(
+        f"{NAMESPACE}:cpu {cpu} and {NAMESPACE}:memory {memory} plus the metrics sidecar "
+        f"({METRICS_SIDECAR_CPU} vCPU, {METRICS_SIDECAR_MEMORY}) come to {cpu + METRICS_SIDECAR_CPU} vCPU "
+        f"/ {gib + sidecar_gib:g}Gi, more than one Cloud Run instance holds ({MAX_CPU} vCPU, "
+        f"{MAX_MEMORY_GIB}Gi for all its containers) — {' && '.join(fixes)} (or, without metrics, "
+        f"{_observability_fix('metrics', 'false')})"
     )
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.config import ObservabilityConfig
+from infra.config import METRICS_SIDECAR_CPU, METRICS_SIDECAR_MEMORY, ObservabilityConfig
 from infra.service import INGRESS_CONTAINER
 from infra.shared import contract, slug
 
@@ -39,7 +39,8 @@ COLLECTOR_CONTAINER = "metrics-collector"
 # service's contract (contract.PORT, contract.METRICS_PATH), so no config secret is needed.
 SIDECAR_DEFAULT_SCRAPE = (8080, "/metrics")
 SIDECAR_LIVENESS_PORT = 13133  # the sidecar's own /liveness endpoint
-SIDECAR_LIMITS = {"cpu": "1", "memory": "512Mi"}  # Cloud Run's smallest with instance-based billing
+# Counted in the instance with the API container's; infra/config.py checks that both fit.
+SIDECAR_LIMITS = {"cpu": str(METRICS_SIDECAR_CPU), "memory": METRICS_SIDECAR_MEMORY}
 
 # The service's Prometheus metrics (service/whisper_api/telemetry.py) and their kinds, which Cloud
 # Monitoring appends to the name: prometheus.googleapis.com/<name>/<kind>.

@@ -3,16 +3,14 @@ itself, and the image built from `service/` and pushed with pulumi-docker-build.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import pulumi
 import pulumi_docker_build as docker_build
 import pulumi_gcp as gcp
 
-from infra.shared import SERVICE_DIR, contract
+from infra.shared import SERVICE_DIR, contract, relative_to_cwd
 
 SECONDS_PER_DAY = 86_400
 # Artifact Registry accepts an OAuth access token as the password of this user name.
@@ -113,8 +111,8 @@ class ServiceImage(pulumi.ComponentResource):
         cache_ref = pulumi.Output.concat(image, ":buildcache")
         self.image = docker_build.Image(
             f"{name}-build",
-            context=docker_build.BuildContextArgs(location=_relative(SERVICE_DIR)),
-            dockerfile=docker_build.DockerfileArgs(location=_relative(SERVICE_DIR / "Dockerfile")),
+            context=docker_build.BuildContextArgs(location=relative_to_cwd(SERVICE_DIR)),
+            dockerfile=docker_build.DockerfileArgs(location=relative_to_cwd(SERVICE_DIR / "Dockerfile")),
             target=contract.IMAGE_TARGET_GPU,
             platforms=[docker_build.Platform.LINUX_AMD64],
             build_args={
@@ -151,11 +149,3 @@ class ServiceImage(pulumi.ComponentResource):
         )
         self.ref = self.image.ref
         self.register_outputs({"ref": self.ref})
-
-
-def _relative(path: Path) -> str:
-    """`path` relative to the working directory: stable across machines, unlike an absolute path.
-
-    Pulumi runs the program from `main` (infra/), tests and scripts from the repository root.
-    """
-    return Path(os.path.relpath(path, Path.cwd())).as_posix()

@@ -5,6 +5,7 @@ program free of the service's packages (FastAPI, the engines) while never copyin
 """
 
 import importlib.util
+import os
 import re
 from pathlib import Path
 from types import ModuleType
@@ -29,3 +30,12 @@ contract = _load_contract()
 def slug(text: str) -> str:
     """A resource-name part from an address or IAM member: `user:a.b@x.com` → `user-a-b-x-com`."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def relative_to_cwd(path: Path) -> str:
+    """`path` relative to the working directory: stable across machines, unlike an absolute path.
+
+    Pulumi runs the program from `main` (infra/), tests and scripts from the repository root; build
+    contexts given this way land in the state identically on every machine.
+    """
+    return Path(os.path.relpath(path, Path.cwd())).as_posix()

@@ -23,7 +23,8 @@ import pulumi
 import pulumi_docker_build as docker_build
 import pulumi_gcp as gcp
 
-from infra.registry import TOKEN_USERNAME, _relative
+from infra.registry import TOKEN_USERNAME
+from infra.shared import relative_to_cwd
 
 run = gcp.cloudrunv2
 
@@ -256,7 +257,7 @@ class SpendCap(pulumi.ComponentResource):
         )
         return docker_build.Image(
             f"{name}-build",
-            context=docker_build.BuildContextArgs(location=_relative(FUNCTION_DIR)),
+            context=docker_build.BuildContextArgs(location=relative_to_cwd(FUNCTION_DIR)),
             platforms=[docker_build.Platform.LINUX_AMD64],
             tags=[pulumi.Output.concat(image, ":latest")],
             push=True,

@@ -190,7 +190,9 @@ class TelemetryMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics, project_id: str | None = None) -> None:
         self.app = app
         self.metrics = metrics
-        self.project_id = project_id if project_id is not None else os.environ.get("GOOGLE_CLOUD_PROJECT")
+        if project_id is None:
+            project_id = os.environ.get(contract.ENV_GOOGLE_CLOUD_PROJECT)
+        self.project_id = project_id
         self.logger = logging.getLogger(ACCESS_LOGGER)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -50,8 +50,8 @@ def test_the_example_stacks_are_valid(stack: str) -> None:
 
 
 def test_numbers_from_yaml_floats_are_accepted() -> None:
-    cfg = parse_config({**VALID, "whisper:maxInstances": "3.0", "whisper:cpu": "8.0"})
-    assert (cfg.max_instances, cfg.cpu) == (3, 8)
+    cfg = parse_config({**VALID, "whisper:maxInstances": "3.0", "whisper:cpu": "6.0"})
+    assert (cfg.max_instances, cfg.cpu) == (3, 6)
 
 
 def test_public_grants_all_users_only() -> None:
@@ -227,9 +227,39 @@ def test_memory_above_cloud_runs_table_for_the_cpu_is_refused(cpu: str, memory: 
     assert fix in message
 
 
+NO_METRICS = {"whisper:observability": '{"metrics": false}'}
+
+
 @pytest.mark.parametrize(("cpu", "memory"), [("4", "16Gi"), ("6", "24Gi"), ("6", "24576Mi"), ("8", "32Gi")])
 def test_memory_within_the_table_is_accepted(cpu: str, memory: str) -> None:
-    assert parse_config({**VALID, "whisper:cpu": cpu, "whisper:memory": memory}).memory == memory
+    config = {**VALID, **NO_METRICS, "whisper:cpu": cpu, "whisper:memory": memory}
+    assert parse_config(config).memory == memory
+
+
+@pytest.mark.parametrize(
+    ("cpu", "memory", "total", "fixes"),
+    [
+        ("8", "32Gi", "9 vCPU / 32.5Gi", ["whisper:cpu 6 && pulumi config set whisper:memory 24Gi"]),
+        ("8", "16Gi", "9 vCPU / 16.5Gi", ["pulumi config set whisper:cpu 6 (or"]),
+    ],
+)
+def test_api_and_metrics_sidecar_beyond_one_instance_are_refused(
+    cpu: str, memory: str, total: str, fixes: list[str]
+) -> None:
+    # Cloud Run's 8 vCPU / 32 GiB hold every container of the instance, the sidecar's 1 vCPU / 512Mi too.
+    message = only_problem(whisper__cpu=cpu, whisper__memory=memory)
+    assert message.startswith(f"whisper:cpu {cpu} and whisper:memory {memory} plus the metrics sidecar")
+    assert f"come to {total}, more than one Cloud Run instance holds (8 vCPU, 32Gi" in message
+    for fix in fixes:
+        assert fix in message
+    assert "pulumi config set --path 'whisper:observability.metrics' false" in message
+    assert parse_config({**VALID, **NO_METRICS, "whisper:cpu": cpu, "whisper:memory": memory}).cpu == 8
+
+
+@pytest.mark.parametrize(("cpu", "memory"), [("4", "16Gi"), ("6", "24Gi")])
+def test_api_and_metrics_sidecar_within_one_instance_are_accepted(cpu: str, memory: str) -> None:
+    config = parse_config({**VALID, "whisper:cpu": cpu, "whisper:memory": memory})
+    assert (config.observability.metrics, config.cpu, config.memory) == (True, int(cpu), memory)
 
 
 def budget_with(emails: list[str]) -> str:
