@@ -207,7 +207,10 @@ class BatchTranscription(pulumi.ComponentResource):
             force_destroy=force_destroy,
             labels=dict(args.labels),
             lifecycle_rules=lifecycle_rules(retention_days),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=self._after),
+            # The buckets hold the recordings and transcripts: the only batch state worth `protect`.
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=self._after, protect=args.deletion_protection
+            ),
         )
 
     def _grant(

@@ -170,7 +170,6 @@ def build(cfg: StackConfig) -> dict[str, Any]:
                 extra_env=cfg.env,
                 existing_account=cfg.batch.service_account,
             ),
-            opts=protected,
             depends_on=apis.ready,
         )
         outputs |= {

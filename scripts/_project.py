@@ -14,10 +14,8 @@ VENV = REPO / ".venv"
 
 def enter() -> None:
     """Re-execute the calling script under `.venv/bin/python` if needed; put the project on sys.path."""
-    if Path(sys.prefix).resolve() != VENV.resolve():
-        python = VENV / "bin" / "python"
-        if not python.exists():
-            script = Path(sys.argv[0]).name
-            sys.exit(f"{script}: the project's .venv is missing; run `make test` (or `make run`) first.")
+    python = VENV / "bin" / "python"
+    # Without a .venv (not made yet, or dependencies installed another way) the current one is used.
+    if python.exists() and Path(sys.prefix).resolve() != VENV.resolve():
         os.execv(python, [str(python), *sys.argv])  # noqa: S606 (argv as given, no shell)
     sys.path[:0] = [str(REPO), str(REPO / "service")]

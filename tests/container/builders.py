@@ -11,6 +11,7 @@ What works on a machine without Docker Hub (docs/images.md, "Testing the images"
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -44,7 +45,7 @@ STANDIN_REPOSITORY = "localhost/whisper-standin-base"
 TEST_REPOSITORY = "localhost/whisper-api-test"
 # buildah's storage is kept between runs for its layer cache; past this it is emptied (a full rebuild)
 # so that layers from old requirement sets do not pile up on the machine.
-STORAGE_CAP_BYTES = 25 * 1024**3
+STORAGE_CAP_BYTES = 30 * 1024**3
 BUILDAH_STORAGE = Path("/var/lib/containers/storage")
 
 
@@ -164,6 +165,15 @@ def build(target: str, tag: str, base: str, build_args: dict[str, str]) -> str:
 
 def docker(*arguments: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
     return run("docker", *arguments, timeout=timeout, check=check)
+
+
+@contextmanager
+def one_run_at_a_time() -> Iterator[None]:
+    """Serialise test runs on one machine: they share buildah's storage, the daemon and the cache."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 @contextmanager

@@ -99,6 +99,12 @@ def wait_ready(container: str) -> None:
         time.sleep(1)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_run_at_a_time() -> Iterator[None]:
+    with builders.one_run_at_a_time():
+        yield
+
+
 @pytest.fixture(scope="module")
 def base() -> str:
     builders.bound_storage()
