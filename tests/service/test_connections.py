@@ -206,3 +206,17 @@ def test_an_oversized_trace_span_is_ignored_not_an_error(server: Server) -> None
     assert entry["logging.googleapis.com/trace"] == f"projects/my-project/traces/{trace}"
     assert "logging.googleapis.com/spanId" not in entry
     assert not [line for line in lines if line["severity"] == "ERROR"]
+
+
+@pytest.mark.parametrize("path", ["/v1/models/", "/healthz/", "/v1/audio/transcriptions/"])
+def test_a_trailing_slash_is_a_404_not_a_redirect_to_the_clients_host(server: Server, path: str) -> None:
+    method = "POST" if "audio" in path else "GET"
+    with connect(server) as sock:
+        sock.sendall(
+            f"{method} {path} HTTP/1.1\r\nHost: evil.example\r\nContent-Length: 0\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
+        response = read_until_closed(sock)
+    assert b"location:" not in response.lower()
+    status, error = envelope(response)
+    assert (status, error["code"]) == (404, "not_found")
