@@ -27,12 +27,13 @@ from whisper_api.schemas import ErrorBody, ErrorResponse
 
 def _error_bytes(status: HTTPStatus, message: str, code: str) -> bytes:
     """A whole HTTP/1.1 response in the envelope, closing the connection (no request to answer)."""
-    body = ErrorResponse(error=ErrorBody(message=message, type=INVALID_REQUEST, code=code)).model_dump_json()
+    error = ErrorResponse(error=ErrorBody(message=message, type=INVALID_REQUEST, code=code))
+    body = error.model_dump_json().encode()
     head = (
         f"HTTP/1.1 {status.value} {status.phrase}\r\ncontent-type: application/json\r\n"
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
     )
-    return head.encode("ascii") + body.encode()
+    return head.encode("ascii") + body
 
 
 class GuardedH11Protocol(H11Protocol):
