@@ -173,21 +173,20 @@ def probe(load: dict[str, Any] | None) -> Verdict:
 
 
 def completeness(longform: dict[str, Any] | None) -> Verdict:
-    goal = "the service's defaults delete no more words than any configuration measured"
+    goal = "the service's defaults lose the fewest words: the lowest long-form WER measured"
     results = [r for r in (longform or {}).get("results", []) if r.get("alignment")]
     service = next((r for r in results if r["config"]["engine"] == "service"), None)
     if service is None:
         return _missing("long-form completeness", goal, "longform")
-    fewest = min(results, key=lambda r: r["alignment"]["deletions"])
-    deleted = service["alignment"]["deletions"]
+    best = min(results, key=lambda r: r["alignment"]["wer"])
+    ours, lowest = service["alignment"], best["alignment"]
     return Verdict(
         target="long-form completeness",
         goal=goal,
-        measured=f"{deleted} of {service['alignment']['reference_words']} words deleted, "
-        f"WER {service['alignment']['wer'] * 100:.1f} %; fewest: {fewest['config']['name']} "
-        f"({fewest['alignment']['deletions']})",
-        met=deleted <= fewest["alignment"]["deletions"],
-        margin=f"{deleted - fewest['alignment']['deletions']:+d} words",
+        measured=f"WER {ours['wer'] * 100:.1f} %, {ours['deletions']} of {ours['reference_words']} words "
+        f"deleted; lowest: {best['config']['name']} {lowest['wer'] * 100:.1f} %",
+        met=ours["wer"] <= lowest["wer"],
+        margin=f"{(ours['wer'] - lowest['wer']) * 100:+.1f} points",
     )
 
 

@@ -90,6 +90,7 @@ async def serve(settings: Settings, host: str, port: int, loading: Future[Engine
     import uvicorn
 
     from whisper_api.app import create_app
+    from whisper_api.connections import GuardedH11Protocol
     from whisper_api.lifecycle import GracefulServer, uvicorn_options
 
     app = create_app(settings, load_engine=None if loading is None else lambda _settings: loading.result())
@@ -98,6 +99,7 @@ async def serve(settings: Settings, host: str, port: int, loading: Future[Engine
         host=host,
         port=port,
         proxy_headers=True,
+        http=GuardedH11Protocol.with_head_timeout(settings.header_timeout_s),
         **uvicorn_options(settings),
     )
     server = GracefulServer(config, app, grace_s=settings.shutdown_grace_s)

@@ -71,6 +71,9 @@ def create_app(settings: Settings | None = None, *, load_engine: EngineLoader | 
         description=DESCRIPTION,
         lifespan=lifespan,
         responses={},
+        # A trailing slash is a 404 in the envelope, not a 307 to a Location built from the
+        # client's own Host header (a redirect anywhere, that a POST would follow with its upload).
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.engine = None

@@ -86,6 +86,9 @@ async def _validation_error(_: Request, error: Exception) -> JSONResponse:
     param = _param_name(first.get("loc", ()))
     if first.get("type") == "missing":
         message, code = f"Missing required parameter: '{param}'.", "missing_required_parameter"
+    elif param == "file":  # a text value (or a part without a filename) where an upload belongs
+        message = "The 'file' field must be an uploaded file (a form part with a filename), not a text value."
+        code = "invalid_value"
     else:
         message, code = f"Invalid value for '{param}': {first.get('msg', 'invalid value')}.", "invalid_value"
     return error_response(HTTPStatus.BAD_REQUEST, message, param=param, code=code)

@@ -1,7 +1,9 @@
 """The audio routes' multipart form, parsed by Starlette's own parser with three more refusals,
 each a 400 that names the field at fault:
 
-- a text field over the part limit (`field_too_large`; Starlette's message names no field),
+- text over the part limit, one field alone or all text fields together (`field_too_large`;
+  Starlette's message names no field, and its limit is per field: fields of nearly 1 MB each
+  would hold the whole upload in memory, for each request),
 - a text field that is not valid UTF-8 (`invalid_encoding`; Starlette would silently read it as
   Latin-1, so the model would get a garbled prompt),
 - a field sent twice (`duplicate_parameter`; only the last would count), except list fields
@@ -31,15 +33,21 @@ class _NamingMultiPartParser(MultiPartParser):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._seen: set[str] = set()
+        self._text_bytes = 0  # all text fields so far, held in memory until the form is parsed
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         part = self._current_part
-        if part.file is None and len(part.data) + end - start > self.max_part_size:
-            raise invalid_request(
-                f"The '{part.field_name}' field is larger than the limit of {self.max_part_size // 1024} KB.",
-                param=part.field_name,
-                code="field_too_large",
-            )
+        if part.file is None:
+            self._text_bytes += end - start
+            if self._text_bytes > self.max_part_size:
+                limit = f"the limit of {self.max_part_size // 1024} KB"
+                if len(part.data) + end - start > self.max_part_size:
+                    message = f"The '{part.field_name}' field is larger than {limit}."
+                else:
+                    message = (
+                        f"The form's text fields are together larger than {limit} (at '{part.field_name}')."
+                    )
+                raise invalid_request(message, param=part.field_name, code="field_too_large")
         super().on_part_data(data, start, end)
 
     def on_headers_finished(self) -> None:

@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     upload_idle_timeout_s: float = Field(
         10, gt=0, description="An upload that sends no data for this long is cut off (408)."
     )
+    header_timeout_s: float = Field(
+        10,
+        gt=0,
+        description="A connection must deliver each request's headers within this long (408 and closed "
+        "otherwise); idle connections are closed after it.",
+    )
     shutdown_grace_s: float = Field(8, ge=0, description="Time to finish in-flight work on SIGTERM.")
 
     # OpenAI compatibility and browsers

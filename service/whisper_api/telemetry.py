@@ -44,6 +44,9 @@ ACCESS_LOGGER = "whisper_api.access"
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
 _RTF_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 5)
 _UNMATCHED_ENDPOINT = "unmatched"
+# HTTP lets a client invent methods (any token): labelling by them would let it create series at will.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_OTHER_METHOD = "other"
 _PROBE_PATHS = (contract.HEALTH_PATH, contract.READY_PATH, contract.METRICS_PATH)
 
 
@@ -152,7 +155,8 @@ def server_timing(timer: StepTimer, total_s: float) -> str:
     return ", ".join(parts)
 
 
-_TRACE_CONTEXT = re.compile(r"^([0-9a-fA-F]{32})(?:/(\d+))?(?:;o=([01]))?")
+# The span is a decimal uint64 (at most 20 digits): a longer one is ignored, never parsed whole.
+_TRACE_CONTEXT = re.compile(r"^([0-9a-fA-F]{32})(?:/(\d{1,20})(?!\d))?(?:;o=([01]))?")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 
 
@@ -221,7 +225,8 @@ class TelemetryMiddleware:
         finally:
             latency = time.perf_counter() - start
             endpoint = _endpoint(scope)
-            self.metrics.observe_request(endpoint, scope["method"], status, latency, timer)
+            method = scope["method"] if scope["method"] in _METHODS else _OTHER_METHOD
+            self.metrics.observe_request(endpoint, method, status, latency, timer)
             self._log(scope, status, latency, response_size, timer)
 
     def _log(self, scope: Scope, status: int, latency: float, response_size: int, timer: StepTimer) -> None:

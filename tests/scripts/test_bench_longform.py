@@ -50,7 +50,7 @@ def test_configurations_cover_the_issue_s_decode_options() -> None:
     assert {c.engine for c in configs} == {"service", "faster-whisper", "openai-whisper"}
     fw = [c for c in configs if c.engine == "faster-whisper"]
     assert {c.vad for c in fw} == {c.condition_on_previous_text for c in fw} == {True, False}
-    assert any(c.hallucination_silence_threshold for c in configs if c.engine == "openai-whisper")
+    assert any(c.hallucination_silence_threshold for c in fw) and any(c.temperature == 0 for c in fw)
     assert len({c.name for c in configs}) == len(configs) and len(PIECES) == 2
 
 

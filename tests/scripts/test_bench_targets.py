@@ -71,14 +71,15 @@ def test_short_clip_memory_and_probe() -> None:
 
 
 def test_completeness_compares_the_service_with_the_best_configuration() -> None:
-    def row(name: str, engine: str, deletions: int) -> dict:
-        alignment = {"deletions": deletions, "reference_words": 800, "wer": deletions / 800}
+    def row(name: str, engine: str, errors: int) -> dict:
+        alignment = {"deletions": errors, "reference_words": 800, "wer": errors / 800}
         return {"config": {"name": name, "engine": engine}, "alignment": alignment}
 
-    rows = [row("service-default", "service", 5), row("fw-a", "faster-whisper", 3)]
+    rows = [row("service-default", "service", 16), row("fw-a", "faster-whisper", 8)]
     missed = completeness({"results": rows})
-    assert missed.met is False and missed.margin == "+2 words"
-    assert completeness({"results": [row("service-default", "service", 3), *rows[1:]]}).met is True
+    assert missed.met is False and missed.margin == "+1.0 points"
+    assert completeness({"results": [row("service-default", "service", 8), *rows[1:]]}).met is True
+    assert completeness({"results": rows[1:]}).met is None
 
 
 def test_missing_results_are_not_met(tmp_path: Path) -> None:

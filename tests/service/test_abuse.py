@@ -151,6 +151,65 @@ def test_a_long_file_that_fits_the_deadline_is_transcribed_whole(server: Server)
     assert "weekly meeting" in response.text.lower()
 
 
+# --- Forms built to be held in memory ---------------------------------------------------------
+
+
+def read_answer(sock: socket.socket) -> tuple[int, dict]:
+    """One response, read by its Content-Length (the client has not finished its body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(
+        next(
+            line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+        )
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_text_fields_are_bounded_per_request_not_per_field(server: Server) -> None:
+    """Ten clients each send 23 text fields of nearly 1 MB (Starlette's limit is per field) and keep
+    their connection open: each is refused at the second megabyte, and the server holds a few MiB
+    for all of them, not 230."""
+    fields = "".join(
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="x{index}"\r\n\r\n{"a" * 1_000_000}\r\n'
+        for index in range(23)
+    ).encode()
+    idle = memory_mib(server.process.pid)["VmRSS"]
+    clients = []
+    for _ in range(10):
+        sock = connect(server)
+        sock.sendall(request_head(server, len(fields) + 1000) + fields)
+        clients.append(sock)
+    for sock in clients:
+        with sock:
+            status, answer = read_answer(sock)
+        assert status == 400
+        assert answer["error"]["code"] == "field_too_large"
+        assert answer["error"]["param"] == "x1"
+        assert "text fields are together larger than the limit of 1024 KB" in answer["error"]["message"]
+    assert memory_mib(server.process.pid)["VmRSS"] - idle < 64
+
+
+def test_more_file_parts_than_the_form_has_are_refused(server: Server) -> None:
+    """Every file part under 1 MB stays in memory: only `file` (and a duplicate, to name it) is read."""
+    parts = b"".join(
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="f{index}"; filename="a.wav"\r\n\r\n'.encode()
+        + b"\0" * 20_000
+        + b"\r\n"
+        for index in range(3)
+    ) + multipart((FIXTURES / "short.wav").read_bytes())
+    with connect(server) as sock:
+        sock.sendall(request_head(server, len(parts)) + parts)
+        status, answer = read_answer(sock)
+    assert status == 400
+    assert answer["error"]["code"] == "invalid_multipart"
+    assert "Too many files" in answer["error"]["message"]
+
+
 # --- Decompression bombs ---------------------------------------------------------------------
 
 MIB = 1024 * 1024

@@ -44,6 +44,9 @@ def test_missing_file_names_the_file(fw_api: TestClient) -> None:
 def test_file_sent_as_text_field(fw_api: TestClient) -> None:
     response = fw_api.post(TRANSCRIPTIONS, data={"file": "not an upload", "model": "whisper-1"})
     assert_envelope(response, 400, "file")
+    assert response.json()["error"]["message"] == (
+        "The 'file' field must be an uploaded file (a form part with a filename), not a text value."
+    )
 
 
 def test_json_body_instead_of_multipart(fw_api: TestClient) -> None:

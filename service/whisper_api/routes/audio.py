@@ -83,7 +83,15 @@ def _check_chunking_object(name: str, key: str, value: object) -> None:
     )
 
 
-router = APIRouter(tags=["audio"], route_class=AudioRoute, dependencies=[Depends(refuse_unsupported_fields)])
+router = APIRouter(
+    tags=["audio"],
+    route_class=AudioRoute,
+    dependencies=[Depends(refuse_unsupported_fields)],
+    # One `file`; a second part is still parsed far enough to be refused by name (duplicate_parameter).
+    # A file part stays in memory up to 1 MB before it spills to disk: many small ones would hold
+    # the whole upload in memory.
+    form_limits={"max_files": 2},
+)
 
 _FILE_DESCRIPTION = (
     "The audio file: flac, mp3, mp4, mpeg, mpga, m4a, ogg, wav or webm (recognised by content). "
