@@ -638,15 +638,7 @@ def _parse_budget(r: _Reader) -> tuple[BudgetConfig | None, str | None]:
     thresholds = _thresholds(r, raw, "thresholds", [0.5, 0.9, 1.0])
     forecast = _thresholds(r, raw, "forecastThresholds", [1.0])
 
-    emails = raw.get("emails", [])
-    if not isinstance(emails, list):
-        emails = [emails]
-    for email in emails:
-        if not isinstance(email, str) or not _EMAIL.match(email):
-            r.fail(
-                f"{NAMESPACE}:budget.emails entry {email!r} is not an email address — "
-                f"pulumi config set --path '{NAMESPACE}:budget.emails[0]' you@example.com"
-            )
+    emails = _emails(r, raw, "budget", "you@example.com")
     if len(emails) > MAX_BUDGET_EMAILS:
         r.fail(
             f"{NAMESPACE}:budget.emails has {len(emails)} addresses; a budget notifies at most "
@@ -671,6 +663,20 @@ def _parse_budget(r: _Reader) -> tuple[BudgetConfig | None, str | None]:
         emails=tuple(emails),
     )
     return budget, None
+
+
+def _emails(r: _Reader, raw: Mapping[str, Any], section: str, example: str) -> list[Any]:
+    """`<section>.emails` as a list (a single address is accepted), each entry checked."""
+    emails = raw.get("emails", [])
+    if not isinstance(emails, list):
+        emails = [emails]
+    for email in emails:
+        if not isinstance(email, str) or not _EMAIL.match(email):
+            r.fail(
+                f"{NAMESPACE}:{section}.emails entry {email!r} is not an email address — "
+                f"pulumi config set --path '{NAMESPACE}:{section}.emails[0]' {example}"
+            )
+    return emails
 
 
 def _thresholds(r: _Reader, raw: Mapping[str, Any], key: str, default: list[float]) -> tuple[float, ...]:
@@ -968,15 +974,7 @@ def _parse_observability(
         )
         period = 300
 
-    emails = raw.get("emails", [])
-    if not isinstance(emails, list):
-        emails = [emails]
-    for email in emails:
-        if not isinstance(email, str) or not _EMAIL.match(email):
-            r.fail(
-                f"{NAMESPACE}:observability.emails entry {email!r} is not an email address — "
-                f"pulumi config set --path '{NAMESPACE}:observability.emails[0]' oncall@example.com"
-            )
+    emails = _emails(r, raw, "observability", "oncall@example.com")
 
     # The service's API key also guards /metrics, and the sidecar cannot present it: with a key,
     # metrics are off unless asked for, and asking for both is refused.
