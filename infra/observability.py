@@ -209,46 +209,55 @@ class Observability(pulumi.ComponentResource):
             "busy: raise `whisper:maxInstances` within the GPU quota), then the `queue` and `inference` "
             "steps in the requests' Server-Timing / log timings.",
         )
-        saturation = [
-            monitoring.AlertPolicyConditionArgs(
-                display_name=f"active instances at maxInstances ({args.max_instances}) for 15 min",
-                condition_threshold=monitoring.AlertPolicyConditionConditionThresholdArgs(
-                    filter=(
-                        f'{run_filter} AND metric.type="{RUN}/container/instance_count" '
-                        'AND metric.label.state="active"'
-                    ),
-                    aggregations=[_aggregation("ALIGN_MAX", "REDUCE_SUM", per_service, period="60s")],
-                    comparison="COMPARISON_GT",
-                    threshold_value=args.max_instances - 0.5,
-                    duration="900s",
-                ),
-            )
-        ]
-        if settings.metrics:
-            saturation.append(
-                monitoring.AlertPolicyConditionArgs(
-                    display_name=f"429 queue_full > {settings.queue_full_ratio:g} of audio requests, 5 min",
-                    condition_prometheus_query_language=monitoring.AlertPolicyConditionConditionPrometheusQueryLanguageArgs(
-                        query=queue_full_query(args.service_name, settings.queue_full_ratio),
-                        duration=WINDOW,
-                        evaluation_interval="60s",
-                        # The series exist only after the sidecar's first scrape; do not refuse the policy.
-                        disable_metric_validation=True,
-                    ),
-                )
-            )
         self._policy(
             name,
             "saturation",
-            f"{args.service_name}: saturated (all instances busy or requests refused)",
+            f"{args.service_name}: every instance busy",
             "WARNING",
-            saturation,
-            "Every instance is running and/or the service refuses audio requests with 429 `queue_full` "
-            "(each instance admits `whisper:concurrency` requests, then answers 429 with Retry-After).\n\n"
+            [
+                monitoring.AlertPolicyConditionArgs(
+                    display_name=f"active instances at maxInstances ({args.max_instances}) for 15 min",
+                    condition_threshold=monitoring.AlertPolicyConditionConditionThresholdArgs(
+                        filter=(
+                            f'{run_filter} AND metric.type="{RUN}/container/instance_count" '
+                            'AND metric.label.state="active"'
+                        ),
+                        aggregations=[_aggregation("ALIGN_MAX", "REDUCE_SUM", per_service, period="60s")],
+                        comparison="COMPARISON_GT",
+                        threshold_value=args.max_instances - 0.5,
+                        duration="900s",
+                    ),
+                )
+            ],
+            "Every instance the service may run is running, so new load waits or is refused.\n\n"
             "**First check:** the dashboard's instance count against `whisper:maxInstances` "
             f"({args.max_instances}) and the GPU quota; raise `whisper:maxInstances` if the quota allows, "
             "or ask the heaviest client to back off.",
         )
+        if settings.metrics:
+            # A policy with a PromQL condition may hold no other condition: its own policy.
+            self._policy(
+                name,
+                "queue-full",
+                f"{args.service_name}: audio requests refused with 429 queue_full",
+                "WARNING",
+                [
+                    monitoring.AlertPolicyConditionArgs(
+                        display_name=f"429 queue_full > {settings.queue_full_ratio:g} of audio requests",
+                        condition_prometheus_query_language=monitoring.AlertPolicyConditionConditionPrometheusQueryLanguageArgs(
+                            query=queue_full_query(args.service_name, settings.queue_full_ratio),
+                            duration=WINDOW,
+                            evaluation_interval="60s",
+                            # The series exist only after the sidecar's first scrape: no validation.
+                            disable_metric_validation=True,
+                        ),
+                    )
+                ],
+                "Instances refuse audio requests with 429 `queue_full`: each admits `whisper:concurrency` "
+                "requests, then answers 429 with Retry-After.\n\n**First check:** the dashboard's instance "
+                f"count against `whisper:maxInstances` ({args.max_instances}) and the GPU quota; raise "
+                "`whisper:maxInstances` if the quota allows, or ask the heaviest client to back off.",
+            )
         system_log = (
             f'resource.type="cloud_run_revision" AND resource.labels.service_name="{args.service_name}" '
             f'AND resource.labels.location="{args.region}" '

@@ -119,6 +119,7 @@ def test_metrics_off_leaves_one_container_and_no_service_metric_alert() -> None:
     assert [c["name"] for c in containers(plan)] == ["whisper-api"]
     [instances_at_max] = policies(plan)["saturation"]["conditions"]
     assert "conditionThreshold" in instances_at_max
+    assert "queue-full" not in policies(plan)
     dashboard = plan.one(DASHBOARD).inputs["dashboardJson"]
     assert "prometheus.googleapis.com" not in dashboard
 
@@ -136,7 +137,7 @@ def test_every_service_metric_used_is_exported_by_the_service() -> None:
 
 def test_prod_has_every_alert_with_documentation_and_the_budget_channels(prod: Plan) -> None:
     found = policies(prod)
-    assert set(found) == {"errors", "latency", "saturation", "container-failures", "uptime"}
+    assert set(found) == {"errors", "latency", "saturation", "queue-full", "container-failures", "uptime"}
     channels = sorted(c.outputs["name"] for c in prod.of_type(CHANNEL))
     # platform-oncall@ is a budget recipient already: one channel per address, shared.
     assert len(channels) == 2
@@ -174,7 +175,8 @@ def test_latency_alert_is_p95_of_cloud_runs_latencies_in_ms(prod: Plan) -> None:
 
 
 def test_saturation_watches_max_instances_and_queue_full(prod: Plan) -> None:
-    instances, queue_full = policies(prod)["saturation"]["conditions"]
+    [instances] = policies(prod)["saturation"]["conditions"]
+    [queue_full] = policies(prod)["queue-full"]["conditions"]  # PromQL: alone in its policy
     condition = instances["conditionThreshold"]
     assert 'metric.type="run.googleapis.com/container/instance_count"' in condition["filter"]
     assert 'metric.label.state="active"' in condition["filter"]
@@ -204,7 +206,7 @@ def test_thresholds_come_from_stack_config() -> None:
     found = policies(plan)
     assert threshold(found["errors"])["thresholdValue"] == 0.2
     assert threshold(found["latency"])["thresholdValue"] == 30_000
-    assert found["saturation"]["conditions"][1]["conditionPrometheusQueryLanguage"]["query"].endswith("> 0.5")
+    assert found["queue-full"]["conditions"][0]["conditionPrometheusQueryLanguage"]["query"].endswith("> 0.5")
     assert "20%" in found["errors"]["documentation"]["content"]
 
 

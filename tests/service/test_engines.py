@@ -295,6 +295,46 @@ def test_vad_by_pieces_keeps_speech_that_runs_over_a_piece_boundary(
     assert similarity(transcript.text, transcribed("faster-whisper", "long.ogg").text) > 0.95
 
 
+def test_speech_groups_hold_at_most_a_group_of_speech_and_keep_every_chunk() -> None:
+    from whisper_api.engines import faster
+
+    size = faster.SPEECH_GROUP_SAMPLES
+    chunks = [{"start": i * size, "end": i * size + size // 3} for i in range(7)]
+    chunks.append({"start": 8 * size, "end": 10 * size + 5})  # longer than a group: cut to size
+    groups = faster.speech_groups(chunks)
+    assert [chunk for group in groups for chunk in group][:7] == chunks[:7]
+    assert [len(group) for group in groups] == [3, 3, 1, 1, 1, 1]
+    assert groups[-3] == [{"start": 8 * size, "end": 9 * size}]
+    assert groups[-1] == [{"start": 10 * size, "end": 10 * size + 5}]
+    assert all(sum(c["end"] - c["start"] for c in group) <= size for group in groups)
+    assert faster.speech_groups([]) == []
+
+
+def test_long_speech_is_decoded_a_group_at_a_time_with_its_own_timestamps(
+    engines, transcribed, long_clip, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Features are computed for one group of speech at a time (memory no longer grows with the
+    file); cut into ~10 s groups, the 40 s clip keeps its words and its timeline."""
+    from whisper_api.engines import faster
+
+    engine = engines["faster-whisper"]
+    fed: list[int] = []
+    original = engine._whisper.transcribe
+
+    def recording(audio: np.ndarray, **kwargs: object):  # type: ignore[no-untyped-def]
+        fed.append(audio.shape[0])
+        return original(audio, **kwargs)
+
+    monkeypatch.setattr(faster, "SPEECH_GROUP_SAMPLES", 10 * SAMPLE_RATE)
+    monkeypatch.setattr(engine._whisper, "transcribe", recording)
+    transcript = engine.transcribe(long_clip, TranscribeOptions(prompt="Weekly meeting."))
+    assert len(fed) >= 3
+    assert sum(fed) <= long_clip.shape[0]
+    assert similarity(transcript.text, transcribed("faster-whisper", "long.ogg").text) > 0.9
+    starts = [segment.start for segment in transcript.segments]
+    assert starts == sorted(starts) and transcript.segments[-1].end > 30
+
+
 def test_pieces_skipped_as_digital_silence_are_ones_silero_finds_no_speech_in() -> None:
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 

@@ -23,6 +23,8 @@ from whisper_api.settings import Settings
 
 # Silero VAD runs over this much audio at a time (a multiple of its 512-sample window).
 VAD_PIECE_SAMPLES = 5 * 60 * SAMPLE_RATE
+# Speech decoded per faster-whisper call (see speech_groups).
+SPEECH_GROUP_SAMPLES = 5 * 60 * SAMPLE_RATE
 # The loudest int16 sample of a piece skipped as digital silence (dither, a DC-free zero signal).
 DIGITAL_SILENCE = 8
 
@@ -56,7 +58,9 @@ def speech_chunks(audio: np.ndarray, cancel: threading.Event | None = None) -> l
         piece = audio[offset : offset + VAD_PIECE_SAMPLES]
         if is_digital_silence(piece):
             continue
-        for found in get_speech_timestamps(as_float32(piece), VadOptions()):
+        # Speech longer than a group is cut at its quietest moment (Silero's own rule) near the limit.
+        options = VadOptions(max_speech_duration_s=SPEECH_GROUP_SAMPLES / SAMPLE_RATE)
+        for found in get_speech_timestamps(as_float32(piece), options):
             start, end = found["start"] + offset, found["end"] + offset
             if chunks and chunks[-1]["end"] >= start:
                 chunks[-1]["end"] = max(chunks[-1]["end"], end)
@@ -70,6 +74,32 @@ def is_digital_silence(piece: np.ndarray) -> bool:
     (three hours of it would take a CPU half a minute)."""
     limit = DIGITAL_SILENCE if piece.dtype == np.int16 else DIGITAL_SILENCE / 32768
     return piece.size == 0 or bool(piece.max() <= limit and piece.min() >= -limit)
+
+
+def speech_groups(chunks: list[dict[str, int]]) -> list[list[dict[str, int]]]:
+    """Consecutive chunks with at most SPEECH_GROUP_SAMPLES of speech each; a longer chunk (speech
+    running over a VAD piece boundary) is cut to that size.
+
+    faster-whisper turns all the audio it is given into features at once, about 0.9 MB a second
+    of speech (10 GB for three hours): speech is decoded a group at a time, so a request's memory
+    no longer grows with its length. Groups meet at a VAD silence, where no word is cut.
+    """
+    groups: list[list[dict[str, int]]] = []
+    size = 0
+    limit = SPEECH_GROUP_SAMPLES
+    pieces = (
+        {"start": start, "end": min(start + limit, chunk["end"])}
+        for chunk in chunks
+        for start in range(chunk["start"], chunk["end"], limit)
+    )
+    for chunk in pieces:
+        length = chunk["end"] - chunk["start"]
+        if not groups or size + length > limit:
+            groups.append([])
+            size = 0
+        groups[-1].append(chunk)
+        size += length
+    return groups
 
 
 def gather(audio: np.ndarray, chunks: list[dict[str, int]]) -> np.ndarray:
@@ -190,9 +220,33 @@ class FasterWhisperEngine:
         if not self.vad_filter:
             segments, info = self._whisper.transcribe(as_float32(audio), vad_filter=False, **arguments)
             return iter(segments), info.language
-        chunks = speech_chunks(audio, cancel)
-        if not chunks:  # no speech at all: nothing to decode
+        groups = speech_groups(speech_chunks(audio, cancel))
+        if not groups:  # no speech at all: nothing to decode
             return iter(()), arguments["language"] or "en"
+        first, language = self._decode_speech(audio, groups[0], arguments)
+        # Later groups: the language found in the first, and the prompt only before the first window.
+        rest = {**arguments, "language": language, "initial_prompt": None}
+        return self._then(first, audio, groups[1:], rest), language
+
+    def _then(
+        self,
+        first: Iterator[FasterSegment],
+        audio: np.ndarray,
+        groups: list[list[dict[str, int]]],
+        arguments: dict[str, Any],
+    ) -> Iterator[FasterSegment]:
+        """The first group's segments, then each next group's, decoded only once they are reached
+        (closing this generator closes the one in progress)."""
+        yield from first
+        for group in groups:
+            segments, _ = self._decode_speech(audio, group, arguments)
+            yield from segments
+
+    def _decode_speech(
+        self, audio: np.ndarray, chunks: list[dict[str, int]], arguments: dict[str, Any]
+    ) -> tuple[Iterator[FasterSegment], str]:
+        """One group of speech chunks, decoded with their original timestamps. faster-whisper
+        computes the features of everything it is given at once, when called."""
         segments, info = self._whisper.transcribe(gather(audio, chunks), vad_filter=False, **arguments)
         return restore_speech_timestamps(segments, chunks, SAMPLE_RATE), info.language
 
