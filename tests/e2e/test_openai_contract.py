@@ -259,3 +259,16 @@ def test_other_origins_get_no_cors_headers(server: Server) -> None:
     assert preflight.status_code == 400 and "access-control-allow-origin" not in preflight.headers
     response = httpx.get(f"{server.url}/v1/models", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in response.headers
+
+
+def test_a_long_prompt_keeps_its_tail_not_its_head() -> None:
+    """The engine gets the last WHISPER_MAX_PROMPT_CHARS characters (Whisper keeps the last tokens)."""
+    from whisper_api.routes.audio import _options
+    from whisper_api.schemas import TranscriptionRequest
+    from whisper_api.settings import Settings
+
+    settings = Settings()
+    prompt = "head " * 5000 + "the tail words"
+    options = _options("transcribe", TranscriptionRequest(model="whisper-1", prompt=prompt), settings)
+    assert options.prompt is not None and len(options.prompt) == settings.max_prompt_chars
+    assert options.prompt.endswith("the tail words") and prompt.endswith(options.prompt)
