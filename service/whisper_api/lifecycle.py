@@ -95,10 +95,10 @@ def uvicorn_options(settings: Any) -> dict[str, Any]:
 async def warm_up_when_idle(engine: Any, scheduler: Any, quiet_s: float = 1.0, poll_s: float = 0.1) -> None:
     """Run `engine.background_warmup()` once on a thread, after `quiet_s` with no request in.
 
-    Ready comes after the short `Engine.warmup`; the longer warm-up that speeds up steady-state
-    decoding waits for a quiet moment, so that the request that woke the instance (Cloud Run sends
-    it as soon as the startup probe passes) never queues behind it. A request that arrives while
-    it runs waits at most for its rest (faster-whisper: 45 s of silence, about 0.7 CPU s).
+    Ready comes after the short `Engine.warmup`; a longer warm-up that only later requests need
+    waits for a quiet moment, so that the request that woke the instance (Cloud Run sends it as
+    soon as the startup probe passes) never queues behind it. A request that arrives while it runs
+    waits at most for its rest (openai-whisper: the DTW JIT, about a second; faster-whisper has none).
     """
     warm = getattr(engine, "background_warmup", None)
     if warm is None:

@@ -283,23 +283,21 @@ class FasterWhisperEngine:
         )
 
     def warmup(self) -> None:
-        """Before ready: Silero VAD's ONNX session, on 1 s of silence (about 30 ms of CPU).
-
-        The model itself needs no warm-up to serve: the first request without one costs about
-        10 % more CPU than the next (docs/benchmarks.md), less than any decoding warm-up would.
-        """
-        self._decode_silence(1, vad_filter=True)
-
-    def background_warmup(self) -> None:
-        """After ready, while idle: decode 45 s of silence without VAD (two windows, the second
-        with a previous-text prompt and a seek). Afterwards each request takes about 10 % less
-        CPU (an 11 s clip: 0.46 instead of 0.51 CPU s, docs/benchmarks.md); one window does not."""
-        self._decode_silence(45, vad_filter=False)
-
-    def _decode_silence(self, seconds: int, *, vad_filter: bool) -> None:
-        silence = np.zeros(seconds * SAMPLE_RATE, dtype=np.float32)
+        """Before ready: Silero VAD's ONNX session, on 1 s of silence (about 30 ms of CPU). The model
+        itself needs no warm-up to serve: the first request without one costs about 10 % more CPU
+        than the next (docs/benchmarks.md), less than any decoding warm-up would."""
         segments, _ = self._whisper.transcribe(
-            silence, beam_size=self.beam_size, vad_filter=vad_filter, temperature=0.0, language=None
+            np.zeros(SAMPLE_RATE, dtype=np.float32),
+            beam_size=self.beam_size,
+            vad_filter=True,
+            temperature=0.0,
+            language=None,
         )
         for _ in segments:
             pass
+
+    def background_warmup(self) -> None:
+        """Nothing. The two-window decode of silence that ran here only raised glibc's dynamic mmap
+        threshold, so that CTranslate2's buffers stayed in the heap (10 % less CPU per request,
+        +50 MiB kept); `python -m whisper_api` now serves them from the heap for good
+        (`keep_large_blocks_in_heap`), with less memory and CPU (docs/benchmarks.md, Memory)."""

@@ -1,0 +1,78 @@
+"""The serving process's memory on the real model (tiny.en, CPU): its peak under one request at a
+time and under 8 at once, and CTranslate2's large buffers reused from one request to the next.
+
+The real server (`python -m whisper_api`) runs in a subprocess on loopback; its resident memory
+and page faults are read from /proc.
+"""
+
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.service.conftest import FIXTURES, Server, start_server, stop
+from whisper_api.__main__ import keep_large_blocks_in_heap
+
+TRANSCRIPTIONS = "/v1/audio/transcriptions"
+# Issue 16's target is 300 MiB (the bench measures it: 280-299 MiB here); this leaves 5 % for
+# other machines. glibc's defaults peaked at 325-335 MiB once the service had been idle once.
+PEAK_RSS_MIB = 315
+# With glibc's defaults every 11 s request faulted in 53,000-140,000 fresh pages (each layer's
+# 51.5 MiB of attention scores mapped afresh); from the heap, a few hundred.
+FAULTS_PER_REQUEST = 5_000
+
+
+def status(pid: int) -> dict[str, int]:
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return {name: int(fields[name].split()[0]) for name in ("VmRSS", "VmHWM")}
+
+
+def minor_faults(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+
+
+def transcribe(server: Server) -> None:
+    response = httpx.post(
+        f"{server.url}{TRANSCRIPTIONS}",
+        files={"file": ("short.wav", (FIXTURES / "short.wav").read_bytes())},
+        data={"model": "whisper-1"},
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
+def test_peak_memory_stays_under_the_target_and_encoder_buffers_are_reused(tmp_path: Path) -> None:
+    server = start_server(tmp_path, WHISPER_WORKERS="1", WHISPER_QUEUE_SIZE="16")
+    try:
+        pid = server.process.pid
+        transcribe(server)  # the first request grows the heap to its working size
+        time.sleep(2.5)  # idle: what runs once the service is quiet has run
+        before = minor_faults(pid)
+        for _ in range(3):
+            transcribe(server)
+        faults = (minor_faults(pid) - before) / 3
+        clients = [threading.Thread(target=transcribe, args=(server,)) for _ in range(8)]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join()
+        memory = status(pid)
+    finally:
+        stop(server)
+    peak = memory["VmHWM"] / 1024
+    print(f"peak {peak:.0f} MiB, now {memory['VmRSS'] / 1024:.0f} MiB, {faults:.0f} page faults per request")
+    assert faults < FAULTS_PER_REQUEST
+    assert peak <= PEAK_RSS_MIB
+
+
+@pytest.mark.parametrize(
+    "variable",
+    ["MALLOC_MMAP_MAX_=65536", "MALLOC_TRIM_THRESHOLD_=0", "GLIBC_TUNABLES=glibc.malloc.mmap_max=1"],
+)
+def test_an_operators_malloc_settings_are_left_alone(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+    name, _, value = variable.partition("=")
+    monkeypatch.setenv(name, value)
+    assert keep_large_blocks_in_heap() is False
