@@ -206,7 +206,7 @@ def versus_whispercpp(versus: dict[str, Any] | None) -> list[Verdict]:
         if mine is None or bound is None:
             verdicts.append(_missing(target, goal, "whispercpp"))
             continue
-        digits = 0 if unit == "MiB" else 2
+        digits = 0 if unit == "MiB" else 3
         also = value_of(beam5) if beam5 else None
         measured = f"{mine:.{digits}f} {unit} vs {bound:.{digits}f} {unit}" + (
             "" if also is None else f" (beam 5: {also:.{digits}f} {unit})"
