@@ -330,7 +330,7 @@ def markdown(report: GpuReport) -> str:
         )
     lines += [
         "",
-        "### Concurrency (faster-whisper, first compute type above, 11 s requests; `workers` at once, the rest queued)",
+        "### Concurrency (faster-whisper, first compute type above, 11 s requests; `workers` at once)",
         "",
         "| workers | requests | wall s (median) | audio s per s | latency p50 s | latency max s | GPU MiB |",
         "|---:|---:|---:|---:|---:|---:|---:|",
