@@ -151,6 +151,15 @@ STARTS = {
 }
 
 
+def start_medians(starts: Sequence[ServedStart]) -> dict[str, float]:
+    """The median of each figure that every start has."""
+    return {
+        key: median([value for start in starts if (value := getattr(start, key)) is not None])
+        for key in STARTS
+        if starts and all(getattr(start, key) is not None for start in starts)
+    }
+
+
 def markdown(report: ColdStartReport) -> str:
     lines = [
         "## Cold start",
@@ -219,18 +228,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RuntimeError, TimeoutError, httpx.HTTPError) as error:
         print(error, file=sys.stderr)
         return 1
-    medians = {
-        key: median([value for start in starts if (value := getattr(start, key)) is not None])
-        for key in STARTS
-        if starts and all(getattr(start, key) is not None for start in starts)
-    }
     report = ColdStartReport(
         machine=machine,
         load_average_after=load_average(),
         env=env,
         clip=args.audio.name,
         starts=starts,
-        medians=medians,
+        medians=start_medians(starts),
         steps_s=steps,
         steps_median_s={name: median([s[name] for s in steps]) for name in (*STEPS, "total")},
     )

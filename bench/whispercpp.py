@@ -28,12 +28,20 @@ import httpx
 from pydantic import BaseModel, Field
 
 from bench.audio import DEFAULT_AUDIO_DIR, Clip
-from bench.coldstart import ServedStart, first_transcriptions
+from bench.coldstart import ServedStart, first_transcriptions, start_medians
 from bench.cost import InstanceShape, PriceTable
-from bench.http_bench import TRANSCRIPTIONS_PATH, Options, Target, TargetResult, run_target, summarise
+from bench.http_bench import (
+    TRANSCRIPTIONS_PATH,
+    Options,
+    RequestRecord,
+    Target,
+    TargetResult,
+    run_target,
+    summarise,
+)
 from bench.machine import Machine, describe, load_average
 from bench.serve import RunningService, free_port, serve, spawn
-from bench.stats import LatencySummary, median
+from bench.stats import LatencySummary
 from whisper_api import contract
 
 REPO = Path(__file__).resolve().parent.parent
@@ -116,12 +124,9 @@ class VersusReport(BaseModel):
         return next((c for c in self.contenders if c.name == name), None)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+def _sha256(path: Path) -> str:
     with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def locate(cache: Path, server: Path | None = None, model: Path | None = None) -> WhisperCppBuild:
@@ -138,7 +143,7 @@ def locate(cache: Path, server: Path | None = None, model: Path | None = None) -
     return WhisperCppBuild(
         server=server.resolve(),
         model=model.resolve(),
-        model_sha256=sha256_of(model),
+        model_sha256=_sha256(model),
         info={key: str(value) for key, value in info.items()},
     )
 
@@ -194,7 +199,7 @@ def alternating(
     services: dict[str, RunningService], contenders: Sequence[Contender], clip: Clip, runs: int
 ) -> dict[str, TargetResult]:
     """`runs` requests of `clip` to each contender in turn (after one warm-up each), one at a time."""
-    records: dict[str, list] = {c.name: [] for c in contenders}
+    records: dict[str, list[RequestRecord]] = {c.name: [] for c in contenders}
     for index in range(runs):
         for contender in contenders:
             options = Options(requests=1, concurrency=1, warmup=1 if index == 0 else 0)
@@ -251,15 +256,6 @@ def concurrently(
     return asyncio.run(_under_probe(_target(contender, service), clip, service.url + contender.health_path))
 
 
-def start_medians(starts: Sequence[ServedStart]) -> dict[str, float]:
-    fields = ("http_s", "ready_s", "first_transcription_s", "first_request_s", "peak_rss_mib")
-    return {
-        name: median([value for start in starts if (value := getattr(start, name)) is not None])
-        for name in fields
-        if starts and all(getattr(start, name) is not None for start in starts)
-    }
-
-
 def measure(
     build: WhisperCppBuild, audio: Path, cold_runs: int, short_runs: int, long_runs: int
 ) -> tuple[dict[str, str], list[ContenderResult]]:
@@ -281,11 +277,7 @@ def measure(
         services = {c.name: stack.enter_context(start(c, build)) for c in contenders}
         rows = {
             clip.label: alternating(services, contenders, clip, runs)
-            for clip, runs in (
-                (short, short_runs),
-                (long, long_runs),
-                (english, 1),
-            )
+            for clip, runs in ((short, short_runs), (long, long_runs), (english, 1))
         }
         single = {name: service.peak_rss_mib() for name, service in services.items()}
         loaded = {c.name: concurrently(c, services[c.name], short) for c in contenders}

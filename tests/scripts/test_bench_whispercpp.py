@@ -15,7 +15,7 @@ import pytest
 
 from bench import targets
 from bench.audio import Clip
-from bench.coldstart import first_transcriptions
+from bench.coldstart import first_transcriptions, start_medians
 from bench.machine import describe, load_average
 from bench.serve import RunningService, free_port, serve, spawn
 from bench.whispercpp import (
@@ -33,7 +33,6 @@ from bench.whispercpp import (
     locate,
     main,
     markdown,
-    start_medians,
     threads_in_log,
 )
 
