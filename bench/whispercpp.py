@@ -57,6 +57,8 @@ WHISPER_CPP_BEAM5 = "whisper.cpp-beam5"
 CONCURRENT_REQUESTS = 8
 PROBE_INTERVAL_S = 0.05
 PROBE_TIMEOUT_S = 10.0
+# Longer than the service waits for quiet before its background warm-up (lifecycle.warm_up_when_idle).
+SETTLE_QUIET_S = 2.5
 _THREADS = re.compile(r"n_threads = (\d+)")
 
 
@@ -179,6 +181,23 @@ def start(contender: Contender, build: WhisperCppBuild, timeout_s: float = 120) 
         yield service
 
 
+def settle(
+    services: Sequence[RunningService], quiet_s: float = SETTLE_QUIET_S, timeout_s: float = 120
+) -> None:
+    """Wait until no server uses CPU for `quiet_s` (under 5 % of a core): a server's work after ready
+    (this service's background warm-up) must not fall on another's timed request."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        before = [service.cpu_seconds() or 0.0 for service in services]
+        time.sleep(quiet_s)
+        used = [
+            (service.cpu_seconds() or 0.0) - spent for service, spent in zip(services, before, strict=True)
+        ]
+        if max(used, default=0.0) < 0.05 * quiet_s:
+            return
+    raise TimeoutError(f"the servers were still busy after {timeout_s:.0f} s")
+
+
 def threads_in_log(log: Path) -> int | None:
     """whisper-server logs `n_threads = N / cores` for every request."""
     found = _THREADS.findall(log.read_text(errors="replace")) if log.is_file() else []
@@ -275,6 +294,7 @@ def measure(
                 starts[contender.name].append(first_transcriptions(service, short.path))
     with ExitStack() as stack:  # all three up at once, so that their requests can alternate
         services = {c.name: stack.enter_context(start(c, build)) for c in contenders}
+        settle(list(services.values()))
         rows = {
             clip.label: alternating(services, contenders, clip, runs)
             for clip, runs in ((short, short_runs), (long, long_runs), (english, 1))

@@ -7,6 +7,7 @@ its log and the report are checked on files written here.
 
 import hashlib
 import json
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +34,7 @@ from bench.whispercpp import (
     locate,
     main,
     markdown,
+    settle,
     threads_in_log,
 )
 
@@ -94,6 +96,7 @@ def test_a_peer_is_spawned_polled_on_its_own_path_and_stopped(tmp_path: Path) ->
     argv = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
     with spawn(argv, None, port, "/health", timeout_s=30, cwd=tmp_path) as peer:
         assert peer.seconds_to_ready >= peer.seconds_to_http > 0 and peer.peak_rss_mib()
+        settle([peer], quiet_s=0.3, timeout_s=10)  # idle: returns
         pid = peer.pid
     assert not Path(f"/proc/{pid}").exists()  # stopped and reaped
     failing = [sys.executable, "-c", "print('nope'); raise SystemExit(1)"]
@@ -102,6 +105,18 @@ def test_a_peer_is_spawned_polled_on_its_own_path_and_stopped(tmp_path: Path) ->
         spawn(failing, None, free_port(), "/"),
     ):
         pass
+
+
+def test_settle_waits_for_a_busy_server(tmp_path: Path) -> None:
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        server = RunningService("http://127.0.0.1:1", busy.pid, 0, 0, tmp_path / "log", 0)
+        assert server.cpu_seconds() is not None
+        with pytest.raises(TimeoutError, match="still busy"):
+            settle([server], quiet_s=0.2, timeout_s=1)
+    finally:
+        busy.kill()
+        busy.wait()
 
 
 @pytest.fixture(scope="module")
