@@ -2,7 +2,9 @@
 
 The clips are LibriSpeech utterances committed under bench/data/librispeech (sources and licence in
 its README). Each configuration is a set of WHISPER_* settings and a request temperature, run through
-the service's own engine (`load_engine(Settings())`, as the server loads it) in its own subprocess.
+the service's own engine (`load_engine(Settings())`, as the server loads it) in its own subprocess;
+speaches main's also restores faster-whisper's batched default that this engine overrides (chunks
+decoded without timestamps).
 It transcribes every clip on its own, and then all of them read one after another with a pause
 between (a chapter's worth of windows, where conditioning on previous text can act). The report
 gives the word alignment after Whisper's English normaliser (bench.longform.align) and the wall and
@@ -48,6 +50,11 @@ class WerConfig(BaseModel):
     differs: str = Field(description="What differs from this service's defaults.")
     settings: dict[str, str] = Field(default_factory=dict, description="WHISPER_* overrides.")
     temperature: float | None = Field(None, description="The request's; None: the fallback schedule.")
+    chunks_without_timestamps: bool = Field(
+        False,
+        description="Batched chunks decoded without timestamps, as speaches main decodes them "
+        "(faster-whisper's batched default); this service's batched mode keeps them.",
+    )
 
 
 class Pass(BaseModel):
@@ -85,9 +92,10 @@ def default_configs() -> list[WerConfig]:
         ),
         WerConfig(
             name=SPEACHES[1],
-            differs="float32, temperature 0 only, batched (VAD 160 ms / 30 s chunks, no timestamps)",
+            differs="float32, temperature 0 only, batched (VAD 160 ms / 30 s chunks) without timestamps",
             settings={"WHISPER_COMPUTE_TYPE": "float32", "WHISPER_BATCH_SIZE": "8"},
             temperature=0.0,
+            chunks_without_timestamps=True,
         ),
         WerConfig(name="float32", differs="float32", settings={"WHISPER_COMPUTE_TYPE": "float32"}),
         WerConfig(name="temperature-0", differs="temperature 0 only (no fallback)", temperature=0.0),
@@ -98,8 +106,14 @@ def default_configs() -> list[WerConfig]:
         ),
         WerConfig(
             name="batched",
-            differs="batched (VAD 160 ms / 30 s chunks, no timestamps)",
+            differs="batched (VAD 160 ms / 30 s chunks), as this service's WHISPER_BATCH_SIZE does it",
             settings={"WHISPER_BATCH_SIZE": "8"},
+        ),
+        WerConfig(
+            name="batched-no-timestamps",
+            differs="batched, chunks without timestamps (speaches main's pipeline)",
+            settings={"WHISPER_BATCH_SIZE": "8"},
+            chunks_without_timestamps=True,
         ),
     ]
 
@@ -151,11 +165,26 @@ def _timed(transcribe, audio: np.ndarray) -> tuple[str, float, float]:  # type: 
     return text, time.perf_counter() - started, cpu_seconds() - cpu_started
 
 
+def _decode_chunks_without_timestamps() -> None:
+    """faster-whisper's batched pipeline as speaches main calls it: `without_timestamps=True`, its
+    default, which this service's engine overrides. Only in this worker process (one configuration)."""
+    from faster_whisper import BatchedInferencePipeline
+
+    transcribe = BatchedInferencePipeline.transcribe
+
+    def without_timestamps(self, audio, **arguments):  # type: ignore[no-untyped-def]
+        return transcribe(self, audio, **{**arguments, "without_timestamps": True})
+
+    BatchedInferencePipeline.transcribe = without_timestamps  # type: ignore[method-assign]
+
+
 def worker(config: WerConfig, data_dir: Path, runs: int) -> WerResult:
     from whisper_api.engines import load_engine
     from whisper_api.schemas import TranscribeOptions
     from whisper_api.settings import Settings
 
+    if config.chunks_without_timestamps:
+        _decode_chunks_without_timestamps()
     os.environ.update(config.settings)
     engine = load_engine(Settings())
     engine.warmup()
