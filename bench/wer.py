@@ -24,7 +24,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -159,7 +159,7 @@ def pooled(alignments: Sequence[Alignment]) -> Alignment:
 # ---- the worker: runs inside the subprocess ---------------------------------------------------
 
 
-def _timed(transcribe, audio: np.ndarray) -> tuple[str, float, float]:  # type: ignore[no-untyped-def]
+def _timed(transcribe: Callable[[np.ndarray], str], audio: np.ndarray) -> tuple[str, float, float]:
     started, cpu_started = time.perf_counter(), cpu_seconds()
     text = transcribe(audio)
     return text, time.perf_counter() - started, cpu_seconds() - cpu_started
