@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from bench.wer import OURS, SPEACHES
+
 REFERENCE_APP_11S_S = 0.46  # the reference deployment's app, jfk.flac, median, measured on this machine kind
 # whisper.cpp's whisper-server (2 threads, tiny.en) on jfk.flac, median of 9, from issue 16's side-by-side
 # run on this machine kind: the bound only where benchmarks/whispercpp (the same-run comparison) is missing.
@@ -274,6 +276,31 @@ def completeness(longform: dict[str, Any] | None) -> Verdict:
     )
 
 
+def read_speech_wer(report: dict[str, Any] | None) -> Verdict:
+    goal = "our defaults' WER <= speaches' defaults' on the LibriSpeech clips, alone and joined"
+    results = (report or {}).get("results", [])
+    done = {r["config"]["name"]: r for r in results if r.get("clips") and r.get("joined")}
+    theirs = [done[name] for name in SPEACHES if name in done]
+    if OURS not in done or not theirs:
+        return _missing("WER on read speech", goal, "wer")
+    passes = ("clips", "joined")
+    ours = {key: done[OURS][key]["alignment"]["wer"] for key in passes}
+    best = {key: min(r[key]["alignment"]["wer"] for r in theirs) for key in passes}
+    measured = "; ".join(
+        f"{key}: {ours[key] * 100:.1f} % vs "
+        + ", ".join(f"{r['config']['name']} {r[key]['alignment']['wer'] * 100:.1f} %" for r in theirs)
+        for key in passes
+    )
+    worst = max(ours[key] - best[key] for key in passes)
+    return Verdict(
+        target="WER on read speech (LibriSpeech clips)",
+        goal=goal,
+        measured=measured,
+        met=worst <= 0,
+        margin=f"{worst * 100:+.1f} points",
+    )
+
+
 def verdicts(folder: Path) -> list[Verdict]:
     api_11s = _load(folder / "api-11s" / "results.json")
     api_minute = _load(folder / "api-minute" / "results.json")
@@ -290,6 +317,7 @@ def verdicts(folder: Path) -> list[Verdict]:
         memory(coldstart, load),
         probe(load),
         completeness(_load(folder / "longform" / "longform.json")),
+        read_speech_wer(_load(folder / "wer" / "wer.json")),
         *versus_whispercpp(versus),
     ]
 
