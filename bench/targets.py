@@ -14,13 +14,12 @@ from typing import Any
 from pydantic import BaseModel
 
 from bench.wer import OURS, SPEACHES
+from bench.whispercpp import SERVICE, WHISPER_CPP, WHISPER_CPP_BEAM5
 
 REFERENCE_APP_11S_S = 0.46  # the reference deployment's app, jfk.flac, median, measured on this machine kind
 # whisper.cpp's whisper-server (2 threads, tiny.en) on jfk.flac, median of 9, from issue 16's side-by-side
 # run on this machine kind: the bound only where benchmarks/whispercpp (the same-run comparison) is missing.
 WHISPER_CPP_11S_S = 0.99
-# Contenders in benchmarks/whispercpp/whispercpp.json (bench/whispercpp.py).
-SERVICE, WHISPER_CPP, WHISPER_CPP_BEAM5 = "service", "whisper.cpp", "whisper.cpp-beam5"
 COLD_START_S = 1.5
 PEAK_RSS_MIB = 300
 PROBE_S = 0.15

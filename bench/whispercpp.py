@@ -122,9 +122,6 @@ class VersusReport(BaseModel):
     clips: dict[str, str]
     contenders: list[ContenderResult]
 
-    def contender(self, name: str) -> ContenderResult | None:
-        return next((c for c in self.contenders if c.name == name), None)
-
 
 def _sha256(path: Path) -> str:
     with path.open("rb") as file:
