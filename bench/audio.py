@@ -88,6 +88,9 @@ def find_clips(specs: list[str]) -> list[Clip]:
 
 @cache
 def _decode(path: Path) -> np.ndarray:
+    decoded = path.with_name(path.name + ".npy")  # `scripts/bench-gpu --save-pcm`, for a machine without PyAV
+    if decoded.is_file():
+        return np.load(decoded)
     from faster_whisper.audio import decode_audio  # PyAV, in-process: no ffmpeg binary needed
 
     return decode_audio(str(path), sampling_rate=SAMPLE_RATE)

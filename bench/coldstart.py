@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 from pydantic import BaseModel
@@ -23,6 +24,9 @@ from pydantic import BaseModel
 from bench.audio import DEFAULT_AUDIO_DIR
 from bench.machine import Machine, describe, load_average
 from bench.stats import median
+
+if TYPE_CHECKING:
+    from bench.serve import RunningService
 
 REPO = Path(__file__).resolve().parent.parent
 STEPS = ("interpreter", "import_app", "import_engine", "load_model", "warmup")
@@ -108,8 +112,15 @@ def measure_start(env: dict[str, str], clip: Path, timeout_s: float = 300) -> Se
     """Spawn the server, send `clip` the moment it is ready, then once more (warm)."""
     from bench.serve import serve
 
+    with serve(env, timeout_s) as service:
+        return first_transcriptions(service, clip, timeout_s)
+
+
+def first_transcriptions(service: "RunningService", clip: Path, timeout_s: float = 300) -> ServedStart:
+    """Send `clip` to a server that has just become ready, then once more (warm); any server that
+    answers OpenAI's transcription request (this service, or a peer started by `bench.serve.spawn`)."""
     files = {"file": (clip.name, clip.read_bytes())}
-    with serve(env, timeout_s) as service, httpx.Client(timeout=timeout_s) as client:
+    with httpx.Client(timeout=timeout_s) as client:
         latencies = []
         for _ in range(2):
             sent = time.perf_counter()
@@ -138,6 +149,15 @@ STARTS = {
     "second_request_s": "the next request's latency (warm)",
     "peak_rss_mib": "peak RSS of the server, MiB",
 }
+
+
+def start_medians(starts: Sequence[ServedStart]) -> dict[str, float]:
+    """The median of each figure that every start has."""
+    return {
+        key: median([value for start in starts if (value := getattr(start, key)) is not None])
+        for key in STARTS
+        if starts and all(getattr(start, key) is not None for start in starts)
+    }
 
 
 def markdown(report: ColdStartReport) -> str:
@@ -208,18 +228,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RuntimeError, TimeoutError, httpx.HTTPError) as error:
         print(error, file=sys.stderr)
         return 1
-    medians = {
-        key: median([value for start in starts if (value := getattr(start, key)) is not None])
-        for key in STARTS
-        if starts and all(getattr(start, key) is not None for start in starts)
-    }
     report = ColdStartReport(
         machine=machine,
         load_average_after=load_average(),
         env=env,
         clip=args.audio.name,
         starts=starts,
-        medians=medians,
+        medians=start_medians(starts),
         steps_s=steps,
         steps_median_s={name: median([s[name] for s in steps]) for name in (*STEPS, "total")},
     )

@@ -86,6 +86,11 @@ def model_env(engine: str, model: str) -> dict[str, str]:
     }
 
 
+def inference_workers(engine: str, concurrency: int) -> int:
+    """Inferences a GPU instance runs at once: never more than the requests it admits."""
+    return min(concurrency, contract.GPU_WORKERS) if engine == "faster-whisper" else 1
+
+
 def service_env(args: WhisperServiceArgs) -> dict[str, str]:
     """The service's settings as env vars; queue size and timeout mirror Cloud Run's own limits."""
     return {
@@ -95,6 +100,7 @@ def service_env(args: WhisperServiceArgs) -> dict[str, str]:
         # Cloud Run sends an instance at most `concurrency` requests; the service admits exactly
         # that many, so a full instance makes Cloud Run scale out rather than queue blindly.
         contract.ENV_QUEUE_SIZE: str(args.concurrency),
+        contract.ENV_WORKERS: str(inference_workers(args.engine, args.concurrency)),
         contract.ENV_REQUEST_TIMEOUT: str(args.timeout_seconds),
         **({contract.ENV_API_KEY_FILE: contract.API_KEY_FILE} if args.api_key_secret is not None else {}),
         **args.extra_env,

@@ -24,6 +24,11 @@ ENV_COMPUTE_TYPE: Final = "WHISPER_COMPUTE_TYPE"
 # instead of piling requests onto a full instance.
 ENV_QUEUE_SIZE: Final = "WHISPER_QUEUE_SIZE"
 ENV_REQUEST_TIMEOUT: Final = "WHISPER_REQUEST_TIMEOUT_S"
+# Inferences one instance runs at once. A GPU instance running faster-whisper shares the GPU between
+# this many CTranslate2 workers (one model replica each): on the GPU measured, 4 doubled throughput
+# at 4-8 concurrent requests over 1 (docs/benchmarks.md, "GPU"). openai-whisper runs one at a time.
+ENV_WORKERS: Final = "WHISPER_WORKERS"
+GPU_WORKERS: Final = 4
 
 ENGINES: Final = ("faster-whisper", "openai-whisper")
 DEFAULT_ENGINE: Final = "faster-whisper"

@@ -107,6 +107,27 @@ def test_concurrency_and_timeout_are_one_setting_each(stack: str, request: pytes
     assert variables[contract.ENV_REQUEST_TIMEOUT] == config["whisper:timeoutSeconds"]
 
 
+@pytest.mark.parametrize(
+    ("engine", "concurrency", "workers"),
+    [
+        ("faster-whisper", "4", "4"),
+        ("faster-whisper", "2", "2"),
+        ("faster-whisper", "16", "4"),
+        ("openai-whisper", "4", "1"),
+    ],
+)
+def test_gpu_workers_follow_the_engine_and_never_exceed_concurrency(
+    engine: str, concurrency: str, workers: str
+) -> None:
+    config = {**load_stack_config("dev"), "whisper:engine": engine, "whisper:concurrency": concurrency}
+    assert env(run_program(config, stack="dev"))[contract.ENV_WORKERS] == workers
+
+
+def test_workers_can_be_tuned_through_whisper_env() -> None:
+    config = {**load_stack_config("dev"), "whisper:env": json.dumps({contract.ENV_WORKERS: "2"})}
+    assert env(run_program(config, stack="dev"))[contract.ENV_WORKERS] == "2"
+
+
 def test_service_env_matches_the_baked_model(prod: Plan) -> None:
     variables = env(prod)
     build_args = prod.named(BUILD).inputs["buildArgs"]

@@ -229,6 +229,14 @@ def test_batched_pipeline_transcribes_the_whole_file(make_settings, long_clip, e
     assert transcript.words
 
 
+def test_batched_pipeline_times_each_utterance_not_each_chunk(make_settings, long_clip) -> None:
+    """faster-whisper's batched default (no timestamps: one segment per 30 s chunk) lost a third of
+    the words of long audio; segments as long as a chunk would mean it is back."""
+    engine = load_engine(make_settings("faster-whisper", batch_size=4))
+    transcript = engine.transcribe(long_clip, TranscribeOptions())
+    assert max(segment.end - segment.start for segment in transcript.segments) < 15
+
+
 def test_audio_is_never_trimmed_to_a_window(engines, short_clip) -> None:
     """Speech placed after 60 s of silence is still found (VAD skips the silence, the rest decodes)."""
     padded = np.concatenate([np.zeros(60 * SAMPLE_RATE, dtype=np.float32), short_clip])

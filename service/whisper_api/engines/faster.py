@@ -212,9 +212,15 @@ class FasterWhisperEngine:
     ) -> tuple[Iterator[FasterSegment], str]:
         """The lazy segment generator and the language; only the VAD runs before it is consumed."""
         if self._batched is not None:
-            # The batched pipeline cuts the audio into chunks with VAD, so VAD is always on here.
+            # The batched pipeline cuts the audio into chunks with VAD, so VAD is always on here. Its
+            # default, one segment per 30 s chunk without timestamps, lost a third of the words of
+            # long audio on tiny.en (docs/benchmarks.md, "GPU"); with timestamps it loses far fewer.
             segments, info = self._batched.transcribe(
-                as_float32(audio), batch_size=self.batch_size, vad_filter=True, **arguments
+                as_float32(audio),
+                batch_size=self.batch_size,
+                vad_filter=True,
+                without_timestamps=False,
+                **arguments,
             )
             return iter(segments), info.language
         if not self.vad_filter:
