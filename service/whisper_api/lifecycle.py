@@ -98,7 +98,7 @@ async def warm_up_when_idle(engine: Any, scheduler: Any, quiet_s: float = 1.0, p
     Ready comes after the short `Engine.warmup`; a longer warm-up that only later requests need
     waits for a quiet moment, so that the request that woke the instance (Cloud Run sends it as
     soon as the startup probe passes) never queues behind it. A request that arrives while it runs
-    waits at most for its rest (openai-whisper: the DTW JIT, about a second; faster-whisper has none).
+    waits at most for its rest (faster-whisper on GPU: 45 s of silence; openai-whisper: its DTW JIT).
     """
     warm = getattr(engine, "background_warmup", None)
     if warm is None:

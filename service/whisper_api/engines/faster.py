@@ -289,21 +289,29 @@ class FasterWhisperEngine:
         )
 
     def warmup(self) -> None:
-        """Before ready: Silero VAD's ONNX session, on 1 s of silence (about 30 ms of CPU). The model
-        itself needs no warm-up to serve: the first request without one costs about 10 % more CPU
-        than the next (docs/benchmarks.md), less than any decoding warm-up would."""
+        """Before ready: Silero VAD's ONNX session, on 1 s of silence (about 30 ms of CPU).
+
+        The model itself needs no warm-up to serve: the first request without one costs about
+        10 % more CPU than the next (docs/benchmarks.md), less than any decoding warm-up would.
+        """
+        self._decode_silence(1, vad_filter=True)
+
+    def background_warmup(self) -> None:
+        """On GPU, after ready, while idle: decode 45 s of silence without VAD (two windows, the
+        second with a previous-text prompt and a seek), as the GPU benchmarks did before measuring.
+
+        Not on CPU: there its only effect was to raise glibc's dynamic mmap threshold, so that
+        CTranslate2's buffers stayed in the heap (10 % less CPU per request for 50 MiB more);
+        `python -m whisper_api` now keeps them in the heap from the start, with less memory and
+        CPU than the warm-up gave (`keep_large_blocks_in_heap`, docs/benchmarks.md, Memory).
+        """
+        if self.device != "cpu":
+            self._decode_silence(45, vad_filter=False)
+
+    def _decode_silence(self, seconds: int, *, vad_filter: bool) -> None:
+        silence = np.zeros(seconds * SAMPLE_RATE, dtype=np.float32)
         segments, _ = self._whisper.transcribe(
-            np.zeros(SAMPLE_RATE, dtype=np.float32),
-            beam_size=self.beam_size,
-            vad_filter=True,
-            temperature=0.0,
-            language=None,
+            silence, beam_size=self.beam_size, vad_filter=vad_filter, temperature=0.0, language=None
         )
         for _ in segments:
             pass
-
-    def background_warmup(self) -> None:
-        """Nothing. The two-window decode of silence that ran here only raised glibc's dynamic mmap
-        threshold, so that CTranslate2's buffers stayed in the heap (10 % less CPU per request,
-        +50 MiB kept); `python -m whisper_api` now serves them from the heap for good
-        (`keep_large_blocks_in_heap`), with less memory and CPU (docs/benchmarks.md, Memory)."""
