@@ -75,9 +75,10 @@ def keep_large_blocks_in_heap() -> bool:
     glibc's defaults the scores were mapped afresh each time, on top of a heap that kept the
     rest: peak RSS 325-335 MiB once the service had warmed up, 53,000 page faults per request.
     From the heap they are reused: peak 280-299 MiB, about 15 % less CPU per request, a few
-    hundred page faults (docs/benchmarks.md, Memory). The model loads before, with mmap, so that
-    its conversion's temporaries leave no holes between the weights. False where an operator
-    tuned malloc through its environment variables, or the C library is not glibc.
+    hundred page faults; long files peak 7 % higher (docs/benchmarks.md, Memory). The model
+    loads before, with mmap, so that its conversion's temporaries leave no holes between the
+    weights. False where an operator tuned malloc through its environment variables, or the C
+    library is not glibc.
     """
     if any(os.environ.get(name) for name in _MALLOC_ENV) or "glibc.malloc" in os.environ.get(
         "GLIBC_TUNABLES", ""
