@@ -9,6 +9,7 @@ server overlaps the model load with its imports, so its start is shorter than th
 """
 
 import argparse
+import inspect
 import json
 import os
 import subprocess
@@ -86,8 +87,23 @@ def _child(spawned_at: float) -> dict[str, float]:
     return steps
 
 
+def step_timer_code(spawned_at: float, *extra: str) -> str:
+    """`python -c` source that prints the steps as JSON: `_child` sent as source, not imported from
+    bench/, whose own imports (numpy, pydantic, httpx) would otherwise count as the interpreter's start
+    and be missing from the app's imports. `extra` lines run after it, with `steps` defined."""
+    return "\n".join(
+        [
+            "import json, os, time",
+            inspect.getsource(_child),
+            f"steps = _child({spawned_at!r})",
+            *extra,
+            "print(json.dumps(steps))",
+        ]
+    )
+
+
 def measure_steps(env: dict[str, str], timeout_s: float = 300) -> dict[str, float]:
-    code = f"import json, sys; from bench.coldstart import _child; print(json.dumps(_child({time.time()!r})))"
+    code = step_timer_code(time.time())
     child_env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "service"), str(REPO)]), **env)
     done = subprocess.run(
         [sys.executable, "-c", code],
@@ -104,22 +120,29 @@ def measure_steps(env: dict[str, str], timeout_s: float = 300) -> dict[str, floa
     return steps
 
 
+def send_twice(url: str, clip: Path, started: float, timeout_s: float) -> tuple[float, list[float]]:
+    """`clip` sent twice, one after the other: seconds from `started` (perf_counter) to the first one
+    served, and each request's own latency."""
+    files = {"file": (clip.name, clip.read_bytes())}
+    latencies: list[float] = []
+    served = 0.0
+    with httpx.Client(timeout=timeout_s) as client:
+        for _ in range(2):
+            sent = time.perf_counter()
+            response = client.post(f"{url}/v1/audio/transcriptions", data={"model": "whisper-1"}, files=files)
+            response.raise_for_status()
+            latencies.append(time.perf_counter() - sent)
+            if len(latencies) == 1:
+                served = time.perf_counter() - started
+    return served, latencies
+
+
 def measure_start(env: dict[str, str], clip: Path, timeout_s: float = 300) -> ServedStart:
     """Spawn the server, send `clip` the moment it is ready, then once more (warm)."""
     from bench.serve import serve
 
-    files = {"file": (clip.name, clip.read_bytes())}
-    with serve(env, timeout_s) as service, httpx.Client(timeout=timeout_s) as client:
-        latencies = []
-        for _ in range(2):
-            sent = time.perf_counter()
-            response = client.post(
-                f"{service.url}/v1/audio/transcriptions", data={"model": "whisper-1"}, files=files
-            )
-            response.raise_for_status()
-            latencies.append(time.perf_counter() - sent)
-            if len(latencies) == 1:
-                served = time.perf_counter() - service.started
+    with serve(env, timeout_s) as service:
+        served, latencies = send_twice(service.url, clip, service.started, timeout_s)
         return ServedStart(
             http_s=service.seconds_to_http,
             ready_s=service.seconds_to_ready,
