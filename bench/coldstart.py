@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 from pydantic import BaseModel
@@ -24,6 +25,9 @@ from pydantic import BaseModel
 from bench.audio import DEFAULT_AUDIO_DIR
 from bench.machine import Machine, describe, load_average
 from bench.stats import median
+
+if TYPE_CHECKING:
+    from bench.serve import RunningService
 
 REPO = Path(__file__).resolve().parent.parent
 STEPS = ("interpreter", "import_app", "import_engine", "load_model", "warmup")
@@ -87,19 +91,12 @@ def _child(spawned_at: float) -> dict[str, float]:
     return steps
 
 
-def step_timer_code(spawned_at: float, *extra: str) -> str:
-    """`python -c` source that prints the steps as JSON: `_child` sent as source, not imported from
-    bench/, whose own imports (numpy, pydantic, httpx) would otherwise count as the interpreter's start
-    and be missing from the app's imports. `extra` lines run after it, with `steps` defined."""
-    return "\n".join(
-        [
-            "import json, os, time",
-            inspect.getsource(_child),
-            f"steps = _child({spawned_at!r})",
-            *extra,
-            "print(json.dumps(steps))",
-        ]
-    )
+def step_timer_code(spawned_at: float) -> str:
+    """`python -c` source that prints the steps as JSON. `_child` goes as source rather than imported
+    from bench/, whose own imports (numpy, pydantic, httpx) would count as the interpreter's start and
+    be missing from the app's."""
+    child = inspect.getsource(_child)
+    return f"import json, time\n{child}\nprint(json.dumps(_child({spawned_at!r})))"
 
 
 def measure_steps(env: dict[str, str], timeout_s: float = 300) -> dict[str, float]:
@@ -120,29 +117,29 @@ def measure_steps(env: dict[str, str], timeout_s: float = 300) -> dict[str, floa
     return steps
 
 
-def send_twice(url: str, clip: Path, started: float, timeout_s: float) -> tuple[float, list[float]]:
-    """`clip` sent twice, one after the other: seconds from `started` (perf_counter) to the first one
-    served, and each request's own latency."""
-    files = {"file": (clip.name, clip.read_bytes())}
-    latencies: list[float] = []
-    served = 0.0
-    with httpx.Client(timeout=timeout_s) as client:
-        for _ in range(2):
-            sent = time.perf_counter()
-            response = client.post(f"{url}/v1/audio/transcriptions", data={"model": "whisper-1"}, files=files)
-            response.raise_for_status()
-            latencies.append(time.perf_counter() - sent)
-            if len(latencies) == 1:
-                served = time.perf_counter() - started
-    return served, latencies
-
-
 def measure_start(env: dict[str, str], clip: Path, timeout_s: float = 300) -> ServedStart:
     """Spawn the server, send `clip` the moment it is ready, then once more (warm)."""
     from bench.serve import serve
 
     with serve(env, timeout_s) as service:
-        served, latencies = send_twice(service.url, clip, service.started, timeout_s)
+        return first_transcriptions(service, clip, timeout_s)
+
+
+def first_transcriptions(service: "RunningService", clip: Path, timeout_s: float = 300) -> ServedStart:
+    """Send `clip` to a server that has just become ready, then once more (warm); any server that
+    answers OpenAI's transcription request (this service, or a peer started by `bench.serve.spawn`)."""
+    files = {"file": (clip.name, clip.read_bytes())}
+    with httpx.Client(timeout=timeout_s) as client:
+        latencies = []
+        for _ in range(2):
+            sent = time.perf_counter()
+            response = client.post(
+                f"{service.url}/v1/audio/transcriptions", data={"model": "whisper-1"}, files=files
+            )
+            response.raise_for_status()
+            latencies.append(time.perf_counter() - sent)
+            if len(latencies) == 1:
+                served = time.perf_counter() - service.started
         return ServedStart(
             http_s=service.seconds_to_http,
             ready_s=service.seconds_to_ready,
@@ -161,6 +158,15 @@ STARTS = {
     "second_request_s": "the next request's latency (warm)",
     "peak_rss_mib": "peak RSS of the server, MiB",
 }
+
+
+def start_medians(starts: Sequence[ServedStart]) -> dict[str, float]:
+    """The median of each figure that every start has."""
+    return {
+        key: median([value for start in starts if (value := getattr(start, key)) is not None])
+        for key in STARTS
+        if starts and all(getattr(start, key) is not None for start in starts)
+    }
 
 
 def markdown(report: ColdStartReport) -> str:
@@ -231,18 +237,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RuntimeError, TimeoutError, httpx.HTTPError) as error:
         print(error, file=sys.stderr)
         return 1
-    medians = {
-        key: median([value for start in starts if (value := getattr(start, key)) is not None])
-        for key in STARTS
-        if starts and all(getattr(start, key) is not None for start in starts)
-    }
     report = ColdStartReport(
         machine=machine,
         load_average_after=load_average(),
         env=env,
         clip=args.audio.name,
         starts=starts,
-        medians=medians,
+        medians=start_medians(starts),
         steps_s=steps,
         steps_median_s={name: median([s[name] for s in steps]) for name in (*STEPS, "total")},
     )

@@ -19,9 +19,7 @@ import datetime as dt
 import json
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -31,9 +29,16 @@ import httpx
 from pydantic import BaseModel
 
 from bench.audio import DEFAULT_AUDIO_DIR
-from bench.coldstart import STEPS, ServedStart, measure_start, measure_steps, send_twice, step_timer_code
+from bench.coldstart import (
+    STEPS,
+    ServedStart,
+    first_transcriptions,
+    measure_start,
+    measure_steps,
+    step_timer_code,
+)
 from bench.machine import Machine, describe, load_average
-from bench.serve import free_port, peak_rss_of, wait_ready
+from bench.serve import free_port, peak_rss_of, spawn
 from bench.stats import median
 from whisper_api import contract
 
@@ -104,45 +109,25 @@ def _inspect(container: str, template: str) -> str:
 
 
 def measure_container_start(image: str, clip: Path, timeout_s: float = 300) -> ContainerStart:
-    """`docker run` the image (attached, so a container that exits ends the wait), time it as a bare start."""
+    """`docker run` the image, attached (a container that exits ends the wait), timed as a bare start."""
     port = free_port()
     name = f"whisper-coldstart-{os.getpid()}-{time.monotonic_ns()}"
-    url = f"http://127.0.0.1:{port}"
     settings = {"HOST": "127.0.0.1", "PORT": str(port), "WHISPER_LOG_JSON": "false"}
     command = ["docker", "run", "--rm", "--network=host", f"--name={name}"]
     command += [f"--env={key}={value}" for key, value in settings.items()]
-    with tempfile.TemporaryFile() as log:
-        issued_at, started = time.time(), time.perf_counter()
-        process = subprocess.Popen([*command, image], stdout=log, stderr=subprocess.STDOUT)
-        try:
-            try:
-                http_up = wait_ready(url, process, timeout_s)
-            except (RuntimeError, TimeoutError) as error:
-                log.seek(0)
-                raise RuntimeError(
-                    f"{error}; log tail:\n{log.read().decode(errors='replace')[-2000:]}"
-                ) from error
-            ready = time.perf_counter()
-            served, latencies = send_twice(url, clip, started, timeout_s)
-            pid = int(_inspect(name, "{{.State.Pid}}"))
-            running_at = _started_at(_inspect(name, "{{.State.StartedAt}}"))
+    issued_at = time.time()
+    try:
+        with spawn([*command, image], None, port, contract.READY_PATH, timeout_s) as service:
+            served = first_transcriptions(service, clip, timeout_s)
+            pid = int(_inspect(name, "{{.State.Pid}}"))  # the container's process, not the docker CLI
             return ContainerStart(
-                running_s=running_at - issued_at,
-                http_s=(http_up or ready) - started,
-                ready_s=ready - started,
-                first_transcription_s=served,
-                first_request_s=latencies[0],
-                second_request_s=latencies[1],
+                **served.model_dump(exclude={"peak_rss_mib"}),
+                running_s=_started_at(_inspect(name, "{{.State.StartedAt}}")) - issued_at,
                 peak_rss_mib=peak_rss_of(pid),
                 cgroup_peak_mib=cgroup_peak_mib(pid),
             )
-        finally:
-            builders.docker("rm", "--force", name, check=False)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    finally:
+        builders.docker("rm", "--force", name, check=False)
 
 
 def measure_container_steps(image: str, timeout_s: float = 300) -> dict[str, float]:

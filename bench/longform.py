@@ -194,7 +194,7 @@ def _transcriber(config: LongformConfig):  # type: ignore[no-untyped-def]
     return openai
 
 
-def _cpu_seconds() -> float:
+def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
@@ -204,15 +204,15 @@ def worker(config: LongformConfig, audio_dir: Path, cycles: int) -> LongformResu
 
     audio, reference = build_long_audio(audio_dir, cycles)
     transcribe = _transcriber(config)
-    started, cpu_started = time.perf_counter(), _cpu_seconds()
+    started, cpu_started = time.perf_counter(), cpu_seconds()
     text = transcribe(audio)
-    seconds, cpu_seconds = time.perf_counter() - started, _cpu_seconds() - cpu_started
+    seconds, cpu_used = time.perf_counter() - started, cpu_seconds() - cpu_started
     duration = len(audio) / SAMPLE_RATE
     return LongformResult(
         config=config,
         audio_seconds=duration,
         seconds=seconds,
-        cpu_seconds=cpu_seconds,
+        cpu_seconds=cpu_used,
         real_time_factor=seconds / duration,
         peak_rss_mib=peak_rss_mib(),
         alignment=align(reference, text),

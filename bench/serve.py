@@ -1,4 +1,5 @@
-"""Start the real service (`python -m whisper_api`) on a free loopback port and wait until ready."""
+"""Start a server (the real service, `python -m whisper_api`, or a peer) on a free loopback port and
+wait until its readiness path answers 200."""
 
 import os
 import socket
@@ -6,7 +7,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,47 +57,61 @@ def service_env(extra: Mapping[str, str], port: int) -> dict[str, str]:
 
 
 def wait_ready(
-    url: str, process: subprocess.Popen[bytes], timeout_s: float, poll_s: float = 0.01
+    url: str,
+    process: subprocess.Popen[bytes],
+    timeout_s: float,
+    poll_s: float = 0.01,
+    ready_path: str = READY_PATH,
 ) -> float | None:
-    """Poll /readyz until it answers 200; returns perf_counter() at its first answer of any status."""
+    """Poll `ready_path` until it answers 200; returns perf_counter() at its first answer of any status."""
     deadline = time.monotonic() + timeout_s
     http_up = None
     with httpx.Client(timeout=1.0) as client:
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise RuntimeError(f"the service exited with status {process.returncode} before ready")
+                raise RuntimeError(f"the server exited with status {process.returncode} before ready")
             try:
-                status = client.get(url + READY_PATH).status_code
+                status = client.get(url + ready_path).status_code
                 http_up = http_up or time.perf_counter()
                 if status == 200:
                     return http_up
             except httpx.TransportError:
                 pass
             time.sleep(poll_s)
-    raise TimeoutError(f"the service was not ready within {timeout_s} s")
+    raise TimeoutError(f"the server was not ready within {timeout_s} s")
 
 
 @contextmanager
 def serve(env: Mapping[str, str] | None = None, timeout_s: float = 120) -> Iterator[RunningService]:
     """The service in a child process; the time from spawn to the first 200 on /readyz is measured."""
     port = free_port()
+    with spawn(
+        [sys.executable, "-m", "whisper_api"], service_env(env or {}, port), port, READY_PATH, timeout_s
+    ) as service:
+        yield service
+
+
+@contextmanager
+def spawn(
+    argv: Sequence[str],
+    env: Mapping[str, str] | None,
+    port: int,
+    ready_path: str,
+    timeout_s: float = 120,
+    cwd: Path = REPO,
+) -> Iterator[RunningService]:
+    """`argv` (listening on loopback `port`) in a child process, stopped on exit; its log kept."""
     url = f"http://127.0.0.1:{port}"
-    log = tempfile.NamedTemporaryFile(prefix="whisper-api-", suffix=".log", delete=False)  # noqa: SIM115
+    log = tempfile.NamedTemporaryFile(prefix="bench-server-", suffix=".log", delete=False)  # noqa: SIM115
     started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "whisper_api"],
-        env=service_env(env or {}, port),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=REPO,
-    )
+    process = subprocess.Popen(list(argv), env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
     try:
         try:
-            http_up = wait_ready(url, process, timeout_s)
+            http_up = wait_ready(url, process, timeout_s, ready_path=ready_path)
         except (RuntimeError, TimeoutError) as error:
             log.flush()
             tail = Path(log.name).read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"{error}; log tail:\n{tail}") from error
+            raise RuntimeError(f"{Path(argv[0]).name}: {error}; log tail:\n{tail}") from error
         ready = time.perf_counter()
         yield RunningService(
             url=url,

@@ -13,7 +13,9 @@ from bench.targets import (
     minute_speedup,
     overhead,
     probe,
+    read_speech_wer,
     short_clip,
+    versus_whispercpp,
 )
 
 
@@ -94,10 +96,61 @@ def test_completeness_compares_the_service_with_the_best_configuration() -> None
     assert completeness({"results": rows[1:]}).met is None
 
 
+def test_read_speech_wer_must_match_the_best_of_speaches_in_both_passes() -> None:
+    def row(name: str, clips: float, joined: float) -> dict:
+        return {
+            "config": {"name": name},
+            "clips": {"alignment": {"wer": clips}},
+            "joined": {"alignment": {"wer": joined}},
+        }
+
+    speaches = [row("speaches-0.8", 0.05, 0.03), row("speaches-main", 0.06, 0.02)]
+    missed = read_speech_wer({"results": [row("service-default", 0.04, 0.03), *speaches]})
+    assert missed.met is False and missed.margin == "+1.0 points"  # joined: 3 % vs speaches-main's 2 %
+    assert "speaches-main 2.0 %" in missed.measured
+    assert read_speech_wer({"results": [row("service-default", 0.05, 0.02), *speaches]}).met is True
+    assert read_speech_wer({"results": speaches}).met is None
+    assert read_speech_wer({"results": [row("service-default", 0.01, 0.01)]}).met is None
+
+
 def test_missing_results_are_not_met(tmp_path: Path) -> None:
     assert main(["--results", str(tmp_path)]) == 0
     text = (tmp_path / "targets.md").read_text()
-    assert text.count("not measured") >= 9 and "| met |" not in text
+    assert text.count("not measured") >= 15 and "| met |" not in text
+    assert "| 8 concurrent 11 s requests, wall vs whisper.cpp (same run) |" in text
+
+
+def _contender(name: str, p50: float, wer: float, rss: float) -> dict:
+    latency = {"p50": p50, "max": p50}
+    return {
+        "name": name,
+        "start_medians": {"first_transcription_s": p50 * 2},
+        "short": {"latency": latency, "wer": {"jfk.flac": wer}},
+        "english": {"latency": latency, "wer": {"multilingual.mp3@0-30": wer}},
+        "long": {"latency": latency},
+        "concurrent": {"wall_seconds": p50 * 8},
+        "probe": {"latency": {"max": 0.1}},
+        "peak_rss_single_mib": rss,
+        "peak_rss_concurrent_mib": None,
+    }
+
+
+def test_the_same_run_comparison_replaces_the_issues_figure() -> None:
+    versus = {
+        "contenders": [_contender("service", 0.5, 0.05, 290), _contender("whisper.cpp", 0.6, 0.05, 230)]
+    }
+    met = short_clip(_api(default=2.0), versus)  # the same run wins over api-11s and the 0.99 s figure
+    assert met.met is True and met.margin == "-17 %" and "0.500 s vs 0.600 s" in met.measured
+    worse_wer = {
+        "contenders": [_contender("service", 0.5, 0.1, 290), _contender("whisper.cpp", 0.6, 0.05, 230)]
+    }
+    assert short_clip(None, worse_wer).met is False
+    rows = {v.target.split(" vs ")[0]: v for v in versus_whispercpp(versus)}
+    assert rows["peak RSS, single and 8 concurrent"].met is False
+    assert rows["peak RSS, single and 8 concurrent"].measured == "290 MiB vs 230 MiB"
+    assert rows["8 concurrent 11 s requests, wall"].met is True
+    assert rows["worst health-probe latency during 8 concurrent requests"].margin == "+0 %"
+    assert all(v.met is None for v in versus_whispercpp({"contenders": versus["contenders"][:1]}))
 
 
 def test_reads_the_committed_layout(tmp_path: Path) -> None:
