@@ -5,8 +5,8 @@ the image tests do it (tests/container/builders.py: buildah on a stand-in base, 
 daemon), or `--image` names one already in the daemon. Each start runs the container with `--network
 host` on a free loopback port, so that /readyz is polled from here every 10 ms as the bare-process
 benchmark does (`docker exec` costs ~0.1 s a probe), and jfk.flac is sent the moment it answers 200,
-then once more warm. The container's main process start, peak RSS (VmHWM) and its cgroup's peak
-memory (page cache included) are read from the host. The same start-up, split into steps, runs in
+then once more warm. When the container started (the daemon's StartedAt), its server's peak RSS
+(VmHWM) and its cgroup's peak memory (page cache included) are read from the host. The same start-up, split into steps, runs in
 `docker run --rm … python -c` with bench/coldstart.py's step timer, and the bare process
 (`python -m whisper_api` from .venv) is measured interleaved with the container, so that the two are
 compared at the same load.
@@ -222,6 +222,10 @@ def markdown(report: ImageColdStartReport) -> str:
         "containerd and runc creating the container); interpreter: Python's own start. The steps run one "
         "after the other in `docker run --rm --network none` with bench/coldstart.py's step timer, the "
         "bare ones in a child of this process; the servers overlap the model load with the imports.",
+        "",
+        "The gpu image is not measured: started on a CPU it runs this same code beside unused CUDA "
+        "libraries, and its real start (CUDA context, image streaming on Cloud Run) needs a GPU and Docker "
+        "together (`scripts/bench-gpu` times the CUDA start in-process).",
         "",
     ]
     return "\n".join(lines)
