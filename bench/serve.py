@@ -31,6 +31,14 @@ class RunningService:
         """The server's high-water resident memory so far (VmHWM), None where /proc is missing."""
         return peak_rss_of(self.pid)
 
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time the server has used so far, None where /proc is missing."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 
 def peak_rss_of(pid: int | str = "self") -> float | None:
     try:

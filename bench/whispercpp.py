@@ -28,12 +28,20 @@ import httpx
 from pydantic import BaseModel, Field
 
 from bench.audio import DEFAULT_AUDIO_DIR, Clip
-from bench.coldstart import ServedStart, first_transcriptions
+from bench.coldstart import ServedStart, first_transcriptions, start_medians
 from bench.cost import InstanceShape, PriceTable
-from bench.http_bench import TRANSCRIPTIONS_PATH, Options, Target, TargetResult, run_target, summarise
+from bench.http_bench import (
+    TRANSCRIPTIONS_PATH,
+    Options,
+    RequestRecord,
+    Target,
+    TargetResult,
+    run_target,
+    summarise,
+)
 from bench.machine import Machine, describe, load_average
 from bench.serve import RunningService, free_port, serve, spawn
-from bench.stats import LatencySummary, median
+from bench.stats import LatencySummary
 from whisper_api import contract
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,6 +57,8 @@ WHISPER_CPP_BEAM5 = "whisper.cpp-beam5"
 CONCURRENT_REQUESTS = 8
 PROBE_INTERVAL_S = 0.05
 PROBE_TIMEOUT_S = 10.0
+# Longer than the service waits for quiet before its background warm-up (lifecycle.warm_up_when_idle).
+SETTLE_QUIET_S = 2.5
 _THREADS = re.compile(r"n_threads = (\d+)")
 
 
@@ -112,16 +122,10 @@ class VersusReport(BaseModel):
     clips: dict[str, str]
     contenders: list[ContenderResult]
 
-    def contender(self, name: str) -> ContenderResult | None:
-        return next((c for c in self.contenders if c.name == name), None)
 
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+def _sha256(path: Path) -> str:
     with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def locate(cache: Path, server: Path | None = None, model: Path | None = None) -> WhisperCppBuild:
@@ -138,7 +142,7 @@ def locate(cache: Path, server: Path | None = None, model: Path | None = None) -
     return WhisperCppBuild(
         server=server.resolve(),
         model=model.resolve(),
-        model_sha256=sha256_of(model),
+        model_sha256=_sha256(model),
         info={key: str(value) for key, value in info.items()},
     )
 
@@ -174,6 +178,23 @@ def start(contender: Contender, build: WhisperCppBuild, timeout_s: float = 120) 
         yield service
 
 
+def settle(
+    services: Sequence[RunningService], quiet_s: float = SETTLE_QUIET_S, timeout_s: float = 120
+) -> None:
+    """Wait until no server uses CPU for `quiet_s` (under 5 % of a core): a server's work after ready
+    (this service's background warm-up) must not fall on another's timed request."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        before = [service.cpu_seconds() or 0.0 for service in services]
+        time.sleep(quiet_s)
+        used = [
+            (service.cpu_seconds() or 0.0) - spent for service, spent in zip(services, before, strict=True)
+        ]
+        if max(used, default=0.0) < 0.05 * quiet_s:
+            return
+    raise TimeoutError(f"the servers were still busy after {timeout_s:.0f} s")
+
+
 def threads_in_log(log: Path) -> int | None:
     """whisper-server logs `n_threads = N / cores` for every request."""
     found = _THREADS.findall(log.read_text(errors="replace")) if log.is_file() else []
@@ -194,7 +215,7 @@ def alternating(
     services: dict[str, RunningService], contenders: Sequence[Contender], clip: Clip, runs: int
 ) -> dict[str, TargetResult]:
     """`runs` requests of `clip` to each contender in turn (after one warm-up each), one at a time."""
-    records: dict[str, list] = {c.name: [] for c in contenders}
+    records: dict[str, list[RequestRecord]] = {c.name: [] for c in contenders}
     for index in range(runs):
         for contender in contenders:
             options = Options(requests=1, concurrency=1, warmup=1 if index == 0 else 0)
@@ -251,15 +272,6 @@ def concurrently(
     return asyncio.run(_under_probe(_target(contender, service), clip, service.url + contender.health_path))
 
 
-def start_medians(starts: Sequence[ServedStart]) -> dict[str, float]:
-    fields = ("http_s", "ready_s", "first_transcription_s", "first_request_s", "peak_rss_mib")
-    return {
-        name: median([value for start in starts if (value := getattr(start, name)) is not None])
-        for name in fields
-        if starts and all(getattr(start, name) is not None for start in starts)
-    }
-
-
 def measure(
     build: WhisperCppBuild, audio: Path, cold_runs: int, short_runs: int, long_runs: int
 ) -> tuple[dict[str, str], list[ContenderResult]]:
@@ -279,13 +291,10 @@ def measure(
                 starts[contender.name].append(first_transcriptions(service, short.path))
     with ExitStack() as stack:  # all three up at once, so that their requests can alternate
         services = {c.name: stack.enter_context(start(c, build)) for c in contenders}
+        settle(list(services.values()))
         rows = {
             clip.label: alternating(services, contenders, clip, runs)
-            for clip, runs in (
-                (short, short_runs),
-                (long, long_runs),
-                (english, 1),
-            )
+            for clip, runs in ((short, short_runs), (long, long_runs), (english, 1))
         }
         single = {name: service.peak_rss_mib() for name, service in services.items()}
         loaded = {c.name: concurrently(c, services[c.name], short) for c in contenders}
