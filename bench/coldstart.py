@@ -9,6 +9,7 @@ server overlaps the model load with its imports, so its start is shorter than th
 """
 
 import argparse
+import inspect
 import json
 import os
 import subprocess
@@ -90,8 +91,16 @@ def _child(spawned_at: float) -> dict[str, float]:
     return steps
 
 
+def step_timer_code(spawned_at: float) -> str:
+    """`python -c` source that prints the steps as JSON. `_child` goes as source rather than imported
+    from bench/, whose own imports (numpy, pydantic, httpx) would count as the interpreter's start and
+    be missing from the app's."""
+    child = inspect.getsource(_child)
+    return f"import json, time\n{child}\nprint(json.dumps(_child({spawned_at!r})))"
+
+
 def measure_steps(env: dict[str, str], timeout_s: float = 300) -> dict[str, float]:
-    code = f"import json, sys; from bench.coldstart import _child; print(json.dumps(_child({time.time()!r})))"
+    code = step_timer_code(time.time())
     child_env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "service"), str(REPO)]), **env)
     done = subprocess.run(
         [sys.executable, "-c", code],

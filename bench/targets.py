@@ -127,6 +127,24 @@ def cold_start(report: dict[str, Any] | None) -> Verdict:
     )
 
 
+def image_cold_start(report: dict[str, Any] | None) -> Verdict:
+    goal = f"`docker run` issued to first transcription served <= {COLD_START_S} s, the container included"
+    medians = (report or {}).get("medians") or {}
+    value = medians.get("first_transcription_s")
+    if value is None:
+        return _missing("cold start in the image", goal, "coldstart-image")
+    bare = ((report or {}).get("bare_medians") or {}).get("first_transcription_s")
+    return Verdict(
+        target="cold start in the image (cpu image, tiny.en, jfk.flac)",
+        goal=goal,
+        measured=f"{value:.2f} s (running {medians.get('running_s', 0):.2f} s, HTTP up "
+        f"{medians.get('http_s', 0):.2f} s, ready {medians.get('ready_s', 0):.2f} s)"
+        + ("" if bare is None else f"; bare process in the same run {bare:.2f} s"),
+        met=value <= COLD_START_S,
+        margin=f"{(value / COLD_START_S - 1) * 100:+.0f} %",
+    )
+
+
 def _contender(versus: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
     return next((c for c in (versus or {}).get("contenders", []) if c["name"] == name), None)
 
@@ -312,6 +330,7 @@ def verdicts(folder: Path) -> list[Verdict]:
         overhead(api_11s, "api-11s"),
         overhead(api_minute, "api-minute"),
         cold_start(coldstart),
+        image_cold_start(_load(folder / "coldstart-image" / "coldstart-image.json")),
         short_clip(api_11s, versus),
         memory(coldstart, load),
         probe(load),

@@ -70,7 +70,8 @@ def test_targets_install_nothing_and_carry_no_build_tools(dockerfile: Dockerfile
     uninstalls = " ".join(run.value for run in dockerfile.effective(target, "RUN"))
     assert re.search(r"pip uninstall --yes .*\bpip\b", uninstalls)
     dependency_stage = {contract.IMAGE_TARGET_GPU: "deps-gpu", contract.IMAGE_TARGET_CPU: "deps-cpu"}[target]
-    assert "pip uninstall --yes pip" in " ".join(
+    # setuptools too: `python -m venv` adds it on 3.11, and nothing in the service needs it at run time.
+    assert "pip uninstall --yes pip setuptools" in " ".join(
         r.value for r in dockerfile.effective(dependency_stage, "RUN")
     )
 
@@ -89,6 +90,18 @@ def test_layers_go_dependencies_then_model_then_code(dockerfile: Dockerfile, tar
     ]
     code = copies[-1]
     assert code.value == "whisper_api/ /app/whisper_api/"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_code_is_compiled_in_the_image_after_it_is_copied(dockerfile: Dockerfile, target: str) -> None:
+    # The service user cannot write /app and PYTHONDONTWRITEBYTECODE is set: without bytecode baked in,
+    # every start compiles the service's modules again (test_images.py checks that none is).
+    instructions = dockerfile.stage(target).instructions
+    code = max(i for i, step in enumerate(instructions) if step.keyword == "COPY")
+    compiles = [
+        step.value for step in instructions[code:] if step.keyword == "RUN" and "compileall" in step.value
+    ]
+    assert compiles == ["python -m compileall -q --invalidation-mode unchecked-hash /app/whisper_api"]
 
 
 @pytest.mark.parametrize("target", TARGETS)

@@ -185,11 +185,32 @@ def test_the_gpu_image_serves_on_cpu(gpu_image: str) -> None:
 
 
 @pytest.mark.parametrize("target", [contract.IMAGE_TARGET_CPU, contract.IMAGE_TARGET_GPU])
-def test_faster_whisper_images_carry_no_torch(target: str, request: pytest.FixtureRequest) -> None:
+def test_faster_whisper_images_carry_no_torch_nor_build_tools(
+    target: str, request: pytest.FixtureRequest
+) -> None:
     image = request.getfixturevalue(f"{target}_image")
-    probe = "import importlib.util as u; print([m for m in ('torch', 'whisper', 'triton') if u.find_spec(m)])"
+    unwanted = "('torch', 'whisper', 'triton', 'pip', 'setuptools')"
+    probe = f"import importlib.util as u; print([m for m in {unwanted} if u.find_spec(m)])"
     result = builders.docker("run", "--rm", "--network=none", image, "python", "-c", probe)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("target", [contract.IMAGE_TARGET_CPU, contract.IMAGE_TARGET_GPU])
+def test_the_server_starts_from_bytecode_compiling_nothing(
+    target: str, request: pytest.FixtureRequest
+) -> None:
+    """Every module the server imports, its own and its dependencies', is read from the image's bytecode."""
+    image = request.getfixturevalue(f"{target}_image")
+    imports = (
+        "import whisper_api.__main__, whisper_api.app, whisper_api.engines.faster, faster_whisper, uvicorn"
+    )
+    result = builders.docker(
+        "run", "--rm", "--network=none", "--env=WHISPER_DEVICE=cpu", image, "python", "-v", "-c", imports
+    )
+    # `python -v` says "code object from '<file>.pyc'" for bytecode, "code object from <file>.py" for source.
+    compiled = re.findall(r"^# code object from (/\S+\.py)$", result.stderr, flags=re.M)
+    assert compiled == [], compiled
+    assert "code object from '/app/whisper_api/__pycache__/app." in result.stderr
 
 
 def test_the_cpu_container_is_ready_offline_as_a_non_root_user(cpu_container: str) -> None:
@@ -264,3 +285,17 @@ def test_the_cpu_image_runs_the_batch_worker_as_the_cloud_run_job_does(cpu_image
     transcript = json.loads((transcripts / "calls" / "short.flac.verbose.json").read_text())
     assert word_error_rate(EXPECTED["short"], transcript["text"]) <= 0.2
     assert (transcripts / "calls" / "short.flac.srt").read_text().startswith("1\n00:00:00")
+
+
+def test_the_cold_start_benchmark_times_the_cpu_image_in_order(cpu_image: str) -> None:
+    """scripts/bench-coldstart-image's measurements, on the image built here (no timing is asserted)."""
+    from bench.coldstart_image import CONTAINER_STEPS, measure_container_start, measure_container_steps
+
+    start = measure_container_start(cpu_image, FIXTURES / "short.flac")
+    assert 0 < start.running_s < start.http_s <= start.ready_s < start.first_transcription_s
+    assert start.peak_rss_mib is not None and start.peak_rss_mib > 100  # the model is loaded
+    assert start.cgroup_peak_mib is not None and start.cgroup_peak_mib > 0
+    steps = measure_container_steps(cpu_image)
+    assert set(steps) == {*CONTAINER_STEPS, "total"}
+    assert steps["runtime"] > 0 and steps["interpreter"] > 0 and steps["load_model"] > 0
+    assert steps["total"] == pytest.approx(sum(steps[name] for name in CONTAINER_STEPS))

@@ -7,6 +7,7 @@ from bench.targets import (
     cold_start,
     completeness,
     eleven_seconds,
+    image_cold_start,
     main,
     memory,
     minute_speedup,
@@ -57,6 +58,17 @@ def test_overhead_and_cold_start() -> None:
     assert slow.met is False and slow.margin == "+50 %"
     assert cold_start({"medians": {"first_transcription_s": 1.2}}).met is True
     assert cold_start({"medians": {"ready_s": 1.0}}).met is None  # ready alone is not the target
+
+
+def test_image_cold_start_counts_the_container_and_names_the_bare_start() -> None:
+    report = {"medians": {"first_transcription_s": 1.65, "running_s": 0.1}, "bare_medians": {}}
+    slow = image_cold_start(report)
+    assert slow.met is False and slow.margin == "+10 %" and "bare" not in slow.measured
+    fast = image_cold_start(
+        {"medians": {"first_transcription_s": 1.2}, "bare_medians": {"first_transcription_s": 1.1}}
+    )
+    assert fast.met is True and "bare process in the same run 1.10 s" in fast.measured
+    assert image_cold_start(None).met is None and "coldstart-image" in image_cold_start(None).measured
 
 
 def test_short_clip_memory_and_probe() -> None:
