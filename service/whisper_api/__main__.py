@@ -74,11 +74,11 @@ def keep_large_blocks_in_heap() -> bool:
     scores (6 heads x 1500 x 1500 float32, 51.5 MiB) and some 30 MiB of smaller buffers. With
     glibc's defaults the scores were mapped afresh each time, on top of a heap that kept the
     rest: peak RSS 325-335 MiB once the service had warmed up, 53,000 page faults per request.
-    From the heap they are reused: peak 280-299 MiB, about 15 % less CPU per request, a few
-    hundred page faults; long files peak 7 % higher (docs/benchmarks.md, Memory). The model
-    loads before, with mmap, so that its conversion's temporaries leave no holes between the
-    weights. False where an operator tuned malloc through its environment variables, or the C
-    library is not glibc.
+    From the heap they are reused: peak 280-299 MiB (in 1 run of ~20 one block more), about 15 %
+    less CPU per request, a few hundred page faults; long files peak 7 % higher
+    (docs/benchmarks.md, Memory). The model loads before, with mmap, so that its conversion's
+    temporaries leave no holes between the weights. False where an operator tuned malloc through
+    its environment variables, or the C library is not glibc.
     """
     if any(os.environ.get(name) for name in _MALLOC_ENV) or "glibc.malloc" in os.environ.get(
         "GLIBC_TUNABLES", ""
