@@ -11,7 +11,6 @@ audio seconds per wall second; each figure is the median of the rounds.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -29,6 +28,7 @@ from pydantic import BaseModel
 from bench.audio import DEFAULT_AUDIO_DIR, Clip, clip_seconds, find_clips
 from bench.cost import InstanceShape, PriceTable
 from bench.machine import Machine, describe
+from bench.report import write_results
 from bench.serve import REPO, serve, service_env
 
 TRANSCRIPTIONS = "/v1/audio/transcriptions"
@@ -161,8 +161,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch_process_s=median(r.batch_process_s for r in rounds),
         batch_run_s=median(r.batch_run_s for r in rounds),
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(report.model_dump(mode="json"), indent=2) + "\n")
-    (args.out / "results.md").write_text(markdown(report))
+    write_results(args.out, "results", report, markdown(report))
     print(markdown(report))
     return 0

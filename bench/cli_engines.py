@@ -2,7 +2,6 @@
 
 import argparse
 import fnmatch
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +11,7 @@ from pydantic import BaseModel
 from bench.audio import DEFAULT_AUDIO_DIR, Clip, find_clips, word_error_rate
 from bench.engines import ConfigResult, cuda_available, default_configs, openai_checkpoint, run_config
 from bench.machine import Machine, describe, load_average
+from bench.report import write_results
 
 DEFAULT_CLIPS = ["jfk.flac", "multilingual.mp3@0-30", "multilingual.mp3"]
 
@@ -182,9 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warmup=args.warmup,
         results=results,
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "engines.json").write_text(json.dumps(report.model_dump(mode="json"), indent=2) + "\n")
-    (args.out / "engines.md").write_text(markdown(report))
+    write_results(args.out, "engines", report, markdown(report))
     chart(report, args.out / "engines.png")
     for name in ("engines.json", "engines.md", "engines.png"):
         print(args.out / name)

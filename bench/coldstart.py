@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from bench.audio import DEFAULT_AUDIO_DIR
 from bench.machine import Machine, describe, load_average
+from bench.report import write_results
 from bench.stats import median
 
 if TYPE_CHECKING:
@@ -247,8 +248,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         steps_s=steps,
         steps_median_s={name: median([s[name] for s in steps]) for name in (*STEPS, "total")},
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "coldstart.json").write_text(json.dumps(report.model_dump(mode="json"), indent=2) + "\n")
-    (args.out / "coldstart.md").write_text(markdown(report))
+    write_results(args.out, "coldstart", report, markdown(report))
     print(markdown(report))
     return 0

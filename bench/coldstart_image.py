@@ -38,6 +38,7 @@ from bench.coldstart import (
     step_timer_code,
 )
 from bench.machine import Machine, describe, load_average
+from bench.report import write_results
 from bench.serve import free_port, peak_rss_of, spawn
 from bench.stats import median
 from whisper_api import contract
@@ -309,10 +310,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             {name: median([s[name] for s in bare_steps]) for name in (*STEPS, "total")} if bare_steps else {}
         ),
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "coldstart-image.json").write_text(
-        json.dumps(report.model_dump(mode="json"), indent=2) + "\n"
-    )
-    (args.out / "coldstart-image.md").write_text(markdown(report))
+    write_results(args.out, "coldstart-image", report, markdown(report))
     print(markdown(report))
     return 0

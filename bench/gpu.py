@@ -28,6 +28,7 @@ from pydantic import BaseModel
 from bench.audio import DEFAULT_AUDIO_DIR, SAMPLE_RATE, Clip, load_clip
 from bench.longform import Alignment, align, build_long_audio
 from bench.machine import Machine, describe, load_average
+from bench.report import write_results
 from bench.stats import median, percentile
 
 REPO = Path(__file__).resolve().parent.parent
@@ -427,9 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         concurrency=sweep,
         errors=errors,
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "gpu.json").write_text(report.model_dump_json(indent=2) + "\n")
-    (args.out / "gpu.md").write_text(markdown(report))
+    write_results(args.out, "gpu", report, markdown(report))
     print(markdown(report))
     return 1 if errors else 0
 

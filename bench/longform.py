@@ -12,7 +12,6 @@ the report; the `service` rows go through the service's own engine with its defa
 """
 
 import argparse
-import json
 import os
 import resource
 import subprocess
@@ -27,6 +26,7 @@ from pydantic import BaseModel, Field
 
 from bench.audio import DEFAULT_AUDIO_DIR, SAMPLE_RATE, Clip, load_clip, normalise
 from bench.machine import Machine, describe, load_average
+from bench.report import write_results
 
 REPO = Path(__file__).resolve().parent.parent
 # Seconds of silence after each recording, in turn: a breath, a pause, a gap, a long gap.
@@ -331,9 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cycles=args.cycles,
         results=results,
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "longform.json").write_text(json.dumps(report.model_dump(mode="json"), indent=2) + "\n")
-    (args.out / "longform.md").write_text(markdown(report))
+    write_results(args.out, "longform", report, markdown(report))
     print(markdown(report))
     return 1 if any(r.error for r in results) else 0
 

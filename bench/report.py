@@ -108,10 +108,15 @@ def latency_chart(targets: Sequence[TargetResult], path: Path) -> None:
     plt.close(figure)
 
 
-def write_http_report(report: HttpReport, out: Path) -> list[Path]:
+def write_results(out: Path, name: str, report: BaseModel, text: str) -> None:
+    """Every benchmark's results: `<name>.json` (all figures) and `<name>.md` (the table) in `out`."""
     out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(report.model_dump(mode="json"), indent=2) + "\n")
+    (out / f"{name}.md").write_text(text)
+
+
+def write_http_report(report: HttpReport, out: Path) -> list[Path]:
     paths = [out / "results.json", out / "results.md", out / "latency.png"]
-    paths[0].write_text(json.dumps(report.model_dump(mode="json"), indent=2) + "\n")
-    paths[1].write_text(markdown_table(report))
+    write_results(out, "results", report, markdown_table(report))
     latency_chart(report.targets, paths[2])
     return paths

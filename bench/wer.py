@@ -19,7 +19,6 @@ speaches' defaults, from its source (docs/benchmarks.md has the table with the l
 """
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from pydantic import BaseModel, Field
 from bench.audio import SAMPLE_RATE, Clip, load_clip
 from bench.longform import Alignment, align, cpu_seconds
 from bench.machine import Machine, describe, load_average
+from bench.report import write_results
 from bench.stats import median
 
 REPO = Path(__file__).resolve().parent.parent
@@ -342,9 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs=args.runs,
         results=results,
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "wer.json").write_text(json.dumps(report.model_dump(mode="json"), indent=2) + "\n")
-    (args.out / "wer.md").write_text(markdown(report))
+    write_results(args.out, "wer", report, markdown(report))
     print(markdown(report))
     return 1 if any(r.error for r in results) else 0
 

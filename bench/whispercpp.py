@@ -40,6 +40,7 @@ from bench.http_bench import (
     summarise,
 )
 from bench.machine import Machine, describe, load_average
+from bench.report import write_results
 from bench.serve import RunningService, free_port, serve, spawn
 from bench.stats import LatencySummary
 from whisper_api import contract
@@ -454,8 +455,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = VersusReport(
         machine=machine, load_average_after=load_average(), whispercpp=build, clips=clips, contenders=results
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "whispercpp.json").write_text(json.dumps(report.model_dump(mode="json"), indent=2) + "\n")
-    (args.out / "whispercpp.md").write_text(markdown(report))
+    write_results(args.out, "whispercpp", report, markdown(report))
     print(markdown(report))
     return 1 if any(_errors(r) for r in results) else 0
