@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.service.conftest import FIXTURES, Server, start_server, stop
-from whisper_api.__main__ import keep_large_blocks_in_heap
+from whisper_api.memory import keep_large_blocks_in_heap
 
 TRANSCRIPTIONS = "/v1/audio/transcriptions"
 # Issue 16's target is 300 MiB, measured by the bench (280-299 MiB here on an 11 s clip); in about

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from whisper_api.__main__ import cap_malloc_arenas
 from whisper_api.lifecycle import warm_up_when_idle
+from whisper_api.memory import cap_malloc_arenas
 from whisper_api.scheduler import Scheduler
 
 REPO = Path(__file__).resolve().parents[2]
