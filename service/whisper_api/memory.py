@@ -6,6 +6,7 @@ library is not glibc.
 from __future__ import annotations
 
 import os
+from functools import cache
 from typing import Any
 
 # glibc's mallopt parameters (malloc.h).
@@ -15,10 +16,13 @@ _M_ARENA_MAX = -8
 MALLOC_ARENAS = 1
 # Free memory at the top of the heap beyond this goes back to the system at once.
 HEAP_TRIM_THRESHOLD = 128 * 1024 * 1024
+# After a request with at least this much audio, the heap's free pages go back to the system.
+RELEASE_AFTER_AUDIO_S = 60.0
 # Environment variables through which an operator tunes glibc's malloc (theirs win).
 _MALLOC_ENV = ("MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
 
 
+@cache
 def _glibc() -> Any | None:
     try:
         import ctypes
@@ -70,3 +74,16 @@ def keep_large_blocks_in_heap() -> bool:
     kept = libc.mallopt(_M_MMAP_MAX, 0) and libc.mallopt(_M_TRIM_THRESHOLD, HEAP_TRIM_THRESHOLD)
     libc.malloc_trim(0)
     return bool(kept)
+
+
+def release_freed_memory() -> bool:
+    """Give the heap's free pages back to the system, wherever they lie in it.
+
+    Kept in the heap (`keep_large_blocks_in_heap`), the buffers of a long request (its samples,
+    faster-whisper's features for minutes of speech) are only trimmed from the heap's top, and a
+    small block allocated above them keeps them resident: after 4.8 minutes of speech the service
+    held 414 MiB instead of 280 until it was restarted. Cheap next to such a request: only the next
+    request's first touch of those pages is paid again.
+    """
+    libc = _glibc()
+    return libc is not None and bool(libc.malloc_trim(0))

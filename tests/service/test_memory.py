@@ -5,15 +5,18 @@ The real server (`python -m whisper_api`) runs in a subprocess on loopback; its 
 and page faults are read from /proc.
 """
 
+import io
 import statistics
 import threading
 import time
+import wave
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
-from tests.service.conftest import FIXTURES, Server, start_server, stop
+from tests.service.conftest import FIXTURES, SAMPLE_RATE, Server, load_clip, start_server, stop
 from whisper_api.memory import keep_large_blocks_in_heap
 
 TRANSCRIPTIONS = "/v1/audio/transcriptions"
@@ -71,6 +74,40 @@ def test_peak_memory_stays_bounded_and_encoder_buffers_are_reused(tmp_path: Path
     print(f"peak {peak:.0f} MiB, now {memory['VmRSS'] / 1024:.0f} MiB, page faults per request {faults}")
     assert statistics.median(faults) < FAULTS_PER_REQUEST
     assert peak <= PEAK_RSS_MIB
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
+def test_a_long_request_gives_its_memory_back(tmp_path: Path) -> None:
+    """Five minutes of real speech (long.ogg, seven times, as one WAV): its samples and features
+    are kept in the heap while it runs, and the heap gives them back once it is answered."""
+    speech = load_clip("long.ogg")
+    samples = np.tile(speech, 7)
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(SAMPLE_RATE)
+        wav.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    server = start_server(tmp_path, WHISPER_WORKERS="1")
+    try:
+        pid = server.process.pid
+        transcribe(server)
+        time.sleep(2.5)
+        idle = status(pid)["VmRSS"] / 1024
+        response = httpx.post(
+            f"{server.url}{TRANSCRIPTIONS}",
+            files={"file": ("long.wav", out.getvalue())},
+            data={"model": "whisper-1"},
+            timeout=600,
+        )
+        assert response.status_code == 200, response.text
+        after = status(pid)["VmRSS"] / 1024
+        peak = status(pid)["VmHWM"] / 1024
+    finally:
+        stop(server)
+    print(f"idle {idle:.0f} MiB, peak {peak:.0f} MiB, after the long request {after:.0f} MiB")
+    assert peak - idle > 100  # the request did take memory (else this test shows nothing)
+    assert after - idle < 64
 
 
 @pytest.mark.parametrize(

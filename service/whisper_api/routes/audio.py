@@ -18,6 +18,7 @@ from whisper_api.audio import AudioError, decode_audio, duration_seconds, probe_
 from whisper_api.engines.base import Engine, SegmentCallback
 from whisper_api.errors import ERROR_RESPONSES, ApiError, invalid_request
 from whisper_api.formats import render
+from whisper_api.memory import RELEASE_AFTER_AUDIO_S, release_freed_memory
 from whisper_api.multipart import AudioRoute
 from whisper_api.routes.health import is_served, model_not_found, served_model_names
 from whisper_api.scheduler import Scheduler
@@ -233,12 +234,19 @@ class AudioJob:
             # Without a declared duration, guess from the size at a typical 128 kbit/s.
             expected_s = declared if declared is not None else (upload.size or 0) / _TYPICAL_BYTES_PER_S
 
-            def work(cancel: threading.Event) -> Transcript:
+            def decode_and_transcribe(cancel: threading.Event) -> Transcript:
                 with self.timer.step("decode"):
                     audio = decode_audio(upload.file, limit)
                 self.timer.audio_seconds = duration_seconds(audio)
                 with self.timer.step("inference"):
                     return self.engine.transcribe(audio, options, on_segment=on_segment, cancel=cancel)
+
+            def work(cancel: threading.Event) -> Transcript:
+                try:
+                    return decode_and_transcribe(cancel)  # its samples are freed when it returns
+                finally:
+                    if (self.timer.audio_seconds or 0) >= RELEASE_AFTER_AUDIO_S:
+                        release_freed_memory()
 
             return await self.scheduler.run(self.timer, work, audio_seconds=min(expected_s, limit))
         except AudioError as error:
