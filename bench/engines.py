@@ -8,9 +8,7 @@ first 30 s. GPU configurations (fp16) are added when CUDA is visible.
 """
 
 import json
-import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,10 +18,10 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from bench.audio import Clip
+from bench.isolated import WorkerFailed, run_worker
 from bench.stats import median
 
 EngineKind = Literal["faster-whisper", "openai-whisper", "reference"]
-REPO = Path(__file__).resolve().parent.parent
 
 
 class EngineConfig(BaseModel):
@@ -282,10 +280,7 @@ def run_config(
     checkpoint: Path | None,
     timeout_s: float = 1800,
 ) -> ConfigResult:
-    command = [
-        sys.executable,
-        "-m",
-        "bench.engines",
+    args = [
         config.model_dump_json(),
         json.dumps(clips),
         str(runs),
@@ -293,15 +288,10 @@ def run_config(
         str(ct2_dir),
         str(checkpoint or ""),
     ]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "service"), str(REPO)]))
     try:
-        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout_s, cwd=REPO)
-    except subprocess.TimeoutExpired:
-        return ConfigResult(config=config, import_s=0, load_s=0, peak_rss_mib=0, clips=[], error="timed out")
-    if done.returncode != 0:
-        error = (done.stderr.strip().splitlines() or ["exit status " + str(done.returncode)])[-1]
-        return ConfigResult(config=config, import_s=0, load_s=0, peak_rss_mib=0, clips=[], error=error)
-    return ConfigResult.model_validate_json(done.stdout.strip().splitlines()[-1])
+        return ConfigResult.model_validate_json(run_worker("bench.engines", args, timeout_s))
+    except WorkerFailed as error:
+        return ConfigResult(config=config, import_s=0, load_s=0, peak_rss_mib=0, clips=[], error=str(error))
 
 
 def _main(argv: list[str]) -> None:

@@ -287,6 +287,10 @@ class GpuReport(BaseModel):
     errors: list[str]
 
 
+def _mib(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0f}"
+
+
 def _libraries() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -313,8 +317,7 @@ def markdown(report: GpuReport) -> str:
     ]
     for cold in report.cold:
         cells = [f"{cold.median_s.get(step, float('nan')):.3f}" for step in (*COLD_STEPS, "total")]
-        memory = f"{cold.gpu_memory_mib:.0f}" if cold.gpu_memory_mib is not None else "—"
-        lines.append(f"| {cold.config.label} | " + " | ".join(cells) + f" | {memory} |")
+        lines.append(f"| {cold.config.label} | " + " | ".join(cells) + f" | {_mib(cold.gpu_memory_mib)} |")
     lines += [
         "",
         "### Latency (after warm-up)",
@@ -323,11 +326,10 @@ def markdown(report: GpuReport) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in report.latency:
-        memory = f"{row.gpu_memory_mib:.0f}" if row.gpu_memory_mib is not None else "—"
         lines.append(
             f"| {row.config.label} | {row.clip_p50_s:.3f} | {row.long_audio_s:.0f} | {row.long_p50_s:.2f} "
             f"| {row.long_real_time_factor:.4f} | {row.long_alignment.wer:.1%} "
-            f"| {row.long_alignment.deletions} | {memory} |"
+            f"| {row.long_alignment.deletions} | {_mib(row.gpu_memory_mib)} |"
         )
     lines += [
         "",
@@ -337,10 +339,9 @@ def markdown(report: GpuReport) -> str:
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for load in report.concurrency:
-        memory = f"{load.gpu_memory_mib:.0f}" if load.gpu_memory_mib is not None else "—"
         lines.append(
             f"| {load.workers} | {load.requests} | {load.wall_s:.3f} | {load.audio_seconds_per_s:.1f} "
-            f"| {load.latency_p50_s:.3f} | {load.latency_max_s:.3f} | {memory} |"
+            f"| {load.latency_p50_s:.3f} | {load.latency_max_s:.3f} | {_mib(load.gpu_memory_mib)} |"
         )
     if report.errors:
         lines += ["", "Errors:", *(f"- {error}" for error in report.errors)]

@@ -14,7 +14,6 @@ the report; the `service` rows go through the service's own engine with its defa
 import argparse
 import os
 import resource
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -25,10 +24,10 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from bench.audio import DEFAULT_AUDIO_DIR, SAMPLE_RATE, Clip, load_clip, normalise
+from bench.isolated import WorkerFailed, run_worker
 from bench.machine import Machine, describe, load_average
 from bench.report import write_results
 
-REPO = Path(__file__).resolve().parent.parent
 # Seconds of silence after each recording, in turn: a breath, a pause, a gap, a long gap.
 PAUSES_S = (0.4, 1.5, 4.0, 9.0)
 # The recordings with a reference (bench.audio.REFERENCES), in the order they are repeated.
@@ -223,16 +222,11 @@ def worker(config: LongformConfig, audio_dir: Path, cycles: int) -> LongformResu
 def run_config(
     config: LongformConfig, audio_dir: Path, cycles: int, timeout_s: float = 600
 ) -> LongformResult:
-    command = [sys.executable, "-m", "bench.longform", config.model_dump_json(), str(audio_dir), str(cycles)]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "service"), str(REPO)]))
+    args = [config.model_dump_json(), str(audio_dir), str(cycles)]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout_s, cwd=REPO)
-    except subprocess.TimeoutExpired:
-        return LongformResult(config=config, audio_seconds=0, error="timed out")
-    if done.returncode != 0:
-        error = (done.stderr.strip().splitlines() or ["exit status " + str(done.returncode)])[-1]
-        return LongformResult(config=config, audio_seconds=0, error=error)
-    return LongformResult.model_validate_json(done.stdout.strip().splitlines()[-1])
+        return LongformResult.model_validate_json(run_worker("bench.longform", args, timeout_s))
+    except WorkerFailed as error:
+        return LongformResult(config=config, audio_seconds=0, error=str(error))
 
 
 # ---- the report ------------------------------------------------------------------------------

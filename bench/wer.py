@@ -20,7 +20,6 @@ speaches' defaults, from its source (docs/benchmarks.md has the table with the l
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +29,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from bench.audio import SAMPLE_RATE, Clip, load_clip
+from bench.isolated import WorkerFailed, run_worker
 from bench.longform import Alignment, align, cpu_seconds
 from bench.machine import Machine, describe, load_average
 from bench.report import write_results
@@ -226,17 +226,11 @@ def worker(config: WerConfig, data_dir: Path, runs: int) -> WerResult:
 
 
 def run_config(config: WerConfig, data_dir: Path, runs: int, timeout_s: float = 600) -> WerResult:
-    command = [sys.executable, "-m", "bench.wer", config.model_dump_json(), str(data_dir), str(runs)]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "service"), str(REPO)]))
-    env = {k: v for k, v in env.items() if not k.startswith("WHISPER_")}  # only the configuration's
+    args = [config.model_dump_json(), str(data_dir), str(runs)]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout_s, cwd=REPO)
-    except subprocess.TimeoutExpired:
-        return WerResult(config=config, error="timed out")
-    if done.returncode != 0:
-        error = (done.stderr.strip().splitlines() or ["exit status " + str(done.returncode)])[-1]
-        return WerResult(config=config, error=error)
-    return WerResult.model_validate_json(done.stdout.strip().splitlines()[-1])
+        return WerResult.model_validate_json(run_worker("bench.wer", args, timeout_s, own_settings_only=True))
+    except WorkerFailed as error:
+        return WerResult(config=config, error=str(error))
 
 
 # ---- the report ------------------------------------------------------------------------------
