@@ -12,6 +12,14 @@ HEALTH_PATH: Final = "/healthz"
 READY_PATH: Final = "/readyz"
 METRICS_PATH: Final = "/metrics"
 
+# The OpenAI-shaped API: routes, telemetry, auth, infra's alerts, bench and the load test read these.
+API_PREFIX: Final = "/v1"
+AUDIO_PATH_PREFIX: Final = "/v1/audio/"
+TRANSCRIPTIONS_PATH: Final = "/v1/audio/transcriptions"
+TRANSLATIONS_PATH: Final = "/v1/audio/translations"
+MODELS_PATH: Final = "/v1/models"
+MODEL_PATH: Final = "/v1/models/{model}"
+
 ENV_PREFIX: Final = "WHISPER_"
 
 # Environment variables that the infrastructure sets on the container (see settings.Settings).
