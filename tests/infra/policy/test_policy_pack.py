@@ -33,7 +33,7 @@ from infra.policy.guardrails import (
     runtime_service_account,
 )
 
-POLICY_DIR = Path(__file__).resolve().parents[2] / "infra" / "policy"
+POLICY_DIR = Path(__file__).resolve().parents[3] / "infra" / "policy"
 DIGEST = "sha256:" + "a" * 64
 RUNTIME_SA = "whisper-runtime@my-project.iam.gserviceaccount.com"
 

@@ -28,7 +28,7 @@ from pulumi_policy.proxy import unknown_checking_proxy
 from infra.mockrun import Plan, RecordedResource, load_stack_config, run_program
 from infra.policy import guardrails
 
-POLICY_CONFIG = Path(__file__).resolve().parents[2] / "infra" / "policy" / "config"
+POLICY_CONFIG = Path(__file__).resolve().parents[3] / "infra" / "policy" / "config"
 SERVICE = guardrails.CLOUD_RUN_SERVICE
 
 
