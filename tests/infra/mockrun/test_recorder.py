@@ -80,3 +80,20 @@ def test_options_are_recorded() -> None:
     assert plan.provider_of(role) is None
     assert [api.parent for api in plan.of_type(API)] == ["apis", "apis"]
     assert plan.children(plan.named("apis")) == plan.of_type(API)
+
+
+def test_secret_inputs_are_unwrapped_and_named_and_ignore_changes_are_recorded() -> None:
+    def program() -> dict[str, Any]:
+        gcp.serviceaccount.Account(
+            "account",
+            project="p-123456",
+            account_id="runner",
+            display_name=pulumi.Output.secret("Runner"),
+            opts=pulumi.ResourceOptions(ignore_changes=["display_name"]),
+        )
+        return {}
+
+    account = run_program({}, stack="test", project="harness", program=program).one(ACCOUNT)
+    assert account.inputs["displayName"] == "Runner"
+    assert account.secret_inputs == {"displayName"}
+    assert account.ignore_changes == ("displayName",)
