@@ -1,14 +1,15 @@
 """Cold start in the image: `docker run` issued → container running → HTTP up → ready → first transcription.
 
 The cpu target of service/Dockerfile (faster-whisper, tiny.en) is built and loaded into Docker with the
-image tests' builders (bench/images.py: buildah on a stand-in base, one run at a time, the daemon),
-or `--image` names one already in the daemon. Each start runs the container with `--network host` on a free loopback port, so that /readyz is polled from here every 10 ms as the bare-process
-benchmark does (`docker exec` costs ~0.1 s a probe), and jfk.flac is sent the moment it answers 200,
-then once more warm. When the container started (the daemon's StartedAt), its server's peak RSS
-(VmHWM) and its cgroup's peak memory (page cache included) are read from the host. The same
-start-up, split into steps, runs in `docker run --rm … python -c` with bench/coldstart.py's step
-timer, and the bare process (`python -m whisper_api` from .venv) is measured interleaved with the
-container, so that the two are compared at the same load.
+image tests' builders (bench/images.py: buildah on a stand-in base, one run at a time, the daemon), or
+`--image` names one already in the daemon. Each start runs the container with `--network host` on a free
+loopback port, so that /readyz is polled from here every 10 ms as the bare-process benchmark does
+(`docker exec` costs ~0.1 s a probe), and jfk.flac is sent the moment it answers 200, then once more
+warm. When the container started (the daemon's StartedAt), its server's peak RSS (VmHWM) and its
+cgroup's peak memory (page cache included) are read from the host. The same start-up, split into steps,
+runs in `docker run --rm … python -c` with bench/coldstart.py's step timer, and the bare process
+(`python -m whisper_api` from .venv) is measured interleaved with the container, so that the two are
+compared at the same load.
 """
 
 from __future__ import annotations

@@ -77,9 +77,7 @@ def word_error_rate(expected: str, actual: str) -> float:
 
 
 def call(container: str, method: str, path: str, file: str | None = None) -> tuple[int, str]:
-    result = images.docker(
-        "exec", container, "python", "-c", CLIENT, method, path, *([file] if file else [])
-    )
+    result = images.docker("exec", container, "python", "-c", CLIENT, method, path, *([file] if file else []))
     status, _, body = result.stdout.partition("\n")
     return int(status), body
 
