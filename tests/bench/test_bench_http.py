@@ -87,7 +87,7 @@ def test_argument_errors_exit_2(argv: list[str], tone: Path) -> None:
     assert exit_info.value.code == 2
 
 
-def test_interface_from_the_issue(tone: Path, tmp_path: Path) -> None:
+def test_the_documented_interface(tone: Path, tmp_path: Path) -> None:
     args, targets = parse_args(
         [
             "--target",
