@@ -1,12 +1,17 @@
-"""Fixtures for the benchmark tools' tests: generated audio, never /work/shared."""
+"""Fixtures for the benchmark tools' tests: generated audio (never /work/shared), stand-in servers."""
 
 import asyncio
+import socket
+import threading
+import time
 import wave
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import uvicorn
+from fastapi import FastAPI
 
 
 @pytest.fixture
@@ -34,3 +39,27 @@ def event_loop_left_for_later_tests() -> Iterator[None]:
         policy.get_event_loop()
     except RuntimeError:
         policy.set_event_loop(policy.new_event_loop())
+
+
+@pytest.fixture
+def serve_app() -> Iterator[Callable[[FastAPI], str]]:
+    """Serves an app on a free loopback port in a thread (a stand-in server for a client's accounting);
+    returns its URL, and stops every app it served after the test."""
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(app: FastAPI) -> str:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.01)
+        servers.append((server, thread))
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=5)
