@@ -43,8 +43,8 @@ lint: $(VENV)/.dev ## Every offline linter: ruff, mypy, zizmor + shellcheck (pla
 plan: $(VENV)/.dev ## Evaluate the Pulumi program for STACK on the mock runtime and print its resources.
 	$(BIN)/python scripts/plan --stack $(STACK)
 
-bench: $(VENV)/.dev ## Rerun every benchmark into benchmarks/ (quiet machine, ~30 min on 2 cores; AUDIO=../shared/audio, WHISPER_CPP=.cache/whisper-cpp).
-	PYTHON=$(BIN)/python scripts/bench-all
+bench: $(VENV)/.dev ## Rerun every benchmark into benchmarks/ (quiet machine, ~30 min on 2 cores; AUDIO=folder of jfk.flac and multilingual.mp3, required; WHISPER_CPP=.cache/whisper-cpp).
+	PYTHON=$(BIN)/python AUDIO="$(AUDIO)" scripts/bench-all
 
 fixtures: ## Regenerate tests/fixtures (needs espeak-ng, sox and ffmpeg from apt; the tests do not).
 	scripts/make-fixtures

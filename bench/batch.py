@@ -30,8 +30,7 @@ from bench.cost import InstanceShape, PriceTable
 from bench.machine import Machine, describe
 from bench.report import write_results
 from bench.serve import REPO, serve, service_env
-
-TRANSCRIPTIONS = "/v1/audio/transcriptions"
+from whisper_api.contract import TRANSCRIPTIONS_PATH
 
 
 class Round(BaseModel):
@@ -60,7 +59,7 @@ def api_one_by_one(url: str, clips: list[Clip]) -> float:
         started = time.perf_counter()
         for clip in clips:
             response = client.post(
-                url + TRANSCRIPTIONS,
+                url + TRANSCRIPTIONS_PATH,
                 data={"model": "whisper-1", "response_format": "verbose_json"},
                 files={"file": (clip.path.name, clip.path.read_bytes())},
             )

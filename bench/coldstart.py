@@ -11,7 +11,6 @@ server overlaps the model load with its imports, so its start is shorter than th
 import argparse
 import inspect
 import json
-import os
 import subprocess
 import sys
 import time
@@ -23,9 +22,11 @@ import httpx
 from pydantic import BaseModel
 
 from bench.audio import DEFAULT_AUDIO_DIR
+from bench.isolated import project_env
 from bench.machine import Machine, describe, load_average
 from bench.report import write_results
 from bench.stats import median
+from whisper_api.contract import TRANSCRIPTIONS_PATH
 
 if TYPE_CHECKING:
     from bench.serve import RunningService
@@ -102,12 +103,11 @@ def step_timer_code(spawned_at: float) -> str:
 
 def measure_steps(env: dict[str, str], timeout_s: float = 300) -> dict[str, float]:
     code = step_timer_code(time.time())
-    child_env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "service"), str(REPO)]), **env)
     done = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
-        env=child_env,
+        env=project_env(env),
         timeout=timeout_s,
         cwd=REPO,
     )
@@ -135,7 +135,7 @@ def first_transcriptions(service: "RunningService", clip: Path, timeout_s: float
         for _ in range(2):
             sent = time.perf_counter()
             response = client.post(
-                f"{service.url}/v1/audio/transcriptions", data={"model": "whisper-1"}, files=files
+                service.url + TRANSCRIPTIONS_PATH, data={"model": "whisper-1"}, files=files
             )
             response.raise_for_status()
             latencies.append(time.perf_counter() - sent)

@@ -1,15 +1,15 @@
 """Cold start in the image: `docker run` issued → container running → HTTP up → ready → first transcription.
 
-The cpu target of service/Dockerfile (faster-whisper, tiny.en) is built and loaded into Docker the way
-the image tests do it (tests/container/builders.py: buildah on a stand-in base, their lock, their
-daemon), or `--image` names one already in the daemon. Each start runs the container with `--network
-host` on a free loopback port, so that /readyz is polled from here every 10 ms as the bare-process
-benchmark does (`docker exec` costs ~0.1 s a probe), and jfk.flac is sent the moment it answers 200,
-then once more warm. When the container started (the daemon's StartedAt), its server's peak RSS
-(VmHWM) and its cgroup's peak memory (page cache included) are read from the host. The same
-start-up, split into steps, runs in `docker run --rm … python -c` with bench/coldstart.py's step
-timer, and the bare process (`python -m whisper_api` from .venv) is measured interleaved with the
-container, so that the two are compared at the same load.
+The cpu target of service/Dockerfile (faster-whisper, tiny.en) is built and loaded into Docker with the
+image tests' builders (bench/images.py: buildah on a stand-in base, one run at a time, the daemon), or
+`--image` names one already in the daemon. Each start runs the container with `--network host` on a free
+loopback port, so that /readyz is polled from here every 10 ms as the bare-process benchmark does
+(`docker exec` costs ~0.1 s a probe), and jfk.flac is sent the moment it answers 200, then once more
+warm. When the container started (the daemon's StartedAt), its server's peak RSS (VmHWM) and its
+cgroup's peak memory (page cache included) are read from the host. The same start-up, split into steps,
+runs in `docker run --rm … python -c` with bench/coldstart.py's step timer, and the bare process
+(`python -m whisper_api` from .venv) is measured interleaved with the container, so that the two are
+compared at the same load.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 from pydantic import BaseModel
 
+from bench import images
 from bench.audio import DEFAULT_AUDIO_DIR
 from bench.coldstart import (
     STEPS,
@@ -42,11 +43,6 @@ from bench.report import write_results
 from bench.serve import free_port, peak_rss_of, spawn
 from bench.stats import median
 from whisper_api import contract
-
-REPO = Path(__file__).resolve().parent.parent
-# The image tests' builders (buildah, the stand-in base, dockerd, their lock) are reused as they are.
-sys.path.insert(0, str(REPO / "tests" / "container"))
-import builders  # noqa: E402
 
 BUILD_ARGS = {contract.BUILD_ARG_ENGINE: "faster-whisper", contract.BUILD_ARG_MODEL: contract.BUNDLED_MODEL}
 BENCH_TAG = "bench-coldstart-cpu-faster-whisper"
@@ -106,7 +102,7 @@ def cgroup_peak_mib(pid: int) -> float | None:
 
 
 def _inspect(container: str, template: str) -> str:
-    return builders.docker("inspect", "--format", template, container).stdout.strip()
+    return images.docker("inspect", "--format", template, container).stdout.strip()
 
 
 def measure_container_start(image: str, clip: Path, timeout_s: float = 300) -> ContainerStart:
@@ -128,7 +124,7 @@ def measure_container_start(image: str, clip: Path, timeout_s: float = 300) -> C
                 cgroup_peak_mib=cgroup_peak_mib(pid),
             )
     finally:
-        builders.docker("rm", "--force", name, check=False)
+        images.docker("rm", "--force", name, check=False)
 
 
 def measure_container_steps(image: str, timeout_s: float = 300) -> dict[str, float]:
@@ -140,7 +136,7 @@ def measure_container_steps(image: str, timeout_s: float = 300) -> dict[str, flo
     issued_at = time.time()
     code = step_timer_code(issued_at)
     command = ["sh", "-c", 'date +%s.%N && exec python -c "$1"', "sh", code]
-    done = builders.docker("run", "--rm", "--network=none", image, *command, timeout=timeout_s, check=False)
+    done = images.docker("run", "--rm", "--network=none", image, *command, timeout=timeout_s, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"the step timer failed in the container: {done.stderr.strip()[-1000:]}")
     lines = done.stdout.strip().splitlines()
@@ -154,17 +150,17 @@ def measure_container_steps(image: str, timeout_s: float = 300) -> dict[str, flo
 @contextmanager
 def built_image() -> Iterator[str]:
     """The cpu target built from this checkout as the image tests build it, loaded into a daemon."""
-    with builders.one_run_at_a_time():
-        builders.bound_storage()
-        base = builders.standin_base()
-        image = builders.build(contract.IMAGE_TARGET_CPU, BENCH_TAG, base, BUILD_ARGS)
-        with builders.docker_daemon(), builders.in_docker(image):
+    with images.one_run_at_a_time():
+        images.bound_storage()
+        base = images.standin_base()
+        image = images.build(contract.IMAGE_TARGET_CPU, BENCH_TAG, base, BUILD_ARGS)
+        with images.docker_daemon(), images.in_docker(image):
             yield image
 
 
 @contextmanager
 def _existing(image: str) -> Iterator[str]:
-    with builders.docker_daemon():
+    with images.docker_daemon():
         yield image
 
 
@@ -265,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--runs must be ≥ 1")
     if not args.audio.is_file():
         parser.error(f"--audio {args.audio}: no such file")
-    reason = builders.missing() if args.image is None else (None if shutil.which("docker") else "no docker")
+    reason = images.missing() if args.image is None else (None if shutil.which("docker") else "no docker")
     if reason is not None:
         print(f"bench-coldstart-image skipped: {reason}", file=sys.stderr)
         return 0 if args.skip_unavailable else 1
@@ -279,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with image_context as image:
             image_id = _inspect(image, "{{.Id}}")
             size = int(_inspect(image, "{{.Size}}"))
-            version = builders.docker("version", "--format", "{{.Server.Version}}").stdout.strip()
+            version = images.docker("version", "--format", "{{.Server.Version}}").stdout.strip()
             measure_container_steps(image)  # the image's files into the page cache, as a warm node has them
             for _ in range(args.runs):
                 starts.append(measure_container_start(image, args.audio))

@@ -12,13 +12,14 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from bench.audio import Clip
-from bench.isolated import WorkerFailed, run_worker
+from bench.isolated import WorkerFailed, run_worker, worker_main
 from bench.stats import median
 
 EngineKind = Literal["faster-whisper", "openai-whisper", "reference"]
@@ -294,13 +295,13 @@ def run_config(
         return ConfigResult(config=config, import_s=0, load_s=0, peak_rss_mib=0, clips=[], error=str(error))
 
 
-def _main(argv: list[str]) -> None:
-    config = EngineConfig.model_validate_json(argv[0])
-    clips = [Clip.parse(spec) for spec in json.loads(argv[1])]
-    checkpoint = Path(argv[5]) if argv[5] else None
-    result = worker(config, clips, int(argv[2]), int(argv[3]), Path(argv[4]), checkpoint)
-    print(result.model_dump_json())
+def worker_from_args(args: Sequence[str]) -> ConfigResult:
+    """The worker for the arguments run_config gave it."""
+    config = EngineConfig.model_validate_json(args[0])
+    clips = [Clip.parse(spec) for spec in json.loads(args[1])]
+    checkpoint = Path(args[5]) if args[5] else None
+    return worker(config, clips, int(args[2]), int(args[3]), Path(args[4]), checkpoint)
 
 
 if __name__ == "__main__":
-    _main(sys.argv[1:])
+    sys.exit(worker_main(worker_from_args))

@@ -13,7 +13,6 @@ measures the API's overhead on CPU), so a GPU machine needs only the engines' li
 import argparse
 import contextlib
 import json
-import os
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from bench.audio import DEFAULT_AUDIO_DIR, SAMPLE_RATE, Clip, load_clip
+from bench.isolated import project_env
 from bench.longform import Alignment, align, build_long_audio
 from bench.machine import Machine, describe, load_average
 from bench.report import write_results
@@ -149,12 +149,11 @@ def cold_start(config: EngineConfig, model: Path, device: str, audio_dir: Path, 
             f"print(json.dumps(_cold_child({time.time()!r}, EngineConfig.model_validate_json("
             f"{config.model_dump_json()!r}), Path({str(model)!r}), {device!r}, Path({str(audio_dir)!r}))))"
         )
-        path = os.pathsep.join([str(REPO / "service"), str(REPO), os.environ.get("PYTHONPATH", "")])
         done = subprocess.run(
             [sys.executable, "-c", code],
             capture_output=True,
             text=True,
-            env=dict(os.environ, PYTHONPATH=path),
+            env=project_env(),
             timeout=600,
             cwd=REPO,
         )

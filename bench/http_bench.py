@@ -17,8 +17,8 @@ from bench.audio import Clip, clip_seconds, clip_upload, word_error_rate
 from bench.cost import CostEstimate, InstanceShape, PriceTable, estimate_cost
 from bench.server_timing import mean_steps, parse_server_timing
 from bench.stats import LatencySummary
+from whisper_api.contract import TRANSCRIPTIONS_PATH
 
-TRANSCRIPTIONS_PATH = "/v1/audio/transcriptions"
 OPENAI_HOST = "api.openai.com"
 MAX_REQUESTS = 10_000
 MAX_CONCURRENCY = 64

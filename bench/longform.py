@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from bench.audio import DEFAULT_AUDIO_DIR, SAMPLE_RATE, Clip, load_clip, normalise
-from bench.isolated import WorkerFailed, run_worker
+from bench.isolated import WorkerFailed, run_worker, worker_main
 from bench.machine import Machine, describe, load_average
 from bench.report import write_results
 
@@ -229,6 +229,11 @@ def run_config(
         return LongformResult(config=config, audio_seconds=0, error=str(error))
 
 
+def worker_from_args(args: Sequence[str]) -> LongformResult:
+    """The worker for the arguments run_config gave it."""
+    return worker(LongformConfig.model_validate_json(args[0]), Path(args[1]), int(args[2]))
+
+
 # ---- the report ------------------------------------------------------------------------------
 
 
@@ -331,8 +336,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1].startswith("{"):  # the worker, started by run_config
-        result = worker(LongformConfig.model_validate_json(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]))
-        print(result.model_dump_json())
-    else:
-        sys.exit(main())
+    sys.exit(worker_main(worker_from_args, main))

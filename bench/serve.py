@@ -11,11 +11,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 
+from bench.isolated import project_env
+from whisper_api.contract import READY_PATH
+
 REPO = Path(__file__).resolve().parent.parent
-READY_PATH = "/readyz"
 
 
 @dataclass
@@ -57,26 +60,23 @@ def free_port() -> int:
 
 
 def service_env(extra: Mapping[str, str], port: int) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "service"), str(REPO)])
-    env.update({"HOST": "127.0.0.1", "PORT": str(port), "WHISPER_LOG_JSON": "false"})
-    env.update(extra)
-    return env
+    return project_env({"HOST": "127.0.0.1", "PORT": str(port), "WHISPER_LOG_JSON": "false", **extra})
 
 
 def wait_ready(
     url: str,
-    process: subprocess.Popen[bytes],
+    process: subprocess.Popen[bytes] | None,
     timeout_s: float,
     poll_s: float = 0.01,
     ready_path: str = READY_PATH,
 ) -> float | None:
-    """Poll `ready_path` until it answers 200; returns perf_counter() at its first answer of any status."""
+    """Poll `ready_path` until it answers 200; returns perf_counter() at its first answer of any status.
+    `process`, when this one started the server, is watched: its exit ends the wait at once."""
     deadline = time.monotonic() + timeout_s
     http_up = None
     with httpx.Client(timeout=1.0) as client:
         while time.monotonic() < deadline:
-            if process.poll() is not None:
+            if process is not None and process.poll() is not None:
                 raise RuntimeError(f"the server exited with status {process.returncode} before ready")
             try:
                 status = client.get(url + ready_path).status_code
@@ -90,12 +90,13 @@ def wait_ready(
 
 
 @contextmanager
-def serve(env: Mapping[str, str] | None = None, timeout_s: float = 120) -> Iterator[RunningService]:
+def serve(
+    env: Mapping[str, str] | None = None, timeout_s: float = 120, log_path: Path | None = None
+) -> Iterator[RunningService]:
     """The service in a child process; the time from spawn to the first 200 on /readyz is measured."""
     port = free_port()
-    with spawn(
-        [sys.executable, "-m", "whisper_api"], service_env(env or {}, port), port, READY_PATH, timeout_s
-    ) as service:
+    argv = [sys.executable, "-m", "whisper_api"]
+    with spawn(argv, service_env(env or {}, port), port, READY_PATH, timeout_s, log_path=log_path) as service:
         yield service
 
 
@@ -107,10 +108,16 @@ def spawn(
     ready_path: str,
     timeout_s: float = 120,
     cwd: Path = REPO,
+    log_path: Path | None = None,
 ) -> Iterator[RunningService]:
-    """`argv` (listening on loopback `port`) in a child process, stopped on exit; its log kept."""
+    """`argv` (listening on loopback `port`) in a child process, stopped on exit; its log kept (in
+    `log_path`, or a temporary file)."""
     url = f"http://127.0.0.1:{port}"
-    log = tempfile.NamedTemporaryFile(prefix="bench-server-", suffix=".log", delete=False)  # noqa: SIM115
+    log: IO[bytes]
+    if log_path is None:
+        log = tempfile.NamedTemporaryFile(prefix="bench-server-", suffix=".log", delete=False)  # noqa: SIM115
+    else:
+        log = log_path.open("wb")
     started = time.perf_counter()
     process = subprocess.Popen(list(argv), env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
     try:

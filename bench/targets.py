@@ -1,4 +1,4 @@
-"""Check the issue's targets against committed results, and say by how much each is met or missed.
+"""Check the targets against committed results, and say by how much each is met or missed.
 
 Reads the JSON that `make bench` writes under benchmarks/ and writes benchmarks/targets.md. A
 target whose inputs are missing is reported as not measured, never as met.
@@ -15,9 +15,10 @@ from pydantic import BaseModel
 
 from bench.wer import OURS, SPEACHES
 from bench.whispercpp import SERVICE, WHISPER_CPP, WHISPER_CPP_BEAM5
+from whisper_api.contract import HEALTH_PATH
 
 REFERENCE_APP_11S_S = 0.46  # the reference deployment's app, jfk.flac, median, measured on this machine kind
-# whisper.cpp's whisper-server (2 threads, tiny.en) on jfk.flac, median of 9, from issue 16's side-by-side
+# whisper.cpp's whisper-server (2 threads, tiny.en) on jfk.flac, median of 9, from the first side-by-side
 # run on this machine kind: the bound only where benchmarks/whispercpp (the same-run comparison) is missing.
 WHISPER_CPP_11S_S = 0.99
 COLD_START_S = 1.5
@@ -155,7 +156,7 @@ def _mean_wer(contender: dict[str, Any]) -> float | None:
 
 
 def short_clip(api: dict[str, Any] | None, versus: dict[str, Any] | None = None) -> Verdict:
-    """Against whisper.cpp's defaults measured in the same run when there is one, else the issue's figure."""
+    """Against whisper.cpp's defaults measured in the same run when there is one, else the recorded figure."""
     ours, theirs = _contender(versus, SERVICE), _contender(versus, WHISPER_CPP)
     if ours and theirs and ours["short"]["latency"] and theirs["short"]["latency"]:
         p50, bound = ours["short"]["latency"]["p50"], theirs["short"]["latency"]["p50"]
@@ -175,7 +176,7 @@ def short_clip(api: dict[str, Any] | None, versus: dict[str, Any] | None = None)
             met=p50 <= bound and (wer is None or their_wer is None or wer <= their_wer),
             margin=f"{(p50 / bound - 1) * 100:+.0f} %",
         )
-    goal = f"p50 <= whisper.cpp's {WHISPER_CPP_11S_S} s (issue 16's run), equal or better WER"
+    goal = f"p50 <= whisper.cpp's {WHISPER_CPP_11S_S} s (the first side-by-side run), equal or better WER"
     default = _target(api, DEFAULT_TARGET)
     if not default or not default["latency"]:
         return _missing("11 s clip vs whisper.cpp", goal, "api-11s")
@@ -199,7 +200,7 @@ def _fastest_start(contender: dict[str, Any]) -> float | None:
     return min((start["first_transcription_s"] for start in contender["starts"]), default=None)
 
 
-# Issue 16's other rows that this service must lead: (row, unit, the contender's value).
+# The comparison's other rows that this service must lead: (row, unit, the contender's value).
 VERSUS_ROWS: tuple[tuple[str, str, Callable[[dict[str, Any]], float | None]], ...] = (
     (
         "process start → first transcription, median",
@@ -220,7 +221,7 @@ VERSUS_ROWS: tuple[tuple[str, str, Callable[[dict[str, Any]], float | None]], ..
 
 
 def versus_whispercpp(versus: dict[str, Any] | None) -> list[Verdict]:
-    """One verdict per row of issue 16's table: lead whisper.cpp's server (its defaults), same run."""
+    """One verdict per row of the comparison table: lead whisper.cpp's server (its defaults), same run."""
     ours, theirs = _contender(versus, SERVICE), _contender(versus, WHISPER_CPP)
     beam5 = _contender(versus, WHISPER_CPP_BEAM5)
     verdicts = []
@@ -260,8 +261,8 @@ def memory(coldstart: dict[str, Any] | None, load: dict[str, Any] | None) -> Ver
 
 
 def probe(load: dict[str, Any] | None) -> Verdict:
-    goal = f"worst /healthz latency <= {PROBE_S} s during 8 concurrent requests"
-    healthz = ((load or {}).get("probe_latency") or {}).get("/healthz") or {}
+    goal = f"worst {HEALTH_PATH} latency <= {PROBE_S} s during 8 concurrent requests"
+    healthz = ((load or {}).get("probe_latency") or {}).get(HEALTH_PATH) or {}
     worst = healthz.get("max_s")
     if worst is None:
         return _missing("health probe under load", goal, "concurrency")
@@ -343,7 +344,7 @@ def verdicts(folder: Path) -> list[Verdict]:
 def markdown(results: list[Verdict]) -> str:
     mark = {True: "met", False: "**missed**", None: "not measured"}
     lines = [
-        "## Targets (issues 7, 16 and 10)",
+        "## Targets",
         "",
         "| target | goal | measured | verdict | margin |",
         "|---|---|---|---|---|",

@@ -29,7 +29,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from bench.audio import SAMPLE_RATE, Clip, load_clip
-from bench.isolated import WorkerFailed, run_worker
+from bench.isolated import WorkerFailed, run_worker, worker_main
 from bench.longform import Alignment, align, cpu_seconds
 from bench.machine import Machine, describe, load_average
 from bench.report import write_results
@@ -233,6 +233,11 @@ def run_config(config: WerConfig, data_dir: Path, runs: int, timeout_s: float = 
         return WerResult(config=config, error=str(error))
 
 
+def worker_from_args(args: Sequence[str]) -> WerResult:
+    """The worker for the arguments run_config gave it."""
+    return worker(WerConfig.model_validate_json(args[0]), Path(args[1]), int(args[2]))
+
+
 # ---- the report ------------------------------------------------------------------------------
 
 
@@ -342,8 +347,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1].startswith("{"):  # the worker, started by run_config
-        result = worker(WerConfig.model_validate_json(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]))
-        print(result.model_dump_json())
-    else:
-        sys.exit(main())
+    sys.exit(worker_main(worker_from_args, main))

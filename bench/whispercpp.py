@@ -1,6 +1,6 @@
 """This service side by side with whisper.cpp's `whisper-server`: same machine, same run, same weights.
 
-Issue 16's rows, each measured on every contender in turn so that a change in the machine's load
+The comparison table's rows, each measured on every contender in turn so that a change in the machine's load
 falls on all of them: process start → first transcription served, the 11 s clip (median of 9),
 the minute of varied speech (median of 5), WER on the clips with a reference transcript, 8
 concurrent 11 s requests (wall time, and the worst health-probe latency meanwhile) and the servers'
@@ -31,7 +31,6 @@ from bench.audio import DEFAULT_AUDIO_DIR, Clip
 from bench.coldstart import ServedStart, first_transcriptions, start_medians
 from bench.cost import InstanceShape, PriceTable
 from bench.http_bench import (
-    TRANSCRIPTIONS_PATH,
     Options,
     RequestRecord,
     Target,
@@ -160,7 +159,7 @@ def command(contender: Contender, build: WhisperCppBuild, port: int | None = Non
         *listen,
         # OpenAI's path, so that the bench's client sends both servers the same request.
         "--inference-path",
-        TRANSCRIPTIONS_PATH,
+        contract.TRANSCRIPTIONS_PATH,
         *contender.flags,
     ]
 

@@ -1,5 +1,5 @@
 """service/Dockerfile built and run for real: the faster-whisper gpu and cpu targets with tiny.en, on a
-stand-in base (tests/container/builders.py), then containers with `--network none`.
+stand-in base (bench/images.py), then containers with `--network none`.
 
 Opt-in with WHISPER_IMAGE_TESTS=1, which .ci/run sets after installing the builders: a first build
 takes minutes on two cores, and other `make test` runs on a shared machine should not pay for it.
@@ -15,11 +15,11 @@ import subprocess
 import time
 from collections.abc import Iterator
 
-import builders
 import jiwer
 import pytest
 from dockerfile_model import REPO
 
+from bench import images
 from whisper_api import contract
 
 FIXTURES = REPO / "tests" / "fixtures"
@@ -35,13 +35,13 @@ SERVICE_UID = "10001"
 GPU_TINY_BUDGET_BYTES = 2_500_000_000
 READY_TIMEOUT_S = 180
 
-if os.environ.get(builders.ENABLE_ENV) != "1":
+if os.environ.get(images.ENABLE_ENV) != "1":
     pytest.skip(
-        f"image builds are opt-in: {builders.ENABLE_ENV}=1 (as .ci/run sets) builds and runs the images",
+        f"image builds are opt-in: {images.ENABLE_ENV}=1 (as .ci/run sets) builds and runs the images",
         allow_module_level=True,
     )
-if (reason := builders.missing()) is not None:
-    pytest.fail(f"{builders.ENABLE_ENV}=1 but the images cannot be built here: {reason}", pytrace=False)
+if (reason := images.missing()) is not None:
+    pytest.fail(f"{images.ENABLE_ENV}=1 but the images cannot be built here: {reason}", pytrace=False)
 
 # A client with the standard library only, run inside the container: `--network none` leaves no way in
 # from the host, and the image has no curl. argv: METHOD PATH [FILE]; prints the status, then the body.
@@ -77,9 +77,7 @@ def word_error_rate(expected: str, actual: str) -> float:
 
 
 def call(container: str, method: str, path: str, file: str | None = None) -> tuple[int, str]:
-    result = builders.docker(
-        "exec", container, "python", "-c", CLIENT, method, path, *([file] if file else [])
-    )
+    result = images.docker("exec", container, "python", "-c", CLIENT, method, path, *([file] if file else []))
     status, _, body = result.stdout.partition("\n")
     return int(status), body
 
@@ -87,10 +85,10 @@ def call(container: str, method: str, path: str, file: str | None = None) -> tup
 def wait_ready(container: str) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while True:
-        state = builders.docker("inspect", "--format", "{{.State.Running}}", container).stdout.strip()
-        logs = lambda: builders.docker("logs", container, check=False).stderr[-4000:]  # noqa: E731
+        state = images.docker("inspect", "--format", "{{.State.Running}}", container).stdout.strip()
+        logs = lambda: images.docker("logs", container, check=False).stderr[-4000:]  # noqa: E731
         assert state == "true", f"the container exited before it was ready:\n{logs()}"
-        probe = builders.docker(
+        probe = images.docker(
             "exec", container, "python", "-c", CLIENT, "GET", contract.READY_PATH, check=False
         )
         if probe.stdout.startswith("200"):
@@ -101,26 +99,26 @@ def wait_ready(container: str) -> None:
 
 @pytest.fixture(scope="module", autouse=True)
 def one_run_at_a_time() -> Iterator[None]:
-    with builders.one_run_at_a_time():
+    with images.one_run_at_a_time():
         yield
 
 
 @pytest.fixture(scope="module")
 def base() -> str:
-    builders.bound_storage()
-    return builders.standin_base()
+    images.bound_storage()
+    return images.standin_base()
 
 
 @pytest.fixture(scope="module")
 def daemon() -> Iterator[None]:
-    with builders.docker_daemon():
+    with images.docker_daemon():
         yield
 
 
 def _image(target: str, base: str, build_args: dict[str, str] = BUILD_ARGS) -> Iterator[str]:
     engine = build_args[contract.BUILD_ARG_ENGINE]
-    image = builders.build(target, f"{target}-{engine}", base, build_args)
-    with builders.in_docker(image):
+    image = images.build(target, f"{target}-{engine}", base, build_args)
+    with images.in_docker(image):
         yield image
 
 
@@ -139,8 +137,8 @@ def cpu_image(base: str, daemon: None) -> Iterator[str]:
 def openai_cpu_image(base: str, daemon: None) -> Iterator[str]:
     assert TORCH_CPU, "requirements-image-openai-whisper-cpu.txt pins no torch"
     version = TORCH_CPU.group(1)
-    if not any(builders.HOST_WHEELS.glob(f"torch-{version}-*.whl")):
-        where = builders.HOST_WHEELS
+    if not any(images.HOST_WHEELS.glob(f"torch-{version}-*.whl")):
+        where = images.HOST_WHEELS
         pytest.skip(f"no torch {version} wheel: PyTorch's index is unreachable and {where} lacks it")
     yield from _image(contract.IMAGE_TARGET_CPU, base, OPENAI_BUILD_ARGS)
 
@@ -148,7 +146,7 @@ def openai_cpu_image(base: str, daemon: None) -> Iterator[str]:
 def start(image: str, **env: str) -> str:
     name = f"whisper-api-test-{os.getpid()}-{time.monotonic_ns()}"
     settings = [f"--env={key}={value}" for key, value in env.items()]
-    builders.docker("run", "--detach", "--network=none", f"--name={name}", *settings, image)
+    images.docker("run", "--detach", "--network=none", f"--name={name}", *settings, image)
     return name
 
 
@@ -160,16 +158,16 @@ def cpu_container(cpu_image: str) -> Iterator[str]:
         wait_ready(name)
         yield name
     finally:
-        builders.docker("rm", "--force", name, check=False)
+        images.docker("rm", "--force", name, check=False)
 
 
 def test_the_gpu_image_fits_its_size_budget(gpu_image: str) -> None:
-    size = int(builders.docker("image", "inspect", "--format", "{{.Size}}", gpu_image).stdout)
+    size = int(images.docker("image", "inspect", "--format", "{{.Size}}", gpu_image).stdout)
     assert size <= GPU_TINY_BUDGET_BYTES, f"{gpu_image}: {size / 1e9:.2f} GB uncompressed"
 
 
 def test_the_gpu_image_loads_its_cuda_libraries_without_a_gpu(gpu_image: str) -> None:
-    result = builders.docker(
+    result = images.docker(
         "run", "--rm", "--network=none", "--env=WHISPER_DEVICE=cpu", gpu_image, "python", "/opt/check_cuda.py"
     )
     assert "check_cuda: libcublas.so.12: loaded" in result.stdout
@@ -181,7 +179,7 @@ def test_the_gpu_image_serves_on_cpu(gpu_image: str) -> None:
     try:
         wait_ready(name)
     finally:
-        builders.docker("rm", "--force", name, check=False)
+        images.docker("rm", "--force", name, check=False)
 
 
 @pytest.mark.parametrize("target", [contract.IMAGE_TARGET_CPU, contract.IMAGE_TARGET_GPU])
@@ -191,7 +189,7 @@ def test_faster_whisper_images_carry_no_torch_nor_build_tools(
     image = request.getfixturevalue(f"{target}_image")
     unwanted = "('torch', 'whisper', 'triton', 'pip', 'setuptools')"
     probe = f"import importlib.util as u; print([m for m in {unwanted} if u.find_spec(m)])"
-    result = builders.docker("run", "--rm", "--network=none", image, "python", "-c", probe)
+    result = images.docker("run", "--rm", "--network=none", image, "python", "-c", probe)
     assert result.stdout.strip() == "[]"
 
 
@@ -204,7 +202,7 @@ def test_the_server_starts_from_bytecode_compiling_nothing(
     imports = (
         "import whisper_api.__main__, whisper_api.app, whisper_api.engines.faster, faster_whisper, uvicorn"
     )
-    result = builders.docker(
+    result = images.docker(
         "run", "--rm", "--network=none", "--env=WHISPER_DEVICE=cpu", image, "python", "-v", "-c", imports
     )
     # `python -v` says "code object from '<file>.pyc'" for bytecode, "code object from <file>.py" for source.
@@ -214,9 +212,9 @@ def test_the_server_starts_from_bytecode_compiling_nothing(
 
 
 def test_the_cpu_container_is_ready_offline_as_a_non_root_user(cpu_container: str) -> None:
-    network = builders.docker("inspect", "--format", "{{.HostConfig.NetworkMode}}", cpu_container).stdout
+    network = images.docker("inspect", "--format", "{{.HostConfig.NetworkMode}}", cpu_container).stdout
     assert network.strip() == "none"
-    status = builders.docker("exec", cpu_container, "cat", "/proc/1/status").stdout
+    status = images.docker("exec", cpu_container, "cat", "/proc/1/status").stdout
     uids = next(line.split()[1:] for line in status.splitlines() if line.startswith("Uid:"))
     assert set(uids) == {SERVICE_UID}, status
     code, body = call(cpu_container, "GET", "/v1/models")
@@ -224,14 +222,14 @@ def test_the_cpu_container_is_ready_offline_as_a_non_root_user(cpu_container: st
 
 
 def test_the_cpu_container_transcribes_a_fixture_through_the_api(cpu_container: str) -> None:
-    builders.docker("cp", str(FIXTURES / "short.flac"), f"{cpu_container}:/tmp/short.flac")
+    images.docker("cp", str(FIXTURES / "short.flac"), f"{cpu_container}:/tmp/short.flac")
     code, body = call(cpu_container, "POST", "/v1/audio/transcriptions", "/tmp/short.flac")
     assert code == 200, body
     assert word_error_rate(EXPECTED["short"], json.loads(body)["text"]) <= 0.2
 
 
 def test_sigterm_finishes_the_request_in_flight_and_exits_0(cpu_container: str) -> None:
-    builders.docker("cp", str(FIXTURES / "long.ogg"), f"{cpu_container}:/tmp/long.ogg")
+    images.docker("cp", str(FIXTURES / "long.ogg"), f"{cpu_container}:/tmp/long.ogg")
     command = ["docker", "exec", cpu_container, "python", "-c", CLIENT, "POST", "/v1/audio/transcriptions"]
     client = subprocess.Popen([*command, "/tmp/long.ogg"], stdout=subprocess.PIPE, text=True)
     try:
@@ -239,7 +237,7 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0(cpu_container: str) 
         while "whisper_requests_admitted 1.0" not in call(cpu_container, "GET", contract.METRICS_PATH)[1]:
             assert client.poll() is None and time.monotonic() < deadline, "the request was never admitted"
             time.sleep(0.1)
-        builders.docker("kill", "--signal=SIGTERM", cpu_container)
+        images.docker("kill", "--signal=SIGTERM", cpu_container)
         output, _ = client.communicate(timeout=180)
     finally:
         if client.poll() is None:
@@ -247,24 +245,24 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0(cpu_container: str) 
     status, _, body = output.partition("\n")
     assert status == "200", output
     assert word_error_rate(EXPECTED["long"], json.loads(body)["text"]) <= 0.2
-    exit_code = builders.docker("wait", cpu_container, timeout=120).stdout.strip()
-    assert exit_code == "0", builders.docker("logs", cpu_container, check=False).stderr[-4000:]
+    exit_code = images.docker("wait", cpu_container, timeout=120).stdout.strip()
+    assert exit_code == "0", images.docker("logs", cpu_container, check=False).stderr[-4000:]
 
 
 def test_the_openai_whisper_cpu_image_carries_torch_and_transcribes(openai_cpu_image: str) -> None:
     assert TORCH_CPU
     probe = "import torch, whisper; print(torch.__version__)"
-    result = builders.docker("run", "--rm", "--network=none", openai_cpu_image, "python", "-c", probe)
+    result = images.docker("run", "--rm", "--network=none", openai_cpu_image, "python", "-c", probe)
     assert result.stdout.strip() == TORCH_CPU.group(1)
     name = start(openai_cpu_image)
     try:
         wait_ready(name)  # tiny.en is the CTranslate2 folder, converted for openai-whisper at start
-        builders.docker("cp", str(FIXTURES / "short.flac"), f"{name}:/tmp/short.flac")
+        images.docker("cp", str(FIXTURES / "short.flac"), f"{name}:/tmp/short.flac")
         code, body = call(name, "POST", "/v1/audio/transcriptions", "/tmp/short.flac")
         assert code == 200, body
         assert word_error_rate(EXPECTED["short"], json.loads(body)["text"]) <= 0.2
     finally:
-        builders.docker("rm", "--force", name, check=False)
+        images.docker("rm", "--force", name, check=False)
 
 
 def test_the_cpu_image_runs_the_batch_worker_as_the_cloud_run_job_does(cpu_image: str, tmp_path) -> None:
@@ -279,7 +277,7 @@ def test_the_cpu_image_runs_the_batch_worker_as_the_cloud_run_job_does(cpu_image
     transcripts.chmod(0o777)  # the service user (uid 10001) writes there
     mounts = [f"--volume={recordings}:/in:ro", f"--volume={transcripts}:/out"]
     command = [*WORKER_COMMAND, "/in", "/out", "--no-progress"]
-    result = builders.docker("run", "--rm", "--network=none", *mounts, cpu_image, *command, check=False)
+    result = images.docker("run", "--rm", "--network=none", *mounts, cpu_image, *command, check=False)
     assert result.returncode == 1, result.stdout + result.stderr  # one recording failed, as reported
     assert "2 recording(s): 1 done, 0 skipped (already done), 1 failed" in result.stdout
     transcript = json.loads((transcripts / "calls" / "short.flac.verbose.json").read_text())

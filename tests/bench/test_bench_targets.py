@@ -136,7 +136,7 @@ def _contender(name: str, p50: float, wer: float, rss: float) -> dict:
     }
 
 
-def test_the_same_run_comparison_replaces_the_issues_figure() -> None:
+def test_the_same_run_comparison_replaces_the_recorded_figure() -> None:
     versus = {
         "contenders": [_contender("service", 0.5, 0.05, 290), _contender("whisper.cpp", 0.6, 0.05, 230)]
     }

@@ -2,14 +2,10 @@
 
 import asyncio
 import json
-import socket
-import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request, Response
 
 from bench.audio import Clip, clip_seconds, clip_upload, find_clips, word_error_rate
@@ -87,7 +83,7 @@ def test_argument_errors_exit_2(argv: list[str], tone: Path) -> None:
     assert exit_info.value.code == 2
 
 
-def test_interface_from_the_issue(tone: Path, tmp_path: Path) -> None:
+def test_the_documented_interface(tone: Path, tmp_path: Path) -> None:
     args, targets = parse_args(
         [
             "--target",
@@ -132,14 +128,8 @@ def test_word_error_rate_ignores_case_punctuation_and_spelling() -> None:
 # ---- real runs ------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
-def loopback_server() -> Iterator[tuple[str, list[str]]]:
+def loopback_server(serve_app: Callable[[FastAPI], str]) -> tuple[str, list[str]]:
     """A stand-in OpenAI-compatible server: every third request fails; the rest report Server-Timing."""
     app = FastAPI()
     seen: list[str] = []
@@ -160,15 +150,7 @@ def loopback_server() -> Iterator[tuple[str, list[str]]]:
             },
         )
 
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}", seen
-    server.should_exit = True
-    thread.join(timeout=5)
+    return serve_app(app), seen
 
 
 def test_run_against_a_loopback_server_writes_the_report(

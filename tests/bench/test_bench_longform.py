@@ -45,7 +45,7 @@ def test_the_long_recording_repeats_every_piece_with_its_pauses(audio_dir: Path)
     assert reference.count("ask not what your country") == 2 and "Permission is hereby granted" in reference
 
 
-def test_configurations_cover_the_issue_s_decode_options() -> None:
+def test_configurations_cover_every_decode_option_under_study() -> None:
     configs = default_configs()
     assert {c.engine for c in configs} == {"service", "faster-whisper", "openai-whisper"}
     fw = [c for c in configs if c.engine == "faster-whisper"]

@@ -19,7 +19,7 @@ def test_gpu_configurations_only_with_cuda() -> None:
     assert len(names) == len(set(names))
 
 
-def test_the_issue_s_comparisons_are_all_configured() -> None:
+def test_every_planned_comparison_is_configured() -> None:
     configs = default_configs(cuda=False)
     fw = [c for c in configs if c.engine == "faster-whisper"]
     assert {c.compute_type for c in fw} >= {"int8", "float32"}

@@ -1,4 +1,5 @@
-"""Real builders for the image tests: buildah builds, Debian's docker.io daemon runs.
+"""Real image builders, for the image tests and the image cold-start benchmark: buildah builds,
+Debian's docker.io daemon runs.
 
 What works on a machine without Docker Hub (docs/images.md, "Testing the images"):
 - a stand-in for the python base image, made by debootstrap from Debian's packages with the host's CA
@@ -21,8 +22,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-
-from dockerfile_model import SERVICE
 
 ENABLE_ENV = "WHISPER_IMAGE_TESTS"
 CACHE = Path(os.environ.get("WHISPER_IMAGE_CACHE", "/var/cache/whisper-api-images"))
@@ -47,6 +46,7 @@ TEST_REPOSITORY = "localhost/whisper-api-test"
 # so that layers from old requirement sets do not pile up on the machine.
 STORAGE_CAP_BYTES = 30 * 1024**3
 BUILDAH_STORAGE = Path("/var/lib/containers/storage")
+SERVICE = Path(__file__).resolve().parent.parent / "service"  # the build context, service/Dockerfile's folder
 
 
 def missing() -> str | None:
