@@ -8,6 +8,8 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumiverse_time as time
 
+from infra.component import Component
+
 # API → why it is needed. Left enabled on destroy: other workloads in the project may use them.
 REQUIRED_APIS: dict[str, str] = {
     "run.googleapis.com": "the Cloud Run service",
@@ -32,15 +34,14 @@ class ProjectApisArgs:
     project: str
 
 
-class ProjectApis(pulumi.ComponentResource):
+class ProjectApis(Component):
     """Enables REQUIRED_APIS; other components `depends_on=apis.ready`."""
 
     services: list[gcp.projects.Service]
     ready: list[pulumi.Resource]
 
     def __init__(self, name: str, args: ProjectApisArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("whisper:infra:ProjectApis", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        super().__init__("ProjectApis", name, opts)
         self.services = [
             gcp.projects.Service(
                 f"{name}-{api.split('.')[0]}",
@@ -48,7 +49,7 @@ class ProjectApis(pulumi.ComponentResource):
                 service=api,
                 disable_on_destroy=False,
                 disable_dependent_services=False,
-                opts=child,
+                opts=self.own(),
             )
             for api in REQUIRED_APIS
         ]
@@ -56,7 +57,7 @@ class ProjectApis(pulumi.ComponentResource):
             f"{name}-propagation",
             create_duration=PROPAGATION_DELAY,
             triggers={api: service.id for api, service in zip(REQUIRED_APIS, self.services, strict=True)},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=self.services),
+            opts=self.own(*self.services),
         )
         self.ready = [*self.services, propagation]
         self.register_outputs({"services": [service.service for service in self.services]})

@@ -9,14 +9,16 @@ formats or task counts.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.service import model_env
+from infra.component import Component
+from infra.config import BatchConfig
+from infra.shared import slug
+from infra.workload import GpuWorkload
 
 run = gcp.cloudrunv2
 
@@ -36,30 +38,8 @@ ABANDONED_UPLOAD_DAYS = 1
 
 @dataclass(frozen=True)
 class BatchTranscriptionArgs:
-    project: str
-    region: str
-    service_name: str
-    image_ref: pulumi.Input[str]
-    engine: str
-    model: str
-    gpu_type: str
-    cpu: int
-    memory: str
-    zonal_redundancy: bool
-    input_bucket: str
-    output_bucket: str
-    create_input_bucket: bool
-    task_count: int
-    parallelism: int
-    max_retries: int
-    task_timeout_seconds: int
-    input_retention_days: int
-    output_retention_days: int
-    runners: Sequence[str]
-    deletion_protection: bool
-    labels: Mapping[str, str]
-    extra_env: Mapping[str, str] = field(default_factory=dict)
-    existing_account: str | None = None  # the bootstrap's job account; None: `<service>-job` is made here
+    workload: GpuWorkload
+    settings: BatchConfig
 
 
 def lifecycle_rules(retention_days: int) -> list[gcp.storage.BucketLifecycleRuleArgs]:
@@ -79,7 +59,7 @@ def lifecycle_rules(retention_days: int) -> list[gcp.storage.BucketLifecycleRule
     return rules
 
 
-class BatchTranscription(pulumi.ComponentResource):
+class BatchTranscription(Component):
     """Private input/output buckets, a GPU job that reads one and writes the other, and its runners."""
 
     job_name: pulumi.Output[str]
@@ -90,38 +70,37 @@ class BatchTranscription(pulumi.ComponentResource):
         name: str,
         args: BatchTranscriptionArgs,
         opts: pulumi.ResourceOptions | None = None,
-        depends_on: Sequence[pulumi.Resource] = (),
+        depends_on: Sequence[pulumi.Resource] = (),  # the APIs: Cloud Run, IAM, Cloud Storage
     ) -> None:
-        super().__init__("whisper:infra:BatchTranscription", name, None, opts)
-        self._after = list(depends_on)  # the APIs: Cloud Run, IAM, Cloud Storage
-        child = pulumi.ResourceOptions(parent=self, depends_on=self._after)
-        self.input_url = f"gs://{args.input_bucket}"
-        self.output_url = f"gs://{args.output_bucket}"
+        super().__init__("BatchTranscription", name, opts, depends_on)
+        cfg, batch, labels = args.workload.settings, args.settings, dict(args.workload.labels)
+        self.input_url = f"gs://{batch.input_bucket}"
+        self.output_url = f"gs://{batch.output_bucket}"
 
-        if args.existing_account is not None:
-            email: pulumi.Output[str] = pulumi.Output.from_input(args.existing_account)
+        if batch.service_account is not None:
+            email: pulumi.Output[str] = pulumi.Output.from_input(batch.service_account)
         else:
             email = gcp.serviceaccount.Account(
                 f"{name}-account",
-                project=args.project,
-                account_id=f"{args.service_name}-job",
-                display_name=f"{args.service_name} batch job",
+                project=cfg.project,
+                account_id=f"{cfg.service_name}-job",
+                display_name=f"{cfg.service_name} batch job",
                 description="Runs batch transcription: reads the input bucket, writes the output bucket.",
-                opts=child,
+                opts=self.after(),
             ).email
         job_member = email.apply(lambda address: f"serviceAccount:{address}")
-        input_bucket: pulumi.Input[str] = args.input_bucket  # an existing bucket, or one made here
-        if args.create_input_bucket:
+        input_bucket: pulumi.Input[str] = batch.input_bucket  # an existing bucket, or one made here
+        if batch.create_input_bucket:
             input_bucket = self._bucket(
-                f"{name}-input", args.input_bucket, args, args.input_retention_days, force_destroy=False
+                f"{name}-input", batch.input_bucket, args, batch.input_retention_days, force_destroy=False
             ).name
         # Transcripts can be made again; recordings cannot: only the output empties itself on destroy.
         output = self._bucket(
             f"{name}-output",
-            args.output_bucket,
+            batch.output_bucket,
             args,
-            args.output_retention_days,
-            force_destroy=not args.deletion_protection,
+            batch.output_retention_days,
+            force_destroy=not cfg.deletion_protection,
         )
         grants = [
             self._grant(f"{name}-job-reads-input", input_bucket, JOB_INPUT_ROLE, job_member),
@@ -131,58 +110,55 @@ class BatchTranscription(pulumi.ComponentResource):
         container = run.JobTemplateTemplateContainerArgs(
             name="whisper-batch",
             # The service's image, by digest: the job runs exactly the code and model the API serves.
-            image=args.image_ref,
+            image=args.workload.image_ref,
             commands=list(WORKER_COMMAND),
             args=[self.input_url, self.output_url],
-            resources=run.JobTemplateTemplateContainerResourcesArgs(
-                limits={"cpu": str(args.cpu), "memory": args.memory, "nvidia.com/gpu": "1"}
-            ),
+            resources=run.JobTemplateTemplateContainerResourcesArgs(limits=args.workload.limits()),
             envs=[
                 run.JobTemplateTemplateContainerEnvArgs(name=key, value=value)
-                for key, value in {**model_env(args.engine, args.model), **args.extra_env}.items()
+                for key, value in {**args.workload.model_env(), **cfg.env}.items()
             ],
         )
         self.job = run.Job(
             f"{name}-job",
-            name=f"{args.service_name}-batch",
-            project=args.project,
-            location=args.region,
-            deletion_protection=args.deletion_protection,
-            labels=dict(args.labels),
+            name=f"{cfg.service_name}-batch",
+            project=cfg.project,
+            location=cfg.region,
+            deletion_protection=cfg.deletion_protection,
+            labels=labels,
             template=run.JobTemplateArgs(
-                task_count=args.task_count,
-                parallelism=args.parallelism,
-                labels=dict(args.labels),
+                task_count=batch.task_count,
+                parallelism=batch.parallelism,
+                labels=labels,
                 template=run.JobTemplateTemplateArgs(
                     service_account=email,
-                    timeout=f"{args.task_timeout_seconds}s",
-                    max_retries=args.max_retries,
-                    node_selector=run.JobTemplateTemplateNodeSelectorArgs(accelerator=args.gpu_type),
-                    gpu_zonal_redundancy_disabled=not args.zonal_redundancy,
+                    timeout=f"{batch.task_timeout_seconds}s",
+                    max_retries=batch.max_retries,
+                    node_selector=run.JobTemplateTemplateNodeSelectorArgs(accelerator=cfg.gpu_type),
+                    gpu_zonal_redundancy_disabled=not cfg.zonal_redundancy,
                     containers=[container],
                 ),
             ),
             # A run started right after `pulumi up` must find its bucket roles in place.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*self._after, *grants]),
+            opts=self.after(*grants),
         )
 
-        for member in args.runners:
-            slug = re.sub(r"[^a-z0-9]+", "-", member.lower()).strip("-")
+        for member in batch.runners:
             for role in RUNNER_JOB_ROLES:
                 run.JobIamMember(
-                    f"{name}-runner-{slug}-{role.removeprefix('roles/run.').lower()}",
-                    project=args.project,
-                    location=args.region,
+                    f"{name}-runner-{slug(member)}-{role.removeprefix('roles/run.').lower()}",
+                    project=cfg.project,
+                    location=cfg.region,
                     name=self.job.name,
                     role=role,
                     member=member,
-                    opts=pulumi.ResourceOptions(parent=self),
+                    opts=self.own(),
                 )
-            self._grant(f"{name}-runner-{slug}-uploads", input_bucket, RUNNER_INPUT_ROLE, member)
-            self._grant(f"{name}-runner-{slug}-reads", output.name, RUNNER_OUTPUT_ROLE, member)
+            self._grant(f"{name}-runner-{slug(member)}-uploads", input_bucket, RUNNER_INPUT_ROLE, member)
+            self._grant(f"{name}-runner-{slug(member)}-reads", output.name, RUNNER_OUTPUT_ROLE, member)
 
         self.job_name = pulumi.Output.concat(
-            "projects/", args.project, "/locations/", args.region, "/jobs/", self.job.name
+            "projects/", cfg.project, "/locations/", cfg.region, "/jobs/", self.job.name
         )
         self.service_account_email = email
         self.register_outputs({"job": self.job_name, "input": self.input_url, "output": self.output_url})
@@ -196,26 +172,23 @@ class BatchTranscription(pulumi.ComponentResource):
         *,
         force_destroy: bool,
     ) -> gcp.storage.Bucket:
+        cfg = args.workload.settings
         return gcp.storage.Bucket(
             name,
             name=bucket,
-            project=args.project,
-            location=args.region,
+            project=cfg.project,
+            location=cfg.region,
             storage_class="STANDARD",
             uniform_bucket_level_access=True,  # IAM only, no per-object ACLs
             public_access_prevention="enforced",  # no allUsers grant can ever make it public
             force_destroy=force_destroy,
-            labels=dict(args.labels),
+            labels=dict(args.workload.labels),
             lifecycle_rules=lifecycle_rules(retention_days),
             # The buckets hold the recordings and transcripts: the only batch state worth `protect`.
-            opts=pulumi.ResourceOptions(
-                parent=self, depends_on=self._after, protect=args.deletion_protection
-            ),
+            opts=self.after(protect=cfg.deletion_protection),
         )
 
     def _grant(
         self, name: str, bucket: pulumi.Input[str], role: str, member: pulumi.Input[str]
     ) -> gcp.storage.BucketIAMMember:
-        return gcp.storage.BucketIAMMember(
-            name, bucket=bucket, role=role, member=member, opts=pulumi.ResourceOptions(parent=self)
-        )
+        return gcp.storage.BucketIAMMember(name, bucket=bucket, role=role, member=member, opts=self.own())

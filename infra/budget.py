@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.component import Component
+from infra.config import BudgetConfig
 from infra.shared import slug
 
 CURRENT_SPEND = "CURRENT_SPEND"
@@ -20,12 +22,7 @@ BUDGET_PUBLISHER = "serviceAccount:billing-budget-alert@system.gserviceaccount.c
 class BudgetAlertsArgs:
     project: str
     service_name: str
-    billing_account: str
-    amount: int
-    currency: str
-    thresholds: Sequence[float]
-    forecast_thresholds: Sequence[float]
-    emails: Sequence[str]
+    settings: BudgetConfig
     # The stack's `gcp:` credentials settings (impersonation, credentials, access token): an explicit
     # provider does not inherit them from the default one.
     provider_settings: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
@@ -33,7 +30,7 @@ class BudgetAlertsArgs:
     publish_to_topic: bool = False
 
 
-class BudgetAlerts(pulumi.ComponentResource):
+class BudgetAlerts(Component):
     """A billing.Budget scoped to this project with current and forecasted thresholds, emailing alerts."""
 
     def __init__(
@@ -43,8 +40,8 @@ class BudgetAlerts(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
         depends_on: Sequence[pulumi.Resource] = (),
     ) -> None:
-        super().__init__("whisper:infra:BudgetAlerts", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self, depends_on=list(depends_on))
+        super().__init__("BudgetAlerts", name, opts, depends_on)
+        budget = args.settings
         # The Budget API wants a quota project even with user credentials (ADC): bill the calls to
         # this project instead of failing with "requires a quota project".
         billing_provider = gcp.Provider(
@@ -53,7 +50,7 @@ class BudgetAlerts(pulumi.ComponentResource):
             billing_project=args.project,
             user_project_override=True,
             **args.provider_settings,  # type: ignore[arg-type]
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.own(),
         )
         # Named after the address, not its position: removing one e-mail touches only its channel.
         self.channels = [
@@ -63,29 +60,29 @@ class BudgetAlerts(pulumi.ComponentResource):
                 type="email",
                 display_name=f"{args.service_name} budget: {email}",
                 labels={"email_address": email},
-                opts=child,
+                opts=self.after(),
             )
-            for email in args.emails
+            for email in budget.emails
         ]
         self.topic: gcp.pubsub.Topic | None = None
         publisher = None
         if args.publish_to_topic:
-            self.topic, publisher = self._topic(name, args, child)
+            self.topic, publisher = self._topic(name, args)
         project_number = gcp.organizations.get_project_output(project_id=args.project).number
         threshold_rules = [
             gcp.billing.BudgetThresholdRuleArgs(threshold_percent=value, spend_basis=CURRENT_SPEND)
-            for value in args.thresholds
+            for value in budget.thresholds
         ] + [
             gcp.billing.BudgetThresholdRuleArgs(threshold_percent=value, spend_basis=FORECASTED_SPEND)
-            for value in args.forecast_thresholds
+            for value in budget.forecast_thresholds
         ]
         self.budget = gcp.billing.Budget(
             f"{name}-budget",
-            billing_account=args.billing_account,
+            billing_account=budget.billing_account,
             display_name=f"{args.service_name} ({args.project})",
             amount=gcp.billing.BudgetAmountArgs(
                 specified_amount=gcp.billing.BudgetAmountSpecifiedAmountArgs(
-                    currency_code=args.currency, units=str(args.amount)
+                    currency_code=budget.currency, units=str(budget.amount)
                 )
             ),
             budget_filter=gcp.billing.BudgetBudgetFilterArgs(
@@ -102,22 +99,20 @@ class BudgetAlerts(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 provider=billing_provider,
-                depends_on=[*depends_on, *([publisher] if publisher else [])],
+                depends_on=[*self.depends_on, *([publisher] if publisher else [])],
             ),
         )
         # billingAccounts/<account>/budgets/<id>: notifications carry the <id> as attribute `budgetId`.
         self.budget_id = self.budget.name.apply(lambda budget: budget.rsplit("/", 1)[-1])
         self.register_outputs({"budget": self.budget.name})
 
-    def _topic(
-        self, name: str, args: BudgetAlertsArgs, opts: pulumi.ResourceOptions
-    ) -> tuple[gcp.pubsub.Topic, gcp.pubsub.TopicIAMMember]:
+    def _topic(self, name: str, args: BudgetAlertsArgs) -> tuple[gcp.pubsub.Topic, gcp.pubsub.TopicIAMMember]:
         topic = gcp.pubsub.Topic(
             f"{name}-topic",
             project=args.project,
             name=f"{args.service_name}-budget",
             message_retention_duration="86400s",
-            opts=opts,
+            opts=self.after(),
         )
         # Only Cloud Billing publishes here: a forged "over budget" message would stop the service.
         publisher = gcp.pubsub.TopicIAMMember(
@@ -126,6 +121,6 @@ class BudgetAlerts(pulumi.ComponentResource):
             topic=topic.name,
             role="roles/pubsub.publisher",
             member=BUDGET_PUBLISHER,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.own(),
         )
         return topic, publisher

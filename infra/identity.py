@@ -13,6 +13,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.component import Component
+from infra.config import StackConfig
+
 # Everything the container itself calls: Cloud Logging and Cloud Monitoring. Image pulls are done by
 # Cloud Run's service agent, which can read same-project repositories, so no registry role is needed.
 # infra/bootstrap/keyless_ci.py grants the same roles to the accounts it owns.
@@ -21,12 +24,10 @@ RUNTIME_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
 
 @dataclass(frozen=True)
 class RuntimeIdentityArgs:
-    project: str
-    service_name: str
-    existing_email: str | None = None
+    settings: StackConfig  # whisper:serviceAccount, or the account `<serviceName>-run` made here
 
 
-class RuntimeIdentity(pulumi.ComponentResource):
+class RuntimeIdentity(Component):
     """A service account per service, so that it never runs as the default compute account."""
 
     email: pulumi.Output[str]
@@ -41,26 +42,27 @@ class RuntimeIdentity(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
         depends_on: Sequence[pulumi.Resource] = (),
     ) -> None:
-        super().__init__("whisper:infra:RuntimeIdentity", name, None, opts)
-        if args.existing_email is not None:
-            self.email = pulumi.Output.from_input(args.existing_email)
+        super().__init__("RuntimeIdentity", name, opts, depends_on)
+        cfg = args.settings
+        if cfg.service_account is not None:
+            self.email = pulumi.Output.from_input(cfg.service_account)
             self.resources = []
         else:
             account = gcp.serviceaccount.Account(
                 f"{name}-account",
-                project=args.project,
-                account_id=f"{args.service_name}-run",
-                display_name=f"{args.service_name} Cloud Run runtime",
+                project=cfg.project,
+                account_id=f"{cfg.service_name}-run",
+                display_name=f"{cfg.service_name} Cloud Run runtime",
                 description="Runs the Whisper API on Cloud Run; may only write logs and metrics.",
-                opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
+                opts=self.after(),
             )
             roles = [
                 gcp.projects.IAMMember(
                     f"{name}-{role.removeprefix('roles/').replace('.', '-').lower()}",
-                    project=args.project,
+                    project=cfg.project,
                     role=role,
                     member=account.member,
-                    opts=pulumi.ResourceOptions(parent=self),
+                    opts=self.own(),
                 )
                 for role in RUNTIME_ROLES
             ]

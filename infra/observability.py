@@ -21,6 +21,7 @@ from typing import Any
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.component import Component
 from infra.config import METRICS_SIDECAR_CPU, METRICS_SIDECAR_MEMORY, ObservabilityConfig
 from infra.service import INGRESS_CONTAINER
 from infra.shared import contract, slug
@@ -35,11 +36,12 @@ GMP_SIDECAR_IMAGE = (
     "@sha256:ff1fc68871118f1032a3ce17e2b0abd703292e883989d220244330ebdf522fd1"
 )
 COLLECTOR_CONTAINER = "metrics-collector"
-# Without a RunMonitoring config the sidecar scrapes localhost:8080/metrics every 30 s: exactly the
-# service's contract (contract.PORT, contract.METRICS_PATH), so no config secret is needed.
+# Without a RunMonitoring config the sidecar scrapes localhost:8080/metrics every 30 s: the sidecar's
+# own default, written here as its documentation gives it. It is exactly the service's contract
+# (contract.PORT, contract.METRICS_PATH; a test holds the two together), so no config secret is needed.
 SIDECAR_DEFAULT_SCRAPE = (8080, "/metrics")
 SIDECAR_LIVENESS_PORT = 13133  # the sidecar's own /liveness endpoint
-# Counted in the instance with the API container's; infra/config.py checks that both fit.
+# Counted in the instance with the API container's; infra/config/observability.py checks that both fit.
 SIDECAR_LIMITS = {"cpu": str(METRICS_SIDECAR_CPU), "memory": METRICS_SIDECAR_MEMORY}
 
 # The service's Prometheus metrics (service/whisper_api/telemetry.py) and their kinds, which Cloud
@@ -57,7 +59,7 @@ SERVICE_METRICS: Mapping[str, str] = {
     **{gauge: "gauge" for gauge in QUEUE_GAUGES},
 }
 PROMETHEUS = "prometheus.googleapis.com"
-AUDIO_ENDPOINTS = "/v1/audio/.*"
+AUDIO_ENDPOINTS = f"{contract.AUDIO_PATH_PREFIX}.*"
 
 # Cloud Run's built-in metrics (resource cloud_run_revision).
 RUN = "run.googleapis.com"
@@ -103,7 +105,7 @@ class ObservabilityArgs:
     labels: Mapping[str, str]
 
 
-class Observability(pulumi.ComponentResource):
+class Observability(Component):
     """Alert policies, the dashboard and the authenticated uptime check of one Cloud Run service."""
 
     def __init__(
@@ -113,9 +115,8 @@ class Observability(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
         depends_on: Sequence[pulumi.Resource] = (),
     ) -> None:
-        super().__init__("whisper:infra:Observability", name, None, opts)
+        super().__init__("Observability", name, opts, depends_on)
         self.args = args
-        self.child = pulumi.ResourceOptions(parent=self, depends_on=list(depends_on))
         settings = args.settings
         extra = [email for email in settings.emails if email not in args.channel_emails]
         self.channels = [
@@ -126,7 +127,7 @@ class Observability(pulumi.ComponentResource):
                 type="email",
                 display_name=f"{args.service_name} alerts: {email}",
                 labels={"email_address": email},
-                opts=self.child,
+                opts=self.after(),
             )
             for email in extra
         ]
@@ -140,7 +141,7 @@ class Observability(pulumi.ComponentResource):
                 f"{name}-dashboard",
                 project=args.project,
                 dashboard_json=json.dumps(dashboard(args), sort_keys=True),
-                opts=self.child,
+                opts=self.after(),
             )
             if settings.dashboard
             else None
@@ -332,7 +333,7 @@ class Observability(pulumi.ComponentResource):
                 ],
             ),
             user_labels=dict(args.labels),
-            opts=self.child,
+            opts=self.after(),
         )
         self.policies[key] = policy
         return policy
@@ -350,7 +351,7 @@ class Observability(pulumi.ComponentResource):
             name=args.service,
             role=INVOKER_ROLE,
             member=number.apply(lambda n: MONITORING_AGENT.format(number=n)),
-            opts=self.child,
+            opts=self.after(),
         )
         check = monitoring.UptimeCheckConfig(
             f"{name}-readyz",
@@ -377,7 +378,7 @@ class Observability(pulumi.ComponentResource):
                 labels={"project_id": args.project, "location": args.region, "service_name": args.service},
             ),
             user_labels=dict(args.labels),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[invoker]),
+            opts=self.own(invoker),
         )
         if args.settings.alerts:
             self._policy(

@@ -15,9 +15,9 @@ from infra.identity import RuntimeIdentity, RuntimeIdentityArgs
 from infra.observability import Observability, ObservabilityArgs, metrics_sidecars
 from infra.registry import Registry, RegistryArgs, ServiceImage, ServiceImageArgs
 from infra.service import ServiceInvokers, ServiceInvokersArgs, WhisperService, WhisperServiceArgs
+from infra.shared import contract
 from infra.spend_cap import SpendCap, SpendCapArgs
-
-TRANSCRIPTIONS_PATH = "/v1/audio/transcriptions"
+from infra.workload import GpuWorkload
 
 
 def main() -> dict[str, Any]:
@@ -37,74 +37,21 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     labels = {"app": cfg.service_name, "stack": _label(pulumi.get_stack()), "managed-by": "pulumi"}
 
     apis = ProjectApis("apis", ProjectApisArgs(project=cfg.project))
-    registry = Registry(
-        "registry",
-        RegistryArgs(
-            project=cfg.project,
-            region=cfg.region,
-            repository_id=cfg.service_name,
-            keep_images=cfg.keep_images,
-            untagged_retention_days=cfg.untagged_retention_days,
-            labels=labels,
-        ),
-        opts=protected,
-        depends_on=apis.ready,
-    )
+    registry = Registry("registry", RegistryArgs(cfg, labels), opts=protected, depends_on=apis.ready)
     # Not protected: an image is rebuilt on every change and its old versions are the registry's to clean.
-    image = ServiceImage(
-        "image",
-        ServiceImageArgs(
-            registry_url=registry.url,
-            image_name=cfg.service_name,
-            engine=cfg.engine,
-            model=cfg.model,
-            model_revision=cfg.model_revision,
-        ),
-    )
-    identity = RuntimeIdentity(
-        "identity",
-        RuntimeIdentityArgs(
-            project=cfg.project, service_name=cfg.service_name, existing_email=cfg.service_account
-        ),
-        depends_on=apis.ready,
-    )
+    image = ServiceImage("image", ServiceImageArgs(registry.url, cfg))
+    workload = GpuWorkload(cfg, image.ref, labels)
+    identity = RuntimeIdentity("identity", RuntimeIdentityArgs(cfg), depends_on=apis.ready)
     api_key = (
-        ApiKey(
-            "api-key",
-            ApiKeyArgs(
-                project=cfg.project,
-                service_name=cfg.service_name,
-                value=cfg.api_key,
-                existing_secret=cfg.api_key_secret,
-                reader=identity.member,
-            ),
-            depends_on=apis.ready,
-        )
+        ApiKey("api-key", ApiKeyArgs(cfg, reader=identity.member), depends_on=apis.ready)
         if cfg.has_api_key
         else None
     )
     service = WhisperService(
         "service",
         WhisperServiceArgs(
-            project=cfg.project,
-            region=cfg.region,
-            service_name=cfg.service_name,
-            image_ref=image.ref,
+            workload,
             service_account_email=identity.email,
-            engine=cfg.engine,
-            model=cfg.model,
-            gpu_type=cfg.gpu_type,
-            cpu=cfg.cpu,
-            memory=cfg.memory,
-            min_instances=cfg.min_instances,
-            max_instances=cfg.max_instances,
-            concurrency=cfg.concurrency,
-            timeout_seconds=cfg.timeout_seconds,
-            zonal_redundancy=cfg.zonal_redundancy,
-            ingress=cfg.ingress_value,
-            deletion_protection=cfg.deletion_protection,
-            labels=labels,
-            extra_env=cfg.env,
             api_key_secret=api_key.secret if api_key else None,
             api_key_version=api_key.version if api_key else "latest",
             sidecars=metrics_sidecars(cfg.observability),
@@ -112,25 +59,15 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         opts=protected,
         depends_on=[*apis.ready, *identity.resources, *(api_key.resources if api_key else [])],
     )
-    ServiceInvokers(
-        "invokers",
-        ServiceInvokersArgs(
-            project=cfg.project, region=cfg.region, service_name=service.name, members=cfg.invoker_members
-        ),
-    )
+    ServiceInvokers("invokers", ServiceInvokersArgs(cfg, service_name=service.name))
     budget = None
     if cfg.budget is not None:
         budget = BudgetAlerts(
             "budget",
             BudgetAlertsArgs(
-                project=cfg.project,
-                service_name=cfg.service_name,
-                billing_account=cfg.budget.billing_account,
-                amount=cfg.budget.amount,
-                currency=cfg.budget.currency,
-                thresholds=cfg.budget.thresholds,
-                forecast_thresholds=cfg.budget.forecast_thresholds,
-                emails=cfg.budget.emails,
+                cfg.project,
+                cfg.service_name,
+                cfg.budget,
                 provider_settings=provider_settings(),
                 publish_to_topic=cfg.spend_cap is not None,
             ),
@@ -143,34 +80,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     outputs: dict[str, Any] = {}
     if cfg.batch is not None:
         batch = BatchTranscription(
-            "batch",
-            BatchTranscriptionArgs(
-                project=cfg.project,
-                region=cfg.region,
-                service_name=cfg.service_name,
-                image_ref=image.ref,
-                engine=cfg.engine,
-                model=cfg.model,
-                gpu_type=cfg.gpu_type,
-                cpu=cfg.cpu,
-                memory=cfg.memory,
-                zonal_redundancy=cfg.zonal_redundancy,
-                input_bucket=cfg.batch.input_bucket,
-                output_bucket=cfg.batch.output_bucket,
-                create_input_bucket=cfg.batch.create_input_bucket,
-                task_count=cfg.batch.task_count,
-                parallelism=cfg.batch.parallelism,
-                max_retries=cfg.batch.max_retries,
-                task_timeout_seconds=cfg.batch.task_timeout_seconds,
-                input_retention_days=cfg.batch.input_retention_days,
-                output_retention_days=cfg.batch.output_retention_days,
-                runners=cfg.batch.runners,
-                deletion_protection=cfg.deletion_protection,
-                labels=labels,
-                extra_env=cfg.env,
-                existing_account=cfg.batch.service_account,
-            ),
-            depends_on=apis.ready,
+            "batch", BatchTranscriptionArgs(workload, cfg.batch), depends_on=apis.ready
         )
         outputs |= {
             "batch_job": batch.job_name,
@@ -202,8 +112,6 @@ def observe(
 ) -> None:
     """Alerts, dashboard and uptime check on the service; the spend cap on the budget's topic."""
     settings = cfg.observability
-    channels = [channel.id for channel in budget.channels] if budget else []
-    channel_emails = cfg.budget.emails if cfg.budget else ()
     observability = Observability(
         "observability",
         ObservabilityArgs(
@@ -213,8 +121,8 @@ def observe(
             service=service.name,
             max_instances=cfg.max_instances,
             settings=settings,
-            channels=channels,
-            channel_emails=channel_emails,
+            channels=[channel.id for channel in budget.channels] if budget else [],
+            channel_emails=cfg.budget.emails if cfg.budget else (),
             labels=labels,
         ),
         depends_on=apis.ready,
@@ -239,13 +147,10 @@ def observe(
                 registry_url=registry_url,
                 topic=budget.topic.id,
                 budget_id=budget.budget_id,
-                fraction=cfg.spend_cap.fraction,
+                settings=cfg.spend_cap,
                 channels=observability.channel_ids,
                 labels=labels,
                 deletion_protection=cfg.deletion_protection,
-                service_account=cfg.spend_cap.service_account,
-                push_service_account=cfg.spend_cap.push_service_account,
-                role=cfg.spend_cap.role,
             ),
             depends_on=apis.ready,
         )
@@ -274,7 +179,7 @@ def curl_example(url: str, api_key: bool = False) -> str:
         if api_key
         else f'-H "Authorization: Bearer {IDENTITY_TOKEN}"'
     )
-    return f"curl -sS {headers} -F file=@audio.wav -F model=whisper-1 {url}{TRANSCRIPTIONS_PATH}"
+    return f"curl -sS {headers} -F file=@audio.wav -F model=whisper-1 {url}{contract.TRANSCRIPTIONS_PATH}"
 
 
 def openai_example(url: str, api_key: bool = False) -> str:
@@ -282,14 +187,14 @@ def openai_example(url: str, api_key: bool = False) -> str:
     transcribe = 'print(c.audio.transcriptions.create(model="whisper-1", file=open("audio.wav", "rb")).text)'
     if api_key:
         client = (
-            f'c = OpenAI(base_url="{url}/v1", api_key=os.environ["WHISPER_API_KEY"], '
+            f'c = OpenAI(base_url="{url}{contract.API_PREFIX}", api_key=os.environ["WHISPER_API_KEY"], '
             'default_headers={"X-Serverless-Authorization": "Bearer " + os.environ["ID_TOKEN"]})'
         )
         code = f"import os; from openai import OpenAI; {client}; {transcribe}"
         return f"ID_TOKEN=\"{IDENTITY_TOKEN}\" python -c '{code}'"
     client = "c = OpenAI()"
     return (
-        f'OPENAI_BASE_URL="{url}/v1" OPENAI_API_KEY="{IDENTITY_TOKEN}" '
+        f'OPENAI_BASE_URL="{url}{contract.API_PREFIX}" OPENAI_API_KEY="{IDENTITY_TOKEN}" '
         f"python -c 'from openai import OpenAI; {client}; {transcribe}'"
     )
 

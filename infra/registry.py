@@ -10,6 +10,8 @@ import pulumi
 import pulumi_docker_build as docker_build
 import pulumi_gcp as gcp
 
+from infra.component import Component
+from infra.config import StackConfig
 from infra.shared import SERVICE_DIR, contract, relative_to_cwd
 
 SECONDS_PER_DAY = 86_400
@@ -19,15 +21,11 @@ TOKEN_USERNAME = "oauth2accesstoken"  # noqa: S105 - a fixed user name, not a se
 
 @dataclass(frozen=True)
 class RegistryArgs:
-    project: str
-    region: str
-    repository_id: str
-    keep_images: int
-    untagged_retention_days: int
+    settings: StackConfig  # the repository is named after the service; keepImages, untaggedRetentionDays
     labels: Mapping[str, str]
 
 
-class Registry(pulumi.ComponentResource):
+class Registry(Component):
     """A Docker repository whose cleanup policies delete old untagged images but keep the newest N.
 
     Each build moves the tag, leaving the previous image untagged: without these policies every build
@@ -43,12 +41,13 @@ class Registry(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
         depends_on: Sequence[pulumi.Resource] = (),
     ) -> None:
-        super().__init__("whisper:infra:Registry", name, None, opts)
+        super().__init__("Registry", name, opts, depends_on)
+        cfg = args.settings
         self.repository = gcp.artifactregistry.Repository(
             f"{name}-repository",
-            project=args.project,
-            location=args.region,
-            repository_id=args.repository_id,
+            project=cfg.project,
+            location=cfg.region,
+            repository_id=cfg.service_name,
             format="DOCKER",
             description="Whisper API images built by Pulumi.",
             labels=dict(args.labels),
@@ -58,7 +57,7 @@ class Registry(pulumi.ComponentResource):
                     id="keep-most-recent",
                     action="KEEP",
                     most_recent_versions=gcp.artifactregistry.RepositoryCleanupPolicyMostRecentVersionsArgs(
-                        keep_count=args.keep_images,
+                        keep_count=cfg.keep_images,
                     ),
                 ),
                 gcp.artifactregistry.RepositoryCleanupPolicyArgs(
@@ -66,11 +65,11 @@ class Registry(pulumi.ComponentResource):
                     action="DELETE",
                     condition=gcp.artifactregistry.RepositoryCleanupPolicyConditionArgs(
                         tag_state="UNTAGGED",
-                        older_than=f"{args.untagged_retention_days * SECONDS_PER_DAY}s",
+                        older_than=f"{cfg.untagged_retention_days * SECONDS_PER_DAY}s",
                     ),
                 ),
             ],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
+            opts=self.after(),
         )
         # <region>-docker.pkg.dev/<project>/<repository>, from the repository's outputs so that
         # anything using it waits for the repository.
@@ -87,22 +86,22 @@ class Registry(pulumi.ComponentResource):
 @dataclass(frozen=True)
 class ServiceImageArgs:
     registry_url: pulumi.Input[str]
-    image_name: str
-    engine: str
-    model: str
-    model_revision: str = ""  # empty: the commit service/fetch_model.py pins for the model
+    # The image is named after the service and bakes its engine and model (modelRevision empty: the
+    # commit service/fetch_model.py pins).
+    settings: StackConfig
     tag: str = "latest"
 
 
-class ServiceImage(pulumi.ComponentResource):
+class ServiceImage(Component):
     """The GPU image of `service/` for the stack's engine (whose build arg picks the requirement files:
     no torch for faster-whisper), built for linux/amd64 and pushed; `ref` pins it by digest."""
 
     ref: pulumi.Output[str]
 
     def __init__(self, name: str, args: ServiceImageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("whisper:infra:ServiceImage", name, None, opts)
-        image = pulumi.Output.concat(args.registry_url, "/", args.image_name)
+        super().__init__("ServiceImage", name, opts)
+        cfg = args.settings
+        image = pulumi.Output.concat(args.registry_url, "/", cfg.service_name)
         registry_host = pulumi.Output.from_input(args.registry_url).apply(lambda url: url.split("/", 1)[0])
         # A short-lived token of whoever runs `pulumi up`: no `gcloud auth configure-docker` needed.
         access_token: pulumi.Output[str] = pulumi.Output.secret(
@@ -116,9 +115,9 @@ class ServiceImage(pulumi.ComponentResource):
             target=contract.IMAGE_TARGET_GPU,
             platforms=[docker_build.Platform.LINUX_AMD64],
             build_args={
-                contract.BUILD_ARG_ENGINE: args.engine,
-                contract.BUILD_ARG_MODEL: args.model,
-                contract.BUILD_ARG_MODEL_REVISION: args.model_revision,
+                contract.BUILD_ARG_ENGINE: cfg.engine,
+                contract.BUILD_ARG_MODEL: cfg.model,
+                contract.BUILD_ARG_MODEL_REVISION: cfg.model_revision,
             },
             tags=[pulumi.Output.concat(image, ":", args.tag)],
             push=True,
@@ -145,7 +144,7 @@ class ServiceImage(pulumi.ComponentResource):
             ],
             # `pulumi preview` stays fast and needs no Docker; `up` builds.
             build_on_preview=False,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.own(),
         )
         self.ref = self.image.ref
         self.register_outputs({"ref": self.ref})

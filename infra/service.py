@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.component import Component
+from infra.config import StackConfig
 from infra.shared import contract, slug
+from infra.workload import GpuWorkload
 
 run = gcp.cloudrunv2
 
@@ -50,40 +53,13 @@ def startup_window_problems(initial_delay_s: int, period_s: int, failure_thresho
 
 @dataclass(frozen=True)
 class WhisperServiceArgs:
-    project: str
-    region: str
-    service_name: str
-    image_ref: pulumi.Input[str]
+    workload: GpuWorkload
     service_account_email: pulumi.Input[str]
-    engine: str
-    model: str
-    gpu_type: str
-    cpu: int
-    memory: str
-    min_instances: int
-    max_instances: int
-    concurrency: int
-    timeout_seconds: int
-    zonal_redundancy: bool
-    ingress: str
-    deletion_protection: bool
-    labels: Mapping[str, str]
-    extra_env: Mapping[str, str] = field(default_factory=dict)
-    # The API key's Secret Manager secret (id in `project`) and version; None: no key, IAM only.
+    # The API key's Secret Manager secret (id in the project) and version; None: no key, IAM only.
     api_key_secret: pulumi.Input[str] | None = None
     api_key_version: pulumi.Input[str] = "latest"
     # Containers next to the API (the metrics collector); only the API has a port and takes requests.
     sidecars: Sequence[run.ServiceTemplateContainerArgs] = ()
-
-
-def model_env(engine: str, model: str) -> dict[str, str]:
-    """The model baked in the image, run on the GPU: what the service and the batch job share."""
-    return {
-        contract.ENV_ENGINE: engine,
-        contract.ENV_MODEL: model,
-        contract.ENV_MODEL_DIR: contract.MODEL_DIR,
-        contract.ENV_DEVICE: "cuda",
-    }
 
 
 def inference_workers(engine: str, concurrency: int) -> int:
@@ -93,17 +69,18 @@ def inference_workers(engine: str, concurrency: int) -> int:
 
 def service_env(args: WhisperServiceArgs) -> dict[str, str]:
     """The service's settings as env vars; queue size and timeout mirror Cloud Run's own limits."""
+    cfg = args.workload.settings
     return {
         # Cloud Run does not set it; the logs need it to link each line to its request's trace.
-        contract.ENV_GOOGLE_CLOUD_PROJECT: args.project,
-        **model_env(args.engine, args.model),
+        contract.ENV_GOOGLE_CLOUD_PROJECT: cfg.project,
+        **args.workload.model_env(),
         # Cloud Run sends an instance at most `concurrency` requests; the service admits exactly
         # that many, so a full instance makes Cloud Run scale out rather than queue blindly.
-        contract.ENV_QUEUE_SIZE: str(args.concurrency),
-        contract.ENV_WORKERS: str(inference_workers(args.engine, args.concurrency)),
-        contract.ENV_REQUEST_TIMEOUT: str(args.timeout_seconds),
+        contract.ENV_QUEUE_SIZE: str(cfg.concurrency),
+        contract.ENV_WORKERS: str(inference_workers(cfg.engine, cfg.concurrency)),
+        contract.ENV_REQUEST_TIMEOUT: str(cfg.timeout_seconds),
         **({contract.ENV_API_KEY_FILE: contract.API_KEY_FILE} if args.api_key_secret is not None else {}),
-        **args.extra_env,
+        **cfg.env,
     }
 
 
@@ -125,7 +102,7 @@ def api_key_volume(
     return [volume], [mount]
 
 
-class WhisperService(pulumi.ComponentResource):
+class WhisperService(Component):
     """The API on Cloud Run: GPU, always-allocated CPU, probes on the service's own health paths."""
 
     url: pulumi.Output[str]
@@ -138,15 +115,16 @@ class WhisperService(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
         depends_on: Sequence[pulumi.Resource] = (),
     ) -> None:
-        super().__init__("whisper:infra:WhisperService", name, None, opts)
+        super().__init__("WhisperService", name, opts, depends_on)
+        cfg = args.workload.settings
         volumes, mounts = api_key_volume(args)
         container = run.ServiceTemplateContainerArgs(
             name=INGRESS_CONTAINER,
             # By digest: every new build is a new revision, and a tag moved elsewhere changes nothing.
-            image=args.image_ref,
+            image=args.workload.image_ref,
             ports=run.ServiceTemplateContainerPortsArgs(container_port=contract.PORT, name="http1"),
             resources=run.ServiceTemplateContainerResourcesArgs(
-                limits={"cpu": str(args.cpu), "memory": args.memory, "nvidia.com/gpu": "1"},
+                limits=args.workload.limits(),
                 # GPUs need instance-based billing; the boost shortens the model load at start.
                 cpu_idle=False,
                 startup_cpu_boost=True,
@@ -173,30 +151,30 @@ class WhisperService(pulumi.ComponentResource):
         )
         self.service = run.Service(
             f"{name}-service",
-            name=args.service_name,
-            project=args.project,
-            location=args.region,
+            name=cfg.service_name,
+            project=cfg.project,
+            location=cfg.region,
             description="OpenAI-compatible Whisper API on an NVIDIA L4 GPU.",
-            labels=dict(args.labels),
-            ingress=args.ingress,
-            deletion_protection=args.deletion_protection,
+            labels=dict(args.workload.labels),
+            ingress=cfg.ingress_value,
+            deletion_protection=cfg.deletion_protection,
             # Callers need roles/run.invoker (ServiceInvokers); never switch the IAM check off.
             invoker_iam_disabled=False,
             template=run.ServiceTemplateArgs(
                 service_account=args.service_account_email,
-                timeout=f"{args.timeout_seconds}s",
-                max_instance_request_concurrency=args.concurrency,
-                gpu_zonal_redundancy_disabled=not args.zonal_redundancy,
-                node_selector=run.ServiceTemplateNodeSelectorArgs(accelerator=args.gpu_type),
+                timeout=f"{cfg.timeout_seconds}s",
+                max_instance_request_concurrency=cfg.concurrency,
+                gpu_zonal_redundancy_disabled=not cfg.zonal_redundancy,
+                node_selector=run.ServiceTemplateNodeSelectorArgs(accelerator=cfg.gpu_type),
                 scaling=run.ServiceTemplateScalingArgs(
-                    min_instance_count=args.min_instances,
-                    max_instance_count=args.max_instances,
+                    min_instance_count=cfg.min_instances,
+                    max_instance_count=cfg.max_instances,
                 ),
-                labels=dict(args.labels),
+                labels=dict(args.workload.labels),
                 containers=[container, *args.sidecars],
                 volumes=volumes or None,
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
+            opts=self.after(),
         )
         self.url = self.service.uri
         self.name = self.service.name
@@ -205,30 +183,29 @@ class WhisperService(pulumi.ComponentResource):
 
 @dataclass(frozen=True)
 class ServiceInvokersArgs:
-    project: str
-    region: str
-    service_name: pulumi.Input[str]
-    members: Sequence[str]
+    settings: StackConfig
+    service_name: pulumi.Input[str]  # the service's name output, so that grants wait for it
 
 
-class ServiceInvokers(pulumi.ComponentResource):
+class ServiceInvokers(Component):
     """roles/run.invoker for the listed members only; `allUsers` appears only for public stacks."""
 
     def __init__(
         self, name: str, args: ServiceInvokersArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("whisper:infra:ServiceInvokers", name, None, opts)
+        super().__init__("ServiceInvokers", name, opts)
+        members = args.settings.invoker_members
         # Named after the member, not its position: reordering the list changes nothing.
         self.members = [
             run.ServiceIamMember(
                 f"{name}-{slug(member)}",
-                project=args.project,
-                location=args.region,
+                project=args.settings.project,
+                location=args.settings.region,
                 name=args.service_name,
                 role=INVOKER_ROLE,
                 member=member,
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=self.own(),
             )
-            for member in args.members
+            for member in members
         ]
-        self.register_outputs({"members": list(args.members)})
+        self.register_outputs({"members": list(members)})

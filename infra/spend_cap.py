@@ -23,6 +23,8 @@ import pulumi
 import pulumi_docker_build as docker_build
 import pulumi_gcp as gcp
 
+from infra.component import Component
+from infra.config import SpendCapConfig
 from infra.registry import TOKEN_USERNAME
 from infra.shared import relative_to_cwd
 
@@ -45,17 +47,13 @@ class SpendCapArgs:
     registry_url: pulumi.Input[str]
     topic: pulumi.Input[str]  # the budget's topic ID
     budget_id: pulumi.Input[str]
-    fraction: float
+    settings: SpendCapConfig
     channels: Sequence[pulumi.Input[str]]
     labels: Mapping[str, str]
     deletion_protection: bool
-    # The bootstrap's cap account, push account and role (all or none); None: created here.
-    service_account: str | None = None
-    push_service_account: str | None = None
-    role: str | None = None
 
 
-class SpendCap(pulumi.ComponentResource):
+class SpendCap(Component):
     """The cap's image, identities, Cloud Run service, push subscription and an alert when it fires."""
 
     def __init__(
@@ -65,15 +63,15 @@ class SpendCap(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
         depends_on: Sequence[pulumi.Resource] = (),
     ) -> None:
-        super().__init__("whisper:infra:SpendCap", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self, depends_on=list(depends_on))
+        super().__init__("SpendCap", name, opts, depends_on)
+        cap = args.settings
         cap_name = f"{args.service_name}-spend-cap"
 
         self.image = self._image(name, args)
         cap_email, push_email, role, grants = (
-            (args.service_account, args.push_service_account, args.role, [])
-            if args.service_account and args.push_service_account and args.role
-            else self._own_identities(name, args, child)
+            (cap.service_account, cap.push_service_account, cap.role, [])
+            if cap.service_account and cap.push_service_account and cap.role
+            else self._own_identities(name, args)
         )
         cap_member = pulumi.Output.concat("serviceAccount:", cap_email)
         self.grants = [
@@ -84,7 +82,7 @@ class SpendCap(pulumi.ComponentResource):
                 name=args.service,
                 role=role,
                 member=cap_member,
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=self.own(),
             ),
             *grants,
         ]
@@ -124,13 +122,13 @@ class SpendCap(pulumi.ComponentResource):
                                     args.service,
                                 ),
                                 "CAP_BUDGET_ID": args.budget_id,
-                                "CAP_FRACTION": f"{args.fraction:g}",
+                                "CAP_FRACTION": f"{cap.fraction:g}",
                             }.items()
                         ],
                     )
                 ],
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*depends_on, *self.grants]),
+            opts=self.after(*self.grants),
         )
         invoker = run.ServiceIamMember(
             f"{name}-push-invokes",
@@ -139,7 +137,7 @@ class SpendCap(pulumi.ComponentResource):
             name=self.service.name,
             role=INVOKER_ROLE,
             member=pulumi.Output.concat("serviceAccount:", push_email),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.own(),
         )
         self.subscription = gcp.pubsub.Subscription(
             f"{name}-subscription",
@@ -158,7 +156,7 @@ class SpendCap(pulumi.ComponentResource):
                 oidc_token=gcp.pubsub.SubscriptionPushConfigOidcTokenArgs(service_account_email=push_email),
             ),
             labels=dict(args.labels),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[invoker]),
+            opts=self.own(invoker),
         )
         self.alert = gcp.monitoring.AlertPolicy(
             f"{name}-engaged",
@@ -189,7 +187,7 @@ class SpendCap(pulumi.ComponentResource):
                 subject=f"{args.service_name}: spend cap engaged",
                 mime_type="text/markdown",
                 content=(
-                    f"The month's actual spend passed {args.fraction:.0%} of the budget, so the spend cap "
+                    f"The month's actual spend passed {cap.fraction:.0%} of the budget, so the spend cap "
                     f"switched `{args.service_name}` to internal ingress with 0 to 1 instances and labelled "
                     "it `spend-cap=engaged` (or tried to: `spend_cap_failed` means the service is still "
                     "running and Pub/Sub retries).\n\n**To restore:** raise the budget "
@@ -199,12 +197,12 @@ class SpendCap(pulumi.ComponentResource):
                 ),
             ),
             user_labels=dict(args.labels),
-            opts=child,
+            opts=self.after(),
         )
         self.register_outputs({"service": self.service.name, "subscription": self.subscription.name})
 
     def _own_identities(
-        self, name: str, args: SpendCapArgs, opts: pulumi.ResourceOptions
+        self, name: str, args: SpendCapArgs
     ) -> tuple[pulumi.Output[str], pulumi.Output[str], pulumi.Output[str], list[pulumi.Resource]]:
         """Without the bootstrap's: the two accounts, the role and "act as" the runtime account.
 
@@ -218,7 +216,7 @@ class SpendCap(pulumi.ComponentResource):
             account_id=f"{prefix}-cap",
             display_name=f"{args.service_name} spend cap",
             description=f"Caps the {args.service_name} Cloud Run service when its budget is spent.",
-            opts=opts,
+            opts=self.after(),
         )
         pusher = gcp.serviceaccount.Account(
             f"{name}-pusher",
@@ -226,7 +224,7 @@ class SpendCap(pulumi.ComponentResource):
             account_id=f"{prefix}-cap-push",
             display_name=f"{args.service_name} spend cap: Pub/Sub push",
             description="Presented by Pub/Sub to invoke the spend cap; may do nothing else.",
-            opts=opts,
+            opts=self.after(),
         )
         role = gcp.projects.IAMCustomRole(
             f"{name}-role",
@@ -235,7 +233,7 @@ class SpendCap(pulumi.ComponentResource):
             title=f"{args.service_name} spend cap",
             description="Read and update one Cloud Run service (granted on that service only).",
             permissions=list(CAP_PERMISSIONS),
-            opts=opts,
+            opts=self.after(),
         )
         acts_as_runtime = gcp.serviceaccount.IAMMember(
             f"{name}-acts-as-runtime",
@@ -244,7 +242,7 @@ class SpendCap(pulumi.ComponentResource):
             ),
             role=ACT_AS_ROLE,
             member=account.email.apply(lambda email: f"serviceAccount:{email}"),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.own(),
         )
         return account.email, pusher.email, role.name, [acts_as_runtime]
 

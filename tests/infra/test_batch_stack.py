@@ -1,5 +1,5 @@
 """`whisper:batch` on Pulumi's mock runtime: buckets, the GPU job, its identity, its runners;
-and the key's validation (infra/config.py), each mistake naming the key and the fix."""
+and the key's validation (infra/config/batch.py), each mistake naming the key and the fix."""
 
 from __future__ import annotations
 
@@ -194,6 +194,8 @@ def batch_problems(batch: Any, **keys: str) -> list[str]:
         ({"runners": ["allUsers"]}, {}, "never run by everyone", "batch.runners[0]' user:"),
         ({"runners": ["bob@example.com"]}, {}, "entry 'bob@example.com' is not an IAM member", "runners[0]"),
         ({"serviceAccount": "job@other.iam.gserviceaccount.com"}, {}, "in my-whisper-dev", "serviceAccount'"),
+        # The same check as whisper:serviceAccount's: an account ID has 6 to 30 characters.
+        ({"serviceAccount": "x@my-whisper-dev.iam.gserviceaccount.com"}, {}, "e-mail in", "serviceAccount'"),
         ({"taskcount": 4}, {}, "whisper:batch.taskcount is not a known key", "config rm --path"),
         ({"enabled": "maybe"}, {}, "whisper:batch.enabled 'maybe'", "batch.enabled' true"),
     ],

@@ -1,4 +1,4 @@
-"""infra/config.py: every validation error names the key and the fix; good values become typed config."""
+"""infra.config: every validation error names the key and the fix; good values become typed config."""
 
 import json
 from collections.abc import Mapping

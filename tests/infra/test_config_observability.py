@@ -1,4 +1,4 @@
-"""infra/config.py's whisper:observability and whisper:spendCap keys: defaults, and every mistake named."""
+"""infra.config's whisper:observability and whisper:spendCap keys: defaults, and every mistake named."""
 
 import json
 

@@ -47,16 +47,6 @@ MONITORING_AGENT = (
 )
 
 
-@pytest.fixture(scope="module")
-def dev() -> Plan:
-    return run_program(load_stack_config("dev"), stack="dev")
-
-
-@pytest.fixture(scope="module")
-def prod() -> Plan:
-    return run_program(load_stack_config("prod"), stack="prod")
-
-
 def with_observability(stack: str, **settings: Any) -> Plan:
     config = load_stack_config(stack)
     current = json.loads(config.get("whisper:observability", "{}"))

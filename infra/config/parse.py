@@ -1,0 +1,51 @@
+"""`parse_config`: every section read in turn from the raw values, every mistake collected."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import replace
+
+from infra.config.batch import read_batch
+from infra.config.budget import read_budget
+from infra.config.environment import read_api_key, read_env
+from infra.config.observability import check_instance_fits, read_observability
+from infra.config.reader import Reader
+from infra.config.service import read_service
+from infra.config.spend_cap import read_spend_cap
+from infra.config.stack import StackConfig
+
+
+def parse_config(raw: Mapping[str, str], secret_keys: Collection[str] = ()) -> StackConfig:
+    """Validate raw stack config (`{"whisper:region": "us-central1", "gcp:project": ...}`).
+
+    A pure function of the raw values, so that tests and `scripts/plan` check exactly what `pulumi up`
+    would. `secret_keys` are the keys set with `--secret` (encrypted in the stack file). Raises one
+    `ConfigError` listing every mistake, each with the command that fixes it.
+    """
+    r = Reader(raw)
+    service = read_service(r)
+    api_key, api_key_secret = read_api_key(r, secret_keys)
+    env = read_env(r)
+    budget, budget_skipped_reason = read_budget(r)
+    batch = read_batch(r, service.project, service.service_name, service.max_instances)
+    observability = read_observability(
+        r,
+        service.min_instances,
+        service.timeout_seconds,
+        has_api_key=api_key is not None or api_key_secret is not None,
+        public_ingress=service.ingress == "all",
+    )
+    spend_cap = read_spend_cap(r, service.project, budget, budget_skipped_reason)
+    check_instance_fits(r, service.cpu, service.memory, observability)
+    r.check()
+    return replace(
+        service,
+        api_key=api_key,
+        api_key_secret=api_key_secret,
+        env=env,
+        budget=budget,
+        budget_skipped_reason=budget_skipped_reason,
+        batch=batch,
+        observability=observability,
+        spend_cap=spend_cap,
+    )
