@@ -16,7 +16,8 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.service.conftest import FIXTURES, SAMPLE_RATE, Server, load_clip, start_server, stop
+from tests.support.engines import FIXTURES, SAMPLE_RATE, load_clip
+from tests.support.server import Server, start_server, stop
 from whisper_api.memory import keep_large_blocks_in_heap
 
 TRANSCRIPTIONS = "/v1/audio/transcriptions"
