@@ -186,9 +186,10 @@ def _options(task: Task, form: TranslationRequest, settings: Settings, **extra: 
     )
 
 
-def _audio_request(upload: AudioUpload, options: TranscribeOptions, form: TranslationRequest) -> AudioRequest:
+def _audio_request(form: TranscriptionUpload | TranslationUpload, options: TranscribeOptions) -> AudioRequest:
+    """What the pipeline needs of a validated form (a translation has segments only)."""
     granularities = frozenset(getattr(form, "timestamp_granularities", None) or ["segment"])
-    return AudioRequest(upload.file.file, upload.file.size, options, form.response_format, granularities)
+    return AudioRequest(form.file.file, form.file.size, options, form.response_format, granularities)
 
 
 async def _answer(pipeline: Pipeline, upload: UploadFile, request: AudioRequest, stream: bool) -> Response:
@@ -231,7 +232,7 @@ async def create_transcription(
         language=language,
         word_timestamps="word" in form.timestamp_granularities,
     )
-    return await _answer(pipeline, form.file, _audio_request(form, options, form), form.stream)
+    return await _answer(pipeline, form.file, _audio_request(form, options), form.stream)
 
 
 @router.post(
@@ -250,7 +251,7 @@ async def create_translation(
     check_served(form.model, served)
     check_stream(form)
     options = _options("translate", form, settings)
-    return await _answer(pipeline, form.file, _audio_request(form, options, form), form.stream)
+    return await _answer(pipeline, form.file, _audio_request(form, options), form.stream)
 
 
 __all__ = ["AUDIO_PATHS", "router"]
