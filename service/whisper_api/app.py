@@ -17,14 +17,16 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from whisper_api import __version__
+from whisper_api.admission import install_admission
 from whisper_api.auth import install_auth, require_api_key
 from whisper_api.engines.base import Engine
 from whisper_api.errors import install_error_handlers
 from whisper_api.lifecycle import warm_up_when_idle
 from whisper_api.limits import MIB, UploadLimitMiddleware
+from whisper_api.readiness import describe_ready, not_ready
 from whisper_api.request_id import RequestIdMiddleware
 from whisper_api.routes import audio, health
-from whisper_api.scheduler import Scheduler, install_scheduler
+from whisper_api.scheduler import Scheduler
 from whisper_api.settings import Settings, get_settings
 from whisper_api.telemetry import install_telemetry
 
@@ -78,14 +80,14 @@ def create_app(settings: Settings | None = None, *, load_engine: EngineLoader | 
     app.state.settings = settings
     app.state.engine = None
     app.state.background_warmup = None  # the task that runs engine.background_warmup once idle
-    app.state.readiness = health.not_ready(settings.engine)
+    app.state.readiness = not_ready(settings.engine)
     app.state.load_finished = asyncio.Event()  # set once loading succeeded or failed
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(audio.router, dependencies=[Depends(require_api_key)])
     # Middleware: the last added runs first.
     # Telemetry → request id → CORS → auth → upload limit → admission → routes.
-    install_scheduler(app)
+    install_admission(app)
     app.add_middleware(
         UploadLimitMiddleware,
         max_bytes=int(settings.max_upload_mb * MIB),
@@ -132,12 +134,12 @@ async def _load_engine(app: FastAPI, settings: Settings, loader: EngineLoader) -
         started = time.perf_counter()
         engine = await run_in_threadpool(loader, settings)
         app.state.metrics.record_model(engine, time.perf_counter() - started)
-        readiness = await run_in_threadpool(health.describe_ready, engine)
+        readiness = await run_in_threadpool(describe_ready, engine)
     except asyncio.CancelledError:
         raise
     except Exception as error:
         logger.exception("the model failed to load")
-        app.state.readiness = health.not_ready(settings.engine).model_copy(update={"error": str(error)})
+        app.state.readiness = not_ready(settings.engine).model_copy(update={"error": str(error)})
         app.state.load_error = error
         return
     app.state.engine = engine

@@ -23,7 +23,7 @@ from whisper_api.errors import ApiError, error_response
 if TYPE_CHECKING:
     from whisper_api.settings import Settings
 
-PROTECTED_PREFIXES = ("/v1/", contract.METRICS_PATH)
+PROTECTED_PREFIXES = (f"{contract.API_PREFIX}/", contract.METRICS_PATH)
 
 
 class ApiKeyError(ValueError):

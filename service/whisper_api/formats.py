@@ -1,7 +1,7 @@
 """Transcript → the five OpenAI response formats: json, text, srt, vtt, verbose_json.
 
-Subtitles and language names follow openai-whisper's reference (`whisper.utils.WriteSRT` /
-`WriteVTT`, `whisper.tokenizer.LANGUAGES`) byte for byte, except that VTT cues always carry hours
+Subtitles and language names (`languages`) follow openai-whisper's reference (`whisper.utils.WriteSRT`
+/ `WriteVTT`, `whisper.tokenizer.LANGUAGES`) byte for byte, except that VTT cues always carry hours
 (`00:00:08.000`), as OpenAI's API writes them; tests compare them with the reference. They are
 written here rather than loaded from openai-whisper because the faster-whisper image carries
 neither openai-whisper nor torch. Segment ids count from 0, and no time ends after the audio does,
@@ -17,6 +17,7 @@ import math
 
 from pydantic import BaseModel
 
+from whisper_api.languages import language_name
 from whisper_api.schemas import (
     ResponseFormat,
     Segment,
@@ -30,116 +31,6 @@ from whisper_api.schemas import (
 
 JSON_MEDIA_TYPE = "application/json"
 TEXT_MEDIA_TYPE = "text/plain; charset=utf-8"
-
-
-# openai-whisper's `whisper.tokenizer.LANGUAGES`: ISO 639-1 code → the English name verbose_json shows.
-LANGUAGE_NAMES: dict[str, str] = {
-    "en": "english",
-    "zh": "chinese",
-    "de": "german",
-    "es": "spanish",
-    "ru": "russian",
-    "ko": "korean",
-    "fr": "french",
-    "ja": "japanese",
-    "pt": "portuguese",
-    "tr": "turkish",
-    "pl": "polish",
-    "ca": "catalan",
-    "nl": "dutch",
-    "ar": "arabic",
-    "sv": "swedish",
-    "it": "italian",
-    "id": "indonesian",
-    "hi": "hindi",
-    "fi": "finnish",
-    "vi": "vietnamese",
-    "he": "hebrew",
-    "uk": "ukrainian",
-    "el": "greek",
-    "ms": "malay",
-    "cs": "czech",
-    "ro": "romanian",
-    "da": "danish",
-    "hu": "hungarian",
-    "ta": "tamil",
-    "no": "norwegian",
-    "th": "thai",
-    "ur": "urdu",
-    "hr": "croatian",
-    "bg": "bulgarian",
-    "lt": "lithuanian",
-    "la": "latin",
-    "mi": "maori",
-    "ml": "malayalam",
-    "cy": "welsh",
-    "sk": "slovak",
-    "te": "telugu",
-    "fa": "persian",
-    "lv": "latvian",
-    "bn": "bengali",
-    "sr": "serbian",
-    "az": "azerbaijani",
-    "sl": "slovenian",
-    "kn": "kannada",
-    "et": "estonian",
-    "mk": "macedonian",
-    "br": "breton",
-    "eu": "basque",
-    "is": "icelandic",
-    "hy": "armenian",
-    "ne": "nepali",
-    "mn": "mongolian",
-    "bs": "bosnian",
-    "kk": "kazakh",
-    "sq": "albanian",
-    "sw": "swahili",
-    "gl": "galician",
-    "mr": "marathi",
-    "pa": "punjabi",
-    "si": "sinhala",
-    "km": "khmer",
-    "sn": "shona",
-    "yo": "yoruba",
-    "so": "somali",
-    "af": "afrikaans",
-    "oc": "occitan",
-    "ka": "georgian",
-    "be": "belarusian",
-    "tg": "tajik",
-    "sd": "sindhi",
-    "gu": "gujarati",
-    "am": "amharic",
-    "yi": "yiddish",
-    "lo": "lao",
-    "uz": "uzbek",
-    "fo": "faroese",
-    "ht": "haitian creole",
-    "ps": "pashto",
-    "tk": "turkmen",
-    "nn": "nynorsk",
-    "mt": "maltese",
-    "sa": "sanskrit",
-    "lb": "luxembourgish",
-    "my": "myanmar",
-    "bo": "tibetan",
-    "tl": "tagalog",
-    "mg": "malagasy",
-    "as": "assamese",
-    "tt": "tatar",
-    "haw": "hawaiian",
-    "ln": "lingala",
-    "ha": "hausa",
-    "ba": "bashkir",
-    "jw": "javanese",
-    "su": "sundanese",
-    "yue": "cantonese",
-}
-
-
-def language_name(code: str) -> str:
-    """`en` → `english`, as OpenAI's verbose_json names languages; unknown codes pass through."""
-    return LANGUAGE_NAMES.get(code, code)
 
 
 def usage(transcript: Transcript) -> Usage:

@@ -1,10 +1,11 @@
 """Admission control and the inference thread pool: the event loop never runs the model.
 
-Two gates. At the door (`AdmissionMiddleware`, before a byte of the upload is read) a full or
-draining instance answers 429/503 at once; a request let in holds nothing while its body arrives,
-however slowly. Once the body is complete the route asks `Scheduler.run` for a place in the queue
-(`queue_size` requests waiting or inferring, 429 beyond) and then for one of `workers` inference
-slots; decoding and inference both run in that slot, on an inference thread.
+Two gates. At the door (`enter`/`admit`, which `admission.AdmissionMiddleware` calls before a
+byte of the upload is read) a full or draining instance answers 429/503 at once; a request let in
+holds nothing while its body arrives, however slowly. Once the body is complete the pipeline asks
+`Scheduler.run` for a place in the queue (`queue_size` requests waiting or inferring, 429 beyond)
+and then for one of `workers` inference slots; decoding and inference both run in that slot, on an
+inference thread.
 
 `queue_size` is the same number that the infrastructure gives Cloud Run as the instance's request
 concurrency, so a full instance is rare and Cloud Run scales out instead. Every request carries a
@@ -28,15 +29,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from whisper_api.errors import error_response
 from whisper_api.timing import StepTimer
 
 T = TypeVar("T")
 
-AUDIO_PATH_PREFIX = "/v1/audio/"
 MAX_RETRY_AFTER_S = 60
 # Until inferences have been measured, assume one takes a tenth of its audio's duration.
 _PRIOR_REAL_TIME_FACTOR = 0.1
@@ -46,7 +42,7 @@ _LEARNING_RATE = 0.2
 
 
 class SchedulerError(Exception):
-    """A request the scheduler will not run; rendered in OpenAI's error envelope."""
+    """A request the scheduler will not run; `admission` renders it in OpenAI's error envelope."""
 
     status_code = 503
     error_type = "server_error"
@@ -59,11 +55,6 @@ class SchedulerError(Exception):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after_s)} if self.retry_after_s is not None else {}
-
-    def to_response(self) -> JSONResponse:
-        return error_response(
-            self.status_code, self.message, type=self.error_type, code=self.code, headers=self.headers()
-        )
 
 
 class QueueFullError(SchedulerError):
@@ -339,88 +330,3 @@ class Scheduler:
     def shutdown(self) -> None:
         """Drop queued work without blocking the loop; a running inference finishes on its thread."""
         self._executor.shutdown(wait=False, cancel_futures=True)
-
-
-class _DisconnectWatcher:
-    """Wraps `receive`: once the body is read, watches for `http.disconnect` in the background."""
-
-    def __init__(self, receive: Receive, disconnected: asyncio.Event) -> None:
-        self._receive = receive
-        self._disconnected = disconnected
-        self._body_read = False
-        self._task: asyncio.Task[None] | None = None
-
-    async def receive(self) -> Message:
-        if self._body_read:
-            # The app listens for a disconnect (e.g. a streaming response): answer from the watcher.
-            await self._disconnected.wait()
-            return {"type": "http.disconnect"}
-        message = await self._receive()
-        if message["type"] == "http.disconnect":
-            self._disconnected.set()
-        elif message["type"] == "http.request" and not message.get("more_body", False):
-            self._body_read = True
-            self._task = asyncio.create_task(self._watch())
-        return message
-
-    async def _watch(self) -> None:
-        while (await self._receive())["type"] != "http.disconnect":
-            pass
-        self._disconnected.set()
-
-    def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-
-
-class AdmissionMiddleware:
-    """The door of `POST /v1/audio/*`: a full instance answers 429 (a draining one 503), both with
-    Retry-After, before a byte of the upload is read. A request let in holds no queue place while
-    its body arrives; its deadline starts now, and a disconnect after its body is noticed."""
-
-    def __init__(self, app: ASGIApp, scheduler: Scheduler | None = None) -> None:
-        self.app = app
-        self.scheduler = scheduler
-
-    def _scheduler(self, scope: Scope) -> Scheduler | None:
-        if self.scheduler is not None:
-            return self.scheduler
-        app = scope.get("app")
-        return getattr(getattr(app, "state", None), "scheduler", None)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scheduler = self._scheduler(scope)
-        if (
-            scope["type"] != "http"
-            or scheduler is None
-            or scope["method"] != "POST"
-            or not scope["path"].startswith(AUDIO_PATH_PREFIX)
-        ):
-            await self.app(scope, receive, send)
-            return
-        admission = scheduler.admit()
-        try:
-            ticket = await admission.__aenter__()
-        except SchedulerError as refusal:
-            await refusal.to_response()(scope, receive, send)
-            return
-        watcher = _DisconnectWatcher(receive, ticket.disconnected)
-        try:
-            await self.app(scope, watcher.receive, send)
-        finally:
-            watcher.close()
-            await admission.__aexit__(None, None, None)
-
-
-def install_scheduler(app: Any, scheduler: Scheduler | None = None) -> None:
-    """Add the admission middleware and render SchedulerError raised by routes in the envelope.
-
-    With `scheduler=None` the middleware reads `app.state.scheduler`, which the lifespan sets.
-    """
-
-    async def handle(_: Any, error: Exception) -> JSONResponse:
-        assert isinstance(error, SchedulerError)
-        return error.to_response()
-
-    app.add_exception_handler(SchedulerError, handle)
-    app.add_middleware(AdmissionMiddleware, scheduler=scheduler)

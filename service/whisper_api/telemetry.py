@@ -254,7 +254,7 @@ class TelemetryMiddleware:
         if identifier := request_id(scope):
             fields["request_id"] = identifier
         engine = getattr(getattr(getattr(scope.get("app"), "state", None), "engine", None), "name", None)
-        if engine and scope.get("path", "").startswith("/v1/audio/"):
+        if engine and scope.get("path", "").startswith(contract.AUDIO_PATH_PREFIX):
             fields["engine"] = engine
         level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 else logging.INFO
         # Probes are noisy (and /readyz is 503 while loading): DEBUG, except a refused /metrics.

@@ -9,7 +9,9 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import ALLOWED_ORIGIN, ENGINE_NAMES, FIXTURES, Server, Servers, sdk
+from tests.support.engines import ENGINE_NAMES, FIXTURES
+from tests.support.server import Server
+from tests.support.servers import ALLOWED_ORIGIN, Servers, sdk
 
 TRANSCRIPTIONS = "/v1/audio/transcriptions"
 REQUEST_ID = re.compile(r"req_[0-9a-f]{32}")

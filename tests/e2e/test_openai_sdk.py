@@ -4,7 +4,9 @@
 import openai
 import pytest
 
-from tests.e2e.conftest import FIXTURES, UPLOAD_LIMIT_MB, Server
+from tests.support.engines import FIXTURES
+from tests.support.server import Server
+from tests.support.servers import UPLOAD_LIMIT_MB
 
 
 def test_startup_prints_the_url_and_the_docs_link(server: Server) -> None:

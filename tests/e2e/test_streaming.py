@@ -10,8 +10,10 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import ENGINE_NAMES, FIXTURES, Server, Servers, sdk
-from tests.service.conftest import long_recording
+from tests.support.audio import long_recording
+from tests.support.engines import ENGINE_NAMES, FIXTURES
+from tests.support.server import Server
+from tests.support.servers import Servers, sdk
 
 
 @pytest.mark.parametrize("engine", ENGINE_NAMES)

@@ -11,15 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.service.conftest import (
-    FIXTURES,
-    Server,
-    flac_of_silence,
-    long_recording,
-    start_server,
-    stop,
-    wav_bytes,
-)
+from tests.support.audio import flac_of_silence, long_recording, wav_bytes
+from tests.support.engines import FIXTURES
+from tests.support.server import Server, start_server, stop
 
 TRANSCRIPTIONS = "/v1/audio/transcriptions"
 IDLE_TIMEOUT_S = 2

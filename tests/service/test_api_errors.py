@@ -144,7 +144,7 @@ def test_wrong_method_is_a_405_envelope(fw_api: TestClient) -> None:
 
 
 def test_audio_longer_than_the_limit(engines) -> None:
-    from tests.service.conftest import make_app, started_client
+    from tests.support.apps import make_app, started_client
 
     client = started_client(make_app(engines, max_audio_seconds=10))
     try:

@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.service.conftest import make_app, started_client
+from tests.support.apps import make_app, started_client
+from tests.support.engines import engine_settings
 from whisper_api.app import create_app
+from whisper_api.settings import Settings
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TRANSCRIPTIONS = "/v1/audio/transcriptions"
@@ -62,7 +64,8 @@ def test_other_routes_are_not_limited(small_limit_api: TestClient) -> None:
     assert response.status_code == 405
 
 
-def test_a_chunked_upload_is_cut_off_at_the_limit_without_being_read_whole() -> None:
+@pytest.mark.anyio
+async def test_a_chunked_upload_is_cut_off_at_the_limit_without_being_read_whole() -> None:
     """No Content-Length: the middleware counts the streamed bytes and stops reading at the limit."""
     app = create_app(
         _settings(max_upload_mb=LIMIT_MB), load_engine=lambda _settings: None
@@ -90,15 +93,13 @@ def test_a_chunked_upload_is_cut_off_at_the_limit_without_being_read_whole() -> 
                 TRANSCRIPTIONS, content=body(), headers={"Content-Type": "multipart/form-data; boundary=b"}
             )
 
-    response = asyncio.run(post())
+    response = await post()
     assert_too_large(response)
     limit_chunks = LIMIT_MB * MIB / len(chunk)
     assert sent <= limit_chunks + 2, f"read {sent} chunks of {chunks_total}; the limit is {limit_chunks:g}"
 
 
-def _settings(**overrides: object):
-    from tests.service.conftest import engine_settings
-
+def _settings(**overrides: object) -> Settings:
     return engine_settings("faster-whisper", **overrides)
 
 
@@ -152,7 +153,8 @@ def test_no_temporary_files_are_left_behind(
     assert _open_files_under(spool_dir) == []
 
 
-def test_an_upload_trickling_past_the_deadline_is_cut_off_with_408() -> None:
+@pytest.mark.anyio
+async def test_an_upload_trickling_past_the_deadline_is_cut_off_with_408() -> None:
     """A byte every 50 ms never trips the idle timeout, but the request deadline still ends it."""
     app = create_app(
         _settings(request_timeout_s=0.5, upload_idle_timeout_s=5), load_engine=lambda _settings: None
@@ -175,7 +177,7 @@ def test_an_upload_trickling_past_the_deadline_is_cut_off_with_408() -> None:
             )
 
     started = time.monotonic()
-    response = asyncio.run(post())
+    response = await post()
     assert response.status_code == 408, response.text
     error = response.json()["error"]
     assert error["code"] == "upload_timeout" and "WHISPER_REQUEST_TIMEOUT_S" in error["message"]

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.service.conftest import flac_of_silence, wav_bytes
+from tests.support.audio import flac_of_silence, wav_bytes
 from whisper_api.audio import SAMPLE_RATE, AudioError, decode_audio, duration_seconds, probe_audio
 from whisper_api.engines.base import as_float32
 

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.service.conftest import FIXTURES, LazyEngines, make_app, started_client
+from tests.support.apps import make_app, started_client
+from tests.support.engines import FIXTURES, LazyEngines
 
 TRANSCRIPTIONS = "/v1/audio/transcriptions"
 TRANSLATIONS = "/v1/audio/translations"

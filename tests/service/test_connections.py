@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.service.conftest import FIXTURES, Server, start_server, stop
+from tests.support.engines import FIXTURES
+from tests.support.server import Server, start_server, stop
 
 HEADER_TIMEOUT_S = 2.0
 IDLE_CONNECTIONS = 400

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from whisper_api.formats import JSON_MEDIA_TYPE, TEXT_MEDIA_TYPE, language_name, render
+from whisper_api.formats import JSON_MEDIA_TYPE, TEXT_MEDIA_TYPE, render
+from whisper_api.languages import language_name
 from whisper_api.schemas import Segment, Transcript, TranscriptionJson, TranscriptionVerbose, Word
 
 SERVICE = Path(__file__).resolve().parents[2] / "service"
@@ -254,7 +255,7 @@ def reference_subtitles(transcript: Transcript, response_format: str) -> str:
 
 
 def test_language_names_are_openai_whispers() -> None:
-    from whisper_api.formats import LANGUAGE_NAMES
+    from whisper_api.languages import LANGUAGE_NAMES
 
     assert _reference("tokenizer").LANGUAGES == LANGUAGE_NAMES
 

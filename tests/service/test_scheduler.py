@@ -7,19 +7,15 @@ finishes.
 """
 
 import asyncio
-import json
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import pytest
 
-from whisper_api.engines.base import TranscriptionCancelled
+from tests.support.scheduling import BlockingWork, wait_until
 from whisper_api.scheduler import (
     MAX_RETRY_AFTER_S,
-    AdmissionMiddleware,
     ClientDisconnectedError,
     DeadlineExceededError,
     QueueFullError,
@@ -29,423 +25,219 @@ from whisper_api.scheduler import (
 from whisper_api.timing import StepTimer
 
 
-class BlockingWork:
-    """A stand-in for decode + `engine.transcribe`: blocks its thread until released or cancelled
-    (then raises TranscriptionCancelled, as the engines do); counts its calls."""
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self.calls = 0
-        self.cancelled = 0
-        self.started = threading.Event()
-        self._lock = threading.Lock()
-        self.concurrent = 0
-        self.max_concurrent = 0
-
-    def job(self, value: str) -> Callable[[threading.Event], str]:
-        return lambda cancel: self(value, cancel)
-
-    def __call__(self, value: str, cancel: threading.Event) -> str:
-        with self._lock:
-            self.calls += 1
-            self.concurrent += 1
-            self.max_concurrent = max(self.max_concurrent, self.concurrent)
-        self.started.set()
-        try:
-            deadline = time.monotonic() + 10
-            while not self.release.wait(0.005):
-                if cancel.is_set():
-                    with self._lock:
-                        self.cancelled += 1
-                    raise TranscriptionCancelled()
-                assert time.monotonic() < deadline, "the test never released the work"
-            return value
-        finally:
-            with self._lock:
-                self.concurrent -= 1
+@pytest.mark.anyio
+async def test_inference_runs_off_the_event_loop() -> None:
+    scheduler = Scheduler(workers=1, queue_size=2)
+    work = BlockingWork()
+    task = asyncio.create_task(scheduler.run(StepTimer(), work.job("done")))
+    await wait_until(work.started.is_set)
+    # The loop still turns while the work blocks its thread.
+    ticks = 0
+    for _ in range(10):
+        await asyncio.sleep(0.001)
+        ticks += 1
+    assert ticks == 10 and not task.done()
+    assert scheduler.running == 1 and scheduler.admitted == 1
+    work.release.set()
+    assert await task == "done"
+    assert scheduler.running == 0 and scheduler.admitted == 0
+    scheduler.shutdown()
 
 
-async def wait_until(condition: Callable[[], bool], within_s: float = 5) -> None:
-    deadline = time.monotonic() + within_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition never became true"
-        await asyncio.sleep(0.005)
+@pytest.mark.anyio
+async def test_workers_bound_concurrent_inferences_and_time_the_queue() -> None:
+    scheduler = Scheduler(workers=2, queue_size=5)
+    work = BlockingWork()
+    timers = [StepTimer() for _ in range(5)]
+    tasks = [asyncio.create_task(scheduler.run(t, work.job(str(i)))) for i, t in enumerate(timers)]
+    await wait_until(lambda: work.calls == 2)
+    await asyncio.sleep(0.05)
+    assert work.calls == 2 and scheduler.running == 2 and scheduler.waiting == 3
+    work.release.set()
+    assert await asyncio.gather(*tasks) == ["0", "1", "2", "3", "4"]
+    assert work.max_concurrent == 2
+    # The last ones waited for a slot, and the wait is on their timers.
+    assert max(t.steps["queue"] for t in timers) > 0.03
+    scheduler.shutdown()
 
 
-def test_inference_runs_off_the_event_loop() -> None:
-    async def scenario() -> None:
-        scheduler = Scheduler(workers=1, queue_size=2)
-        work = BlockingWork()
-        task = asyncio.create_task(scheduler.run(StepTimer(), work.job("done")))
-        await wait_until(work.started.is_set)
-        # The loop still turns while the work blocks its thread.
-        ticks = 0
-        for _ in range(10):
-            await asyncio.sleep(0.001)
-            ticks += 1
-        assert ticks == 10 and not task.done()
-        assert scheduler.running == 1 and scheduler.admitted == 1
-        work.release.set()
-        assert await task == "done"
-        assert scheduler.running == 0 and scheduler.admitted == 0
-        scheduler.shutdown()
-
-    asyncio.run(scenario())
+@pytest.mark.anyio
+async def test_the_queue_refuses_beyond_queue_size_and_the_door_refuses_early() -> None:
+    scheduler = Scheduler(workers=1, queue_size=2)
+    work = BlockingWork()
+    tasks = [asyncio.create_task(scheduler.run(StepTimer(), work.job(v))) for v in "ab"]
+    await wait_until(lambda: scheduler.admitted == 2)
+    with pytest.raises(QueueFullError) as refused:
+        await scheduler.run(StepTimer(), work.job("c"))
+    assert refused.value.status_code == 429 and refused.value.retry_after_s >= 1
+    assert refused.value.headers() == {"Retry-After": str(refused.value.retry_after_s)}
+    with pytest.raises(QueueFullError):
+        scheduler.enter()  # the door says the same before any body is read
+    work.release.set()
+    assert await asyncio.gather(*tasks) == ["a", "b"]
+    assert scheduler.admitted == 0
+    scheduler.leave(scheduler.enter())  # room again
+    scheduler.shutdown()
 
 
-def test_workers_bound_concurrent_inferences_and_time_the_queue() -> None:
-    async def scenario() -> None:
-        scheduler = Scheduler(workers=2, queue_size=5)
-        work = BlockingWork()
-        timers = [StepTimer() for _ in range(5)]
-        tasks = [asyncio.create_task(scheduler.run(t, work.job(str(i)))) for i, t in enumerate(timers)]
-        await wait_until(lambda: work.calls == 2)
-        await asyncio.sleep(0.05)
-        assert work.calls == 2 and scheduler.running == 2 and scheduler.waiting == 3
-        work.release.set()
-        assert await asyncio.gather(*tasks) == ["0", "1", "2", "3", "4"]
-        assert work.max_concurrent == 2
-        # The last ones waited for a slot, and the wait is on their timers.
-        assert max(t.steps["queue"] for t in timers) > 0.03
-        scheduler.shutdown()
-
-    asyncio.run(scenario())
-
-
-def test_the_queue_refuses_beyond_queue_size_and_the_door_refuses_early() -> None:
-    async def scenario() -> None:
-        scheduler = Scheduler(workers=1, queue_size=2)
-        work = BlockingWork()
-        tasks = [asyncio.create_task(scheduler.run(StepTimer(), work.job(v))) for v in "ab"]
-        await wait_until(lambda: scheduler.admitted == 2)
-        with pytest.raises(QueueFullError) as refused:
-            await scheduler.run(StepTimer(), work.job("c"))
-        assert refused.value.status_code == 429 and refused.value.retry_after_s >= 1
-        assert refused.value.headers() == {"Retry-After": str(refused.value.retry_after_s)}
-        with pytest.raises(QueueFullError):
-            scheduler.enter()  # the door says the same before any body is read
-        work.release.set()
-        assert await asyncio.gather(*tasks) == ["a", "b"]
-        assert scheduler.admitted == 0
-        scheduler.leave(scheduler.enter())  # room again
-        scheduler.shutdown()
-
-    asyncio.run(scenario())
-
-
-def test_requests_past_the_door_hold_no_queue_place_until_they_run() -> None:
+@pytest.mark.anyio
+async def test_requests_past_the_door_hold_no_queue_place_until_they_run() -> None:
     """Uploads in transit are let in without limit of the queue: only `run` takes a place."""
-
-    async def scenario() -> None:
-        scheduler = Scheduler(workers=1, queue_size=1)
-        uploading = [scheduler.enter() for _ in range(8)]
-        work = BlockingWork()
-        work.release.set()
-        assert await scheduler.run(StepTimer(), work.job("served")) == "served"
-        assert scheduler.entered == 8 and scheduler.admitted == 0
-        for ticket in uploading:
-            scheduler.leave(ticket)
-        scheduler.shutdown()
-
-    asyncio.run(scenario())
+    scheduler = Scheduler(workers=1, queue_size=1)
+    uploading = [scheduler.enter() for _ in range(8)]
+    work = BlockingWork()
+    work.release.set()
+    assert await scheduler.run(StepTimer(), work.job("served")) == "served"
+    assert scheduler.entered == 8 and scheduler.admitted == 0
+    for ticket in uploading:
+        scheduler.leave(ticket)
+    scheduler.shutdown()
 
 
-def test_client_gone_while_queued_costs_no_inference() -> None:
-    async def scenario() -> None:
-        scheduler = Scheduler(workers=1, queue_size=2)
-        work = BlockingWork()
-        busy = asyncio.create_task(scheduler.run(StepTimer(), work.job("first")))
-        await wait_until(work.started.is_set)
+@pytest.mark.anyio
+async def test_client_gone_while_queued_costs_no_inference() -> None:
+    scheduler = Scheduler(workers=1, queue_size=2)
+    work = BlockingWork()
+    busy = asyncio.create_task(scheduler.run(StepTimer(), work.job("first")))
+    await wait_until(work.started.is_set)
 
-        async def queued_request() -> str:
-            async with scheduler.admit() as ticket:
-                asyncio.get_running_loop().call_later(0.05, ticket.disconnected.set)
-                return await scheduler.run(StepTimer(), work.job("second"))
-
-        with pytest.raises(ClientDisconnectedError):
-            await queued_request()
-        work.release.set()
-        assert await busy == "first"
-        assert work.calls == 1
-        # The slot it waited for is still usable.
-        assert await scheduler.run(StepTimer(), work.job("third")) == "third"
-        scheduler.shutdown()
-
-    asyncio.run(scenario())
-
-
-def test_client_gone_during_inference_stops_it_and_frees_the_slot_at_once() -> None:
-    async def scenario() -> None:
-        scheduler = Scheduler(workers=1, queue_size=2)
-        work = BlockingWork()
-
-        async def request() -> str:
-            async with scheduler.admit() as ticket:
-                asyncio.get_running_loop().call_later(0.1, ticket.disconnected.set)
-                return await scheduler.run(StepTimer(), work.job("abandoned"))
-
-        with pytest.raises(ClientDisconnectedError):
-            await request()
-        await wait_until(lambda: scheduler.running == 0, within_s=1)  # without any release
-        assert work.cancelled == 1
-        work.release.set()
-        assert await scheduler.run(StepTimer(), work.job("next")) == "next"
-        scheduler.shutdown()
-
-    asyncio.run(scenario())
-
-
-def test_deadline_passed_in_the_queue_skips_the_inference() -> None:
-    async def scenario() -> None:
-        scheduler = Scheduler(workers=1, queue_size=2)
-        work = BlockingWork()
-        busy = asyncio.create_task(scheduler.run(StepTimer(), work.job("first")))
-        await wait_until(work.started.is_set)
-        timer = StepTimer()
+    async def queued_request() -> str:
         async with scheduler.admit() as ticket:
-            ticket.deadline, ticket.timeout_s = time.monotonic() + 0.3, 0.3
-            with pytest.raises(DeadlineExceededError, match=r"0\.3 s.*waiting in the queue") as late:
-                await scheduler.run(timer, work.job("second"))
-        assert late.value.status_code == 504
-        assert timer.steps["queue"] >= 0.25
-        work.release.set()
-        assert await busy == "first"
-        assert work.calls == 1
-        scheduler.shutdown()
+            asyncio.get_running_loop().call_later(0.05, ticket.disconnected.set)
+            return await scheduler.run(StepTimer(), work.job("second"))
 
-    asyncio.run(scenario())
-
-
-def test_deadline_during_inference_stops_it_and_frees_the_slot_at_once() -> None:
-    async def scenario() -> None:
-        scheduler = Scheduler(workers=1, queue_size=2, request_timeout_s=0.1)
-        work = BlockingWork()
-        with pytest.raises(DeadlineExceededError, match="during inference"):
-            await scheduler.run(StepTimer(), work.job("slow"))
-        await wait_until(lambda: scheduler.running == 0, within_s=1)
-        assert work.cancelled == 1
-        work.release.set()
-        assert await scheduler.run(StepTimer(), work.job("next")) == "next"
-        scheduler.shutdown()
-
-    asyncio.run(scenario())
+    with pytest.raises(ClientDisconnectedError):
+        await queued_request()
+    work.release.set()
+    assert await busy == "first"
+    assert work.calls == 1
+    # The slot it waited for is still usable.
+    assert await scheduler.run(StepTimer(), work.job("third")) == "third"
+    scheduler.shutdown()
 
 
-def test_work_that_fits_the_deadline_is_never_cancelled() -> None:
-    async def scenario() -> None:
-        scheduler = Scheduler(workers=1, queue_size=2, request_timeout_s=2)
-        work = BlockingWork()
-        asyncio.get_running_loop().call_later(0.3, work.release.set)
-        assert await scheduler.run(StepTimer(), work.job("long but in time")) == "long but in time"
-        assert work.cancelled == 0
-        scheduler.shutdown()
+@pytest.mark.anyio
+async def test_client_gone_during_inference_stops_it_and_frees_the_slot_at_once() -> None:
+    scheduler = Scheduler(workers=1, queue_size=2)
+    work = BlockingWork()
 
-    asyncio.run(scenario())
+    async def request() -> str:
+        async with scheduler.admit() as ticket:
+            asyncio.get_running_loop().call_later(0.1, ticket.disconnected.set)
+            return await scheduler.run(StepTimer(), work.job("abandoned"))
+
+    with pytest.raises(ClientDisconnectedError):
+        await request()
+    await wait_until(lambda: scheduler.running == 0, within_s=1)  # without any release
+    assert work.cancelled == 1
+    work.release.set()
+    assert await scheduler.run(StepTimer(), work.job("next")) == "next"
+    scheduler.shutdown()
 
 
-def test_draining_refuses_new_work_and_waits_for_requests_let_in() -> None:
-    async def scenario() -> None:
-        scheduler = Scheduler(workers=1, queue_size=4)
-        ticket = scheduler.enter()  # e.g. still uploading
-        scheduler.start_draining()
-        with pytest.raises(ShuttingDownError) as refused:
-            scheduler.enter()
-        assert refused.value.status_code == 503 and refused.value.retry_after_s is not None
-        assert not await scheduler.wait_idle(0.05)
-        asyncio.get_running_loop().call_later(0.05, scheduler.leave, ticket)
-        assert await scheduler.wait_idle(2)
+@pytest.mark.anyio
+async def test_deadline_passed_in_the_queue_skips_the_inference() -> None:
+    scheduler = Scheduler(workers=1, queue_size=2)
+    work = BlockingWork()
+    busy = asyncio.create_task(scheduler.run(StepTimer(), work.job("first")))
+    await wait_until(work.started.is_set)
+    timer = StepTimer()
+    async with scheduler.admit() as ticket:
+        ticket.deadline, ticket.timeout_s = time.monotonic() + 0.3, 0.3
+        with pytest.raises(DeadlineExceededError, match=r"0\.3 s.*waiting in the queue") as late:
+            await scheduler.run(timer, work.job("second"))
+    assert late.value.status_code == 504
+    assert timer.steps["queue"] >= 0.25
+    work.release.set()
+    assert await busy == "first"
+    assert work.calls == 1
+    scheduler.shutdown()
 
-    asyncio.run(scenario())
+
+@pytest.mark.anyio
+async def test_deadline_during_inference_stops_it_and_frees_the_slot_at_once() -> None:
+    scheduler = Scheduler(workers=1, queue_size=2, request_timeout_s=0.1)
+    work = BlockingWork()
+    with pytest.raises(DeadlineExceededError, match="during inference"):
+        await scheduler.run(StepTimer(), work.job("slow"))
+    await wait_until(lambda: scheduler.running == 0, within_s=1)
+    assert work.cancelled == 1
+    work.release.set()
+    assert await scheduler.run(StepTimer(), work.job("next")) == "next"
+    scheduler.shutdown()
+
+
+@pytest.mark.anyio
+async def test_work_that_fits_the_deadline_is_never_cancelled() -> None:
+    scheduler = Scheduler(workers=1, queue_size=2, request_timeout_s=2)
+    work = BlockingWork()
+    asyncio.get_running_loop().call_later(0.3, work.release.set)
+    assert await scheduler.run(StepTimer(), work.job("long but in time")) == "long but in time"
+    assert work.cancelled == 0
+    scheduler.shutdown()
+
+
+@pytest.mark.anyio
+async def test_draining_refuses_new_work_and_waits_for_requests_let_in() -> None:
+    scheduler = Scheduler(workers=1, queue_size=4)
+    ticket = scheduler.enter()  # e.g. still uploading
+    scheduler.start_draining()
+    with pytest.raises(ShuttingDownError) as refused:
+        scheduler.enter()
+    assert refused.value.status_code == 503 and refused.value.retry_after_s is not None
+    assert not await scheduler.wait_idle(0.05)
+    asyncio.get_running_loop().call_later(0.05, scheduler.leave, ticket)
+    assert await scheduler.wait_idle(2)
 
 
 # --- Retry-After follows the queued audio at the measured real-time factor ---------------------
 
 
-def test_the_real_time_factor_is_learned_from_finished_inferences() -> None:
-    async def scenario() -> None:
-        scheduler = Scheduler(workers=1, queue_size=4)
-        before = scheduler.real_time_factor
+@pytest.mark.anyio
+async def test_the_real_time_factor_is_learned_from_finished_inferences() -> None:
+    scheduler = Scheduler(workers=1, queue_size=4)
+    before = scheduler.real_time_factor
 
-        def sleeps(_: threading.Event) -> None:
-            time.sleep(0.1)
+    def sleeps(_: threading.Event) -> None:
+        time.sleep(0.1)
 
-        for _ in range(20):  # 0.1 s of work per 10 s of audio
-            await scheduler.run(StepTimer(), sleeps, audio_seconds=10)
-        assert before == pytest.approx(0.1)
-        assert 0.009 < scheduler.real_time_factor < 0.02
-        scheduler.shutdown()
-
-    asyncio.run(scenario())
+    for _ in range(20):  # 0.1 s of work per 10 s of audio
+        await scheduler.run(StepTimer(), sleeps, audio_seconds=10)
+    assert before == pytest.approx(0.1)
+    assert 0.009 < scheduler.real_time_factor < 0.02
+    scheduler.shutdown()
 
 
-def test_retry_after_counts_queued_audio_and_forgets_a_finished_long_job() -> None:
-    async def scenario() -> None:
-        scheduler = Scheduler(workers=1, queue_size=2, jitter=random.Random(0))
-        work = BlockingWork()
-        assert scheduler.backlog_s() == 0
-        # 400 s of audio at the prior real-time factor of 0.1: 40 s of work ahead.
-        long_job = asyncio.create_task(scheduler.run(StepTimer(), work.job("long"), audio_seconds=400))
-        await wait_until(work.started.is_set)
-        assert 39 < scheduler.backlog_s() <= 40
-        waiting = asyncio.create_task(scheduler.run(StepTimer(), work.job("short"), audio_seconds=100))
-        await wait_until(lambda: scheduler.waiting == 1)
-        assert 49 < scheduler.backlog_s() <= 50
-        assert 49 <= scheduler.retry_after_s() <= MAX_RETRY_AFTER_S
-        work.release.set()
-        await asyncio.gather(long_job, waiting)
-        # Nothing queued any more: a refused client is told to come back at once, not in 50 s.
-        assert scheduler.backlog_s() == 0
-        assert scheduler.retry_after_s() <= 2
-        scheduler.shutdown()
-
-    asyncio.run(scenario())
+@pytest.mark.anyio
+async def test_retry_after_counts_queued_audio_and_forgets_a_finished_long_job() -> None:
+    scheduler = Scheduler(workers=1, queue_size=2, jitter=random.Random(0))
+    work = BlockingWork()
+    assert scheduler.backlog_s() == 0
+    # 400 s of audio at the prior real-time factor of 0.1: 40 s of work ahead.
+    long_job = asyncio.create_task(scheduler.run(StepTimer(), work.job("long"), audio_seconds=400))
+    await wait_until(work.started.is_set)
+    assert 39 < scheduler.backlog_s() <= 40
+    waiting = asyncio.create_task(scheduler.run(StepTimer(), work.job("short"), audio_seconds=100))
+    await wait_until(lambda: scheduler.waiting == 1)
+    assert 49 < scheduler.backlog_s() <= 50
+    assert 49 <= scheduler.retry_after_s() <= MAX_RETRY_AFTER_S
+    work.release.set()
+    await asyncio.gather(long_job, waiting)
+    # Nothing queued any more: a refused client is told to come back at once, not in 50 s.
+    assert scheduler.backlog_s() == 0
+    assert scheduler.retry_after_s() <= 2
+    scheduler.shutdown()
 
 
-def test_retry_after_is_spread_so_refused_clients_do_not_return_together() -> None:
-    async def scenario() -> None:
-        scheduler = Scheduler(workers=1, queue_size=1)
-        work = BlockingWork()
-        task = asyncio.create_task(scheduler.run(StepTimer(), work.job("x"), audio_seconds=200))
-        await wait_until(work.started.is_set)
-        values = [scheduler.retry_after_s() for _ in range(50)]
-        assert len(set(values)) >= 4  # about 20 s of backlog, spread over 20..26 s
-        assert min(values) >= 19 and max(values) <= 27
-        work.release.set()
-        await task
-        scheduler.shutdown()
-
-    asyncio.run(scenario())
-
-
-# --- The ASGI gate, driven with raw ASGI messages ---------------------------------------------
-
-
-class FakeClient:
-    """One HTTP request as ASGI sees it: a body in one message, then (optionally) a disconnect."""
-
-    def __init__(
-        self, path: str = "/v1/audio/transcriptions", body: bytes = b"audio", *, stalls: bool = False
-    ) -> None:
-        self.scope: dict[str, Any] = {
-            "type": "http",
-            "method": "POST",
-            "path": path,
-            "headers": [(b"content-length", str(len(body)).encode())],
-            "query_string": b"",
-        }
-        self.body = body
-        self.stalls = stalls  # sends nothing until it is gone
-        self.body_reads = 0
-        self.gone = asyncio.Event()
-        self.sent: list[dict[str, Any]] = []
-
-    async def receive(self) -> dict[str, Any]:
-        if self.body_reads == 0 and not self.stalls:
-            self.body_reads += 1
-            return {"type": "http.request", "body": self.body, "more_body": False}
-        await self.gone.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(self, message: dict[str, Any]) -> None:
-        self.sent.append(message)
-
-    @property
-    def status(self) -> int:
-        return self.sent[0]["status"]
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {k.decode(): v.decode() for k, v in self.sent[0]["headers"]}
-
-    def json(self) -> Any:
-        return json.loads(b"".join(m.get("body", b"") for m in self.sent[1:]))
-
-
-def audio_app(scheduler: Scheduler, work: BlockingWork) -> Callable[..., Awaitable[None]]:
-    """A minimal ASGI app that reads the body and runs `work` through the scheduler."""
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        message = await receive()
-        result = await scheduler.run(StepTimer(), work.job(message["body"].decode()))
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": result.encode()})
-
-    return app
-
-
-def test_full_instance_answers_429_before_reading_the_upload() -> None:
-    async def scenario() -> None:
-        scheduler = Scheduler(workers=1, queue_size=1)
-        work = BlockingWork()
-        gate = AdmissionMiddleware(audio_app(scheduler, work), scheduler)
-        first = FakeClient()
-        running = asyncio.create_task(gate(first.scope, first.receive, first.send))
-        await wait_until(work.started.is_set)
-
-        refused = FakeClient()
-        await gate(refused.scope, refused.receive, refused.send)
-        assert refused.status == 429
-        assert int(refused.headers["retry-after"]) >= 1
-        assert refused.json()["error"]["code"] == "queue_full"
-        assert set(refused.json()["error"]) == {"message", "type", "param", "code"}
-        assert refused.body_reads == 0  # the upload was never read
-
-        # Other paths are not gated.
-        other = FakeClient(path="/healthz")
-        other_app_called = asyncio.Event()
-
-        async def other_app(scope: Any, receive: Any, send: Any) -> None:
-            other_app_called.set()
-
-        await AdmissionMiddleware(other_app, scheduler)(other.scope, other.receive, other.send)
-        assert other_app_called.is_set()
-
-        work.release.set()
-        await running
-        assert first.status == 200 and scheduler.admitted == 0
-        scheduler.shutdown()
-
-    asyncio.run(scenario())
-
-
-def test_client_disconnect_while_queued_behind_the_gate_costs_no_inference() -> None:
-    async def scenario() -> None:
-        scheduler = Scheduler(workers=1, queue_size=2)
-        work = BlockingWork()
-        gate = AdmissionMiddleware(audio_app(scheduler, work), scheduler)
-        first, leaver = FakeClient(body=b"first"), FakeClient(body=b"leaver")
-        running = asyncio.create_task(gate(first.scope, first.receive, first.send))
-        await wait_until(work.started.is_set)
-        waiting = asyncio.create_task(gate(leaver.scope, leaver.receive, leaver.send))
-        await wait_until(lambda: scheduler.waiting == 1)
-        leaver.gone.set()  # the client hangs up while queued
-        with pytest.raises(ClientDisconnectedError):
-            await waiting
-        work.release.set()
-        await running
-        assert work.calls == 1
-        assert scheduler.admitted == 0
-        scheduler.shutdown()
-
-    asyncio.run(scenario())
-
-
-def test_stalled_uploads_behind_the_gate_hold_no_queue_place() -> None:
-    async def scenario() -> None:
-        scheduler = Scheduler(workers=1, queue_size=1)
-        work = BlockingWork()
-        work.release.set()
-        gate = AdmissionMiddleware(audio_app(scheduler, work), scheduler)
-        stalled = [FakeClient(stalls=True) for _ in range(8)]
-        tasks = [asyncio.create_task(gate(c.scope, c.receive, c.send)) for c in stalled]
-        await wait_until(lambda: scheduler.entered == 8)
-        served = FakeClient(body=b"served")
-        await gate(served.scope, served.receive, served.send)
-        assert served.status == 200 and served.sent[1]["body"] == b"served"
-        for client in stalled:
-            client.gone.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        assert scheduler.entered == 0 and scheduler.admitted == 0
-        scheduler.shutdown()
-
-    asyncio.run(scenario())
+@pytest.mark.anyio
+async def test_retry_after_is_spread_so_refused_clients_do_not_return_together() -> None:
+    scheduler = Scheduler(workers=1, queue_size=1)
+    work = BlockingWork()
+    task = asyncio.create_task(scheduler.run(StepTimer(), work.job("x"), audio_seconds=200))
+    await wait_until(work.started.is_set)
+    values = [scheduler.retry_after_s() for _ in range(50)]
+    assert len(set(values)) >= 4  # about 20 s of backlog, spread over 20..26 s
+    assert min(values) >= 19 and max(values) <= 27
+    work.release.set()
+    await task
+    scheduler.shutdown()

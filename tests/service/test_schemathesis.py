@@ -15,7 +15,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.python import asgi
 from schemathesis.schemas import APIOperation
 
-from tests.service.conftest import LazyEngines, make_app
+from tests.support.apps import make_app
+from tests.support.engines import LazyEngines
 
 MAX_EXAMPLES = 30
 

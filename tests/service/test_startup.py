@@ -97,42 +97,36 @@ class RecordingEngine:
         self.warmed.append(time.monotonic())
 
 
-def test_background_warm_up_waits_until_no_request_is_in() -> None:
-    async def scenario() -> None:
-        scheduler = Scheduler(workers=1, queue_size=4)
-        engine = RecordingEngine()
-        ticket = scheduler.enter()  # a request is in: the warm-up must not start
-        task = asyncio.create_task(warm_up_when_idle(engine, scheduler, quiet_s=0.2, poll_s=0.02))
-        await asyncio.sleep(0.5)
-        assert engine.warmed == []
-        released = time.monotonic()
-        scheduler.leave(ticket)
-        await asyncio.wait_for(task, timeout=5)
-        assert len(engine.warmed) == 1 and engine.warmed[0] > released
-        scheduler.shutdown()
-
-    asyncio.run(scenario())
+@pytest.mark.anyio
+async def test_background_warm_up_waits_until_no_request_is_in() -> None:
+    scheduler = Scheduler(workers=1, queue_size=4)
+    engine = RecordingEngine()
+    ticket = scheduler.enter()  # a request is in: the warm-up must not start
+    task = asyncio.create_task(warm_up_when_idle(engine, scheduler, quiet_s=0.2, poll_s=0.02))
+    await asyncio.sleep(0.5)
+    assert engine.warmed == []
+    released = time.monotonic()
+    scheduler.leave(ticket)
+    await asyncio.wait_for(task, timeout=5)
+    assert len(engine.warmed) == 1 and engine.warmed[0] > released
+    scheduler.shutdown()
 
 
-def test_background_warm_up_never_runs_while_draining() -> None:
-    async def scenario() -> None:
-        scheduler = Scheduler(workers=1, queue_size=4)
-        scheduler.start_draining()
-        engine = RecordingEngine()
-        await asyncio.wait_for(warm_up_when_idle(engine, scheduler, quiet_s=0.1, poll_s=0.02), timeout=5)
-        assert engine.warmed == []
-        scheduler.shutdown()
-
-    asyncio.run(scenario())
+@pytest.mark.anyio
+async def test_background_warm_up_never_runs_while_draining() -> None:
+    scheduler = Scheduler(workers=1, queue_size=4)
+    scheduler.start_draining()
+    engine = RecordingEngine()
+    await asyncio.wait_for(warm_up_when_idle(engine, scheduler, quiet_s=0.1, poll_s=0.02), timeout=5)
+    assert engine.warmed == []
+    scheduler.shutdown()
 
 
-def test_engines_without_a_background_warm_up_are_left_alone() -> None:
-    async def scenario() -> None:
-        scheduler = Scheduler(workers=1, queue_size=4)
-        await asyncio.wait_for(warm_up_when_idle(object(), scheduler, quiet_s=0.1), timeout=1)
-        scheduler.shutdown()
-
-    asyncio.run(scenario())
+@pytest.mark.anyio
+async def test_engines_without_a_background_warm_up_are_left_alone() -> None:
+    scheduler = Scheduler(workers=1, queue_size=4)
+    await asyncio.wait_for(warm_up_when_idle(object(), scheduler, quiet_s=0.1), timeout=1)
+    scheduler.shutdown()
 
 
 def test_malloc_arenas_are_capped_unless_the_operator_chose(monkeypatch: pytest.MonkeyPatch) -> None:

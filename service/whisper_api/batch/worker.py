@@ -1,11 +1,11 @@
 """The batch worker: every recording under one location → transcripts under another.
 
 Each input goes through the path a request takes (`audio.decode_audio` → `Engine.transcribe` →
-`formats.render`), so a file gets the same transcript, and a bad file the same message, as from
-the API. Transcripts mirror the input's relative path with the format's suffix appended
-(`calls/a.mp3` → `calls/a.mp3.verbose.json`, `calls/a.mp3.srt`), so that `a.mp3` and `a.wav`
-never collide. The next file is decoded while the current one is transcribed: at most two decoded
-recordings are in memory at once.
+`pipeline.render_text`, with the pipeline's memory release after long audio), so a file gets the
+same transcript, and a bad file the same message, as from the API. Transcripts mirror the input's
+relative path with the format's suffix appended (`calls/a.mp3` → `calls/a.mp3.verbose.json`,
+`calls/a.mp3.srt`), so that `a.mp3` and `a.wav` never collide. The next file is decoded while the
+current one is transcribed: at most two decoded recordings are in memory at once.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from whisper_api.batch.manifest import (
 )
 from whisper_api.batch.storage import Location, StorageError, StoredFile, is_safe_path
 from whisper_api.engines.base import Engine, TranscriptionCancelled
-from whisper_api.formats import render
+from whisper_api.pipeline import release_memory_after, render_text
 from whisper_api.schemas import ResponseFormat, Segment, TranscribeOptions, Transcript
 from whisper_api.settings import Settings
 
@@ -148,7 +148,18 @@ class _Failure(Exception):
         self.code = code
 
 
-Decoded = tuple[np.ndarray, float]
+@dataclass
+class Decoded:
+    """A recording's samples and the seconds decoding took; the samples are handed over once, so
+    that the decode-ahead future does not keep them alive after the transcription."""
+
+    samples: np.ndarray | None
+    seconds: float
+
+    def take(self) -> np.ndarray:
+        samples, self.samples = self.samples, None
+        assert samples is not None, "the samples were already taken"
+        return samples
 
 
 class BatchRunner:
@@ -234,18 +245,25 @@ class BatchRunner:
         identity = self._identity(item)
         duration = None
         try:
-            audio, decode_s = decoding.result()
+            decoded = decoding.result()
+            audio = decoded.take()
             duration = audio.shape[0] / SAMPLE_RATE
             started = time.perf_counter()
-            transcript = self.engine.transcribe(
-                audio, self.job.options, on_segment=progress.on_segment(duration), cancel=self.cancel
-            )
-            del audio
+            try:
+                transcript = self.engine.transcribe(
+                    audio, self.job.options, on_segment=progress.on_segment(duration), cancel=self.cancel
+                )
+            finally:
+                del audio
+                release_memory_after(duration)
             record = FileRecord(
                 **identity,
                 status="done",
                 duration=duration,
-                timings={"decode": round(decode_s, 3), "transcribe": round(time.perf_counter() - started, 3)},
+                timings={
+                    "decode": round(decoded.seconds, 3),
+                    "transcribe": round(time.perf_counter() - started, 3),
+                },
                 outputs=self.job.output_paths(item.path),
                 engine=self.engine.name,
                 model=self.engine.model,
@@ -290,14 +308,13 @@ class BatchRunner:
                 f"The recording could not be read from storage ({type(error).__name__}: {error}).",
                 "storage_error",
             ) from error
-        return audio, time.perf_counter() - started
+        return Decoded(audio, time.perf_counter() - started)
 
     def _write(self, item: StoredFile, transcript: Transcript, record: FileRecord) -> None:
         """Every transcript first, then the done marker (the record): the marker commits the input."""
         for response_format, path in zip(self.job.formats, record.outputs, strict=True):
-            body, media_type = render(transcript, response_format, self.granularities)
-            text = body if isinstance(body, str) else body.model_dump_json()
-            self.outputs.write(path, text.encode(), media_type)
+            rendered = render_text(transcript, response_format, self.granularities)
+            self.outputs.write(path, rendered.body.encode(), rendered.media_type)
         marker = record.model_dump_json().encode()
         self.outputs.write(done_marker(item.path, item.version), marker, JSON_MEDIA_TYPE)
 

@@ -1,31 +1,27 @@
 """OpenAI's audio endpoints: `POST /v1/audio/transcriptions` and `POST /v1/audio/translations`.
 
-One request: validate the form → check the upload's header off the event loop → queue through the
-scheduler → decode and run the engine in an inference slot → render the asked-for format. Each step
-is timed on the request's StepTimer for Server-Timing and the log line.
+A route validates the form (model, language, stream, granularities), builds the typed
+`AudioRequest` and hands it to the `pipeline` (probe, queue, decode, transcribe, render), or
+streams what it decodes (`streaming`).
 """
 
-import threading
 from functools import partial
 from http import HTTPStatus
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request, Response, UploadFile
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
-from whisper_api.audio import AudioError, decode_audio, duration_seconds, probe_audio
-from whisper_api.engines.base import Engine, SegmentCallback
-from whisper_api.errors import ERROR_RESPONSES, ApiError, invalid_request
-from whisper_api.formats import render
-from whisper_api.memory import RELEASE_AFTER_AUDIO_S, release_freed_memory
+from whisper_api import contract
+from whisper_api.deps import PipelineDep, ServedModelsDep, SettingsDep
+from whisper_api.engines.base import Engine
+from whisper_api.errors import ERROR_RESPONSES, invalid_request
+from whisper_api.languages import LANGUAGE_CODES
 from whisper_api.multipart import AudioRoute
-from whisper_api.routes.health import is_served, model_not_found, served_model_names
-from whisper_api.scheduler import Scheduler
+from whisper_api.pipeline import AudioRequest, Pipeline
 from whisper_api.schemas import (
     Task,
     TranscribeOptions,
-    Transcript,
     TranscriptionJson,
     TranscriptionRequest,
     TranscriptionVerbose,
@@ -33,15 +29,12 @@ from whisper_api.schemas import (
     TranscriptTextDone,
     TranslationRequest,
 )
+from whisper_api.served_models import check_served
 from whisper_api.settings import Settings
 from whisper_api.streaming import stream_transcript
-from whisper_api.timing import StepTimer, request_timer
 
-TRANSCRIPTIONS_PATH = "/v1/audio/transcriptions"
-TRANSLATIONS_PATH = "/v1/audio/translations"
-AUDIO_PATHS = (TRANSCRIPTIONS_PATH, TRANSLATIONS_PATH)
+AUDIO_PATHS = (contract.TRANSCRIPTIONS_PATH, contract.TRANSLATIONS_PATH)
 STREAMED_FORMATS = ("json", "text")
-_TYPICAL_BYTES_PER_S = 16_000
 
 # Fields of OpenAI's audio API that this service does not implement: refused, never ignored.
 # A list field arrives as `name[]`, an object as `name[key]`: both count under `name`.
@@ -152,142 +145,34 @@ AUDIO_RESPONSES: dict[int | str, dict[str, Any]] = {
 RESPONSE_MODELS = (TranscriptionJson, TranscriptionVerbose, TranscriptTextDelta, TranscriptTextDone)
 
 
-def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
-
-
-def get_timer(request: Request) -> StepTimer:
-    return request_timer(request.scope)
-
-
-def get_ready_engine(request: Request) -> Engine:
-    """The loaded engine; 503 while the model is still loading."""
-    engine: Engine | None = request.app.state.engine
-    if engine is None or not request.app.state.readiness.ready:
-        raise ApiError(
-            HTTPStatus.SERVICE_UNAVAILABLE,
-            "The model is still loading; retry shortly (see /readyz).",
-            type="server_error",
-            code="model_not_ready",
-            headers={"Retry-After": "5"},
+def check_stream(form: TranslationRequest) -> None:
+    if form.stream and form.response_format not in STREAMED_FORMATS:
+        raise invalid_request(
+            f"stream=true sends the text as it is decoded: use response_format json or text, not "
+            f"{form.response_format} (it needs the whole transcript).",
+            param="stream",
+            code="invalid_value",
         )
-    return engine
 
 
-def get_scheduler(request: Request) -> Scheduler:
-    return request.app.state.scheduler
-
-
-def _languages() -> frozenset[str]:
-    from faster_whisper.tokenizer import _LANGUAGE_CODES  # the list Whisper's tokenizer knows
-
-    return frozenset(_LANGUAGE_CODES)
-
-
-LANGUAGES = _languages()
-
-
-class AudioJob:
-    """Everything one audio request needs, gathered by dependency injection."""
-
-    def __init__(
-        self,
-        request: Request,
-        settings: Annotated[Settings, Depends(get_settings)],
-        engine: Annotated[Engine, Depends(get_ready_engine)],
-        scheduler: Annotated[Scheduler, Depends(get_scheduler)],
-        timer: Annotated[StepTimer, Depends(get_timer)],
-    ) -> None:
-        self.request = request
-        self.settings = settings
-        self.engine = engine
-        self.scheduler = scheduler
-        self.timer = timer
-
-    async def run(self, upload: UploadFile, options: TranscribeOptions, form: TranslationRequest) -> Response:
-        """Transcribe and render; the upload is closed (and its spool file freed) in any case."""
-        try:
-            transcript = await self.transcribe(upload, options)
-            with self.timer.step("format"):
-                granularities = frozenset(getattr(form, "timestamp_granularities", None) or ["segment"])
-                body, media_type = render(transcript, form.response_format, granularities)
-        finally:
-            await upload.close()
-        if isinstance(body, str):
-            return Response(content=body, media_type=media_type)
-        return Response(content=body.model_dump_json(), media_type=media_type)
-
-    async def transcribe(
-        self, upload: UploadFile, options: TranscribeOptions, on_segment: SegmentCallback | None = None
-    ) -> Transcript:
-        """Check the header, queue, then decode and transcribe in an inference slot.
-
-        Only the header is read before the queue (a bomb is refused at once, and the queue learns
-        how much audio is coming); the samples are decoded in the slot, so that at most `workers`
-        decoded files are in memory. `on_segment` runs on the inference thread for each segment.
-        """
-        limit = self.settings.max_audio_seconds
-        try:
-            with self.timer.step("decode"):
-                info = await run_in_threadpool(probe_audio, upload.file, limit)
-            declared = info.declared_seconds
-            # Without a declared duration, guess from the size at a typical 128 kbit/s.
-            expected_s = declared if declared is not None else (upload.size or 0) / _TYPICAL_BYTES_PER_S
-
-            def decode_and_transcribe(cancel: threading.Event) -> Transcript:
-                with self.timer.step("decode"):
-                    audio = decode_audio(upload.file, limit)
-                self.timer.audio_seconds = duration_seconds(audio)
-                with self.timer.step("inference"):
-                    return self.engine.transcribe(audio, options, on_segment=on_segment, cancel=cancel)
-
-            def work(cancel: threading.Event) -> Transcript:
-                try:
-                    return decode_and_transcribe(cancel)  # its samples are freed when it returns
-                finally:
-                    if (self.timer.audio_seconds or 0) >= RELEASE_AFTER_AUDIO_S:
-                        release_freed_memory()
-
-            return await self.scheduler.run(self.timer, work, audio_seconds=min(expected_s, limit))
-        except AudioError as error:
-            raise invalid_request(str(error), param="file", code=error.code) from error
-
-    async def stream(self, upload: UploadFile, options: TranscribeOptions) -> Response:
-        """`stream=true`: server-sent events, a delta per decoded segment (see `streaming`)."""
-        return await stream_transcript(partial(self.transcribe, upload, options), on_close=upload.close)
-
-    def check_model(self, model: str) -> None:
-        served = served_model_names(self.request)
-        if not is_served(model, served):
-            raise model_not_found(model, served)
-
-    def check_stream(self, form: TranslationRequest) -> None:
-        if form.stream and form.response_format not in STREAMED_FORMATS:
-            raise invalid_request(
-                f"stream=true sends the text as it is decoded: use response_format json or text, not "
-                f"{form.response_format} (it needs the whole transcript).",
-                param="stream",
-                code="invalid_value",
-            )
-
-    def check_language(self, language: str | None) -> str | None:
-        if language is None or not language.strip():
-            return None
-        code = language.strip().lower()
-        if code not in LANGUAGES:
-            raise invalid_request(
-                f"Unknown language '{language}': use an ISO-639-1 code Whisper supports, e.g. en, de, fr.",
-                param="language",
-                code="unsupported_language",
-            )
-        if code != "en" and not self.engine.multilingual:
-            raise invalid_request(
-                f"The served model '{self.engine.model}' is English-only and cannot transcribe language "
-                f"'{code}'; omit `language`, send `en`, or run a multilingual model.",
-                param="language",
-                code="unsupported_language",
-            )
-        return code
+def check_language(language: str | None, engine: Engine) -> str | None:
+    if language is None or not language.strip():
+        return None
+    code = language.strip().lower()
+    if code not in LANGUAGE_CODES:
+        raise invalid_request(
+            f"Unknown language '{language}': use an ISO-639-1 code Whisper supports, e.g. en, de, fr.",
+            param="language",
+            code="unsupported_language",
+        )
+    if code != "en" and not engine.multilingual:
+        raise invalid_request(
+            f"The served model '{engine.model}' is English-only and cannot transcribe language "
+            f"'{code}'; omit `language`, send `en`, or run a multilingual model.",
+            param="language",
+            code="unsupported_language",
+        )
+    return code
 
 
 def _options(task: Task, form: TranslationRequest, settings: Settings, **extra: Any) -> TranscribeOptions:
@@ -301,20 +186,39 @@ def _options(task: Task, form: TranslationRequest, settings: Settings, **extra: 
     )
 
 
+def _audio_request(form: TranscriptionUpload | TranslationUpload, options: TranscribeOptions) -> AudioRequest:
+    """What the pipeline needs of a validated form (a translation has segments only)."""
+    granularities = frozenset(getattr(form, "timestamp_granularities", None) or ["segment"])
+    return AudioRequest(form.file.file, form.file.size, options, form.response_format, granularities)
+
+
+async def _answer(pipeline: Pipeline, upload: UploadFile, request: AudioRequest, stream: bool) -> Response:
+    """Transcribe and render, or stream; the upload is closed (and its spool file freed) in any case."""
+    if stream:
+        return await stream_transcript(partial(pipeline.transcribe, request), on_close=upload.close)
+    try:
+        rendered = await pipeline.render(request)
+    finally:
+        await upload.close()
+    return Response(content=rendered.body, media_type=rendered.media_type)
+
+
 @router.post(
-    TRANSCRIPTIONS_PATH,
+    contract.TRANSCRIPTIONS_PATH,
     summary="Transcribe audio",
     response_class=Response,
     responses=AUDIO_RESPONSES,
 )
 async def create_transcription(
     form: Annotated[TranscriptionUpload, Form(media_type="multipart/form-data")],
-    job: Annotated[AudioJob, Depends()],
+    pipeline: PipelineDep,
+    settings: SettingsDep,
+    served: ServedModelsDep,
 ) -> Response:
     """Transcribe the uploaded audio into its own language (OpenAI `audio.transcriptions.create`)."""
-    job.check_model(form.model)
-    job.check_stream(form)
-    language = job.check_language(form.language)
+    check_served(form.model, served)
+    check_stream(form)
+    language = check_language(form.language, pipeline.engine)
     if form.timestamp_granularities and form.response_format != "verbose_json":
         raise invalid_request(
             "timestamp_granularities[] requires response_format=verbose_json.",
@@ -324,32 +228,30 @@ async def create_transcription(
     options = _options(
         "transcribe",
         form,
-        job.settings,
+        settings,
         language=language,
         word_timestamps="word" in form.timestamp_granularities,
     )
-    if form.stream:
-        return await job.stream(form.file, options)
-    return await job.run(form.file, options, form)
+    return await _answer(pipeline, form.file, _audio_request(form, options), form.stream)
 
 
 @router.post(
-    TRANSLATIONS_PATH,
+    contract.TRANSLATIONS_PATH,
     summary="Translate audio into English",
     response_class=Response,
     responses=AUDIO_RESPONSES,
 )
 async def create_translation(
     form: Annotated[TranslationUpload, Form(media_type="multipart/form-data")],
-    job: Annotated[AudioJob, Depends()],
+    pipeline: PipelineDep,
+    settings: SettingsDep,
+    served: ServedModelsDep,
 ) -> Response:
     """Transcribe the uploaded audio into English text (OpenAI `audio.translations.create`)."""
-    job.check_model(form.model)
-    job.check_stream(form)
-    options = _options("translate", form, job.settings)
-    if form.stream:
-        return await job.stream(form.file, options)
-    return await job.run(form.file, options, form)
+    check_served(form.model, served)
+    check_stream(form)
+    options = _options("translate", form, settings)
+    return await _answer(pipeline, form.file, _audio_request(form, options), form.stream)
 
 
-__all__ = ["AUDIO_PATHS", "TRANSCRIPTIONS_PATH", "TRANSLATIONS_PATH", "router"]
+__all__ = ["AUDIO_PATHS", "router"]

@@ -9,7 +9,7 @@ import pytest
 from google.cloud.run_v2 import Execution, RunJobRequest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from tests.service.batch.conftest import run_task, upload_fixtures
+from tests.support.gcs import run_task, upload_fixtures
 from whisper_api.batch.manifest import Shard
 from whisper_api.batch.storage import open_location
 from whisper_api.batch.submit import execution_id, follow, read_run, run_request

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.service.batch.conftest import FIXTURES, FlakyProxy, run_task, upload_fixtures
-from tests.service.conftest import engine_settings
+from tests.support.engines import FIXTURES, engine_settings
+from tests.support.gcs import FlakyProxy, run_task, upload_fixtures
 from whisper_api.audio import AudioError, decode_audio
 from whisper_api.batch.__main__ import main
 from whisper_api.batch.manifest import DONE_DIR, FileRecord, Shard, read_records

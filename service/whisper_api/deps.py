@@ -1,0 +1,81 @@
+"""What a route may ask for, as `Annotated` aliases: `settings: SettingsDep`, `pipeline: PipelineDep`.
+
+Everything a request needs lives on `app.state` (set by `app.create_app` and its lifespan); these
+read it, so routes never touch `request.app.state` themselves and tests see one place to look.
+"""
+
+from http import HTTPStatus
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from whisper_api.engines.base import Engine
+from whisper_api.errors import ApiError
+from whisper_api.pipeline import Pipeline
+from whisper_api.scheduler import Scheduler
+from whisper_api.schemas import Readiness
+from whisper_api.served_models import served_model_names
+from whisper_api.settings import Settings
+from whisper_api.timing import StepTimer, request_timer
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_timer(request: Request) -> StepTimer:
+    return request_timer(request.scope)
+
+
+TimerDep = Annotated[StepTimer, Depends(get_timer)]
+
+
+def get_readiness(request: Request) -> Readiness:
+    return request.app.state.readiness
+
+
+ReadinessDep = Annotated[Readiness, Depends(get_readiness)]
+
+
+def get_ready_engine(request: Request) -> Engine:
+    """The loaded engine; 503 while the model is still loading."""
+    engine: Engine | None = request.app.state.engine
+    if engine is None or not request.app.state.readiness.ready:
+        raise ApiError(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "The model is still loading; retry shortly (see /readyz).",
+            type="server_error",
+            code="model_not_ready",
+            headers={"Retry-After": "5"},
+        )
+    return engine
+
+
+ReadyEngineDep = Annotated[Engine, Depends(get_ready_engine)]
+
+
+def get_scheduler(request: Request) -> Scheduler:
+    return request.app.state.scheduler
+
+
+SchedulerDep = Annotated[Scheduler, Depends(get_scheduler)]
+
+
+def get_served_models(request: Request, settings: SettingsDep) -> list[str]:
+    """The names this instance answers to (the model is known from settings while it loads)."""
+    return served_model_names(request.app.state.engine, settings)
+
+
+ServedModelsDep = Annotated[list[str], Depends(get_served_models)]
+
+
+def get_pipeline(
+    settings: SettingsDep, engine: ReadyEngineDep, scheduler: SchedulerDep, timer: TimerDep
+) -> Pipeline:
+    return Pipeline(engine, scheduler, timer, max_audio_seconds=settings.max_audio_seconds)
+
+
+PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]

@@ -1,0 +1,110 @@
+"""The transcription path: probe, admit, decode, transcribe, release memory, render.
+
+The API (`routes/audio.py`, through `Pipeline`) and the batch worker (`batch/worker.py`, through
+`release_memory_after` and `render_text`) take the same steps, so a recording gets the same
+transcript, and the process gives back the same memory, whichever way it came in.
+"""
+
+import threading
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from anyio import to_thread
+
+from whisper_api.audio import AudioError, decode_audio, duration_seconds, probe_audio
+from whisper_api.engines.base import Engine, SegmentCallback
+from whisper_api.errors import invalid_request
+from whisper_api.formats import render
+from whisper_api.memory import RELEASE_AFTER_AUDIO_S, release_freed_memory
+from whisper_api.scheduler import Scheduler
+from whisper_api.schemas import ResponseFormat, TranscribeOptions, Transcript
+from whisper_api.timing import StepTimer
+
+# Without a declared duration, the queue guesses the audio's length from its size at 128 kbit/s.
+_TYPICAL_BYTES_PER_S = 16_000
+
+
+@dataclass(frozen=True)
+class AudioRequest:
+    """A validated audio request, as a route hands it on: the upload and what to make of it."""
+
+    file: BinaryIO
+    size: int | None
+    options: TranscribeOptions
+    response_format: ResponseFormat = "json"
+    granularities: frozenset[str] = field(default_factory=lambda: frozenset({"segment"}))
+
+
+@dataclass(frozen=True)
+class Rendered:
+    body: str
+    media_type: str
+
+
+def render_text(
+    transcript: Transcript, response_format: ResponseFormat, granularities: frozenset[str]
+) -> Rendered:
+    """The transcript in `response_format`, as the text an answer or a transcript file holds."""
+    body, media_type = render(transcript, response_format, granularities)
+    return Rendered(body if isinstance(body, str) else body.model_dump_json(), media_type)
+
+
+def release_memory_after(audio_seconds: float | None) -> bool:
+    """After long audio, give the heap's free pages back (`memory.release_freed_memory`).
+
+    Call it once the recording's samples are freed: pages still in use cannot go back.
+    """
+    return (audio_seconds or 0) >= RELEASE_AFTER_AUDIO_S and release_freed_memory()
+
+
+class Pipeline:
+    """One API request's way through the steps, timed on its StepTimer (Server-Timing, log line)."""
+
+    def __init__(
+        self, engine: Engine, scheduler: Scheduler, timer: StepTimer, *, max_audio_seconds: float
+    ) -> None:
+        self.engine = engine
+        self.scheduler = scheduler
+        self.timer = timer
+        self.max_audio_seconds = max_audio_seconds
+
+    async def render(self, request: AudioRequest) -> Rendered:
+        transcript = await self.transcribe(request)
+        with self.timer.step("format"):
+            return render_text(transcript, request.response_format, request.granularities)
+
+    async def transcribe(
+        self, request: AudioRequest, on_segment: SegmentCallback | None = None
+    ) -> Transcript:
+        """Check the header, queue, then decode and transcribe in an inference slot.
+
+        Only the header is read before the queue (a bomb is refused at once, and the queue learns
+        how much audio is coming); the samples are decoded in the slot, so that at most `workers`
+        decoded files are in memory. `on_segment` runs on the inference thread for each segment.
+        """
+        limit = self.max_audio_seconds
+        timer = self.timer
+        try:
+            with timer.step("decode"):
+                info = await to_thread.run_sync(probe_audio, request.file, limit)
+            declared = info.declared_seconds
+            expected_s = declared if declared is not None else (request.size or 0) / _TYPICAL_BYTES_PER_S
+
+            def decode_and_transcribe(cancel: threading.Event) -> Transcript:
+                with timer.step("decode"):
+                    audio = decode_audio(request.file, limit)
+                timer.audio_seconds = duration_seconds(audio)
+                with timer.step("inference"):
+                    return self.engine.transcribe(
+                        audio, request.options, on_segment=on_segment, cancel=cancel
+                    )
+
+            def work(cancel: threading.Event) -> Transcript:
+                try:
+                    return decode_and_transcribe(cancel)  # its samples are freed when it returns
+                finally:
+                    release_memory_after(timer.audio_seconds)
+
+            return await self.scheduler.run(timer, work, audio_seconds=min(expected_s, limit))
+        except AudioError as error:
+            raise invalid_request(str(error), param="file", code=error.code) from error

@@ -1,0 +1,49 @@
+"""Audio made in the test: decompression bombs (a few kilobytes that decode to hours), long speech."""
+
+import io
+import wave
+from pathlib import Path
+
+import av
+import numpy as np
+
+from tests.support.engines import SAMPLE_RATE, load_clip
+
+
+def wav_bytes(rate: int, samples: int, width: int = 1) -> bytes:
+    """A WAV header declaring `samples` samples at `rate` Hz, then the (silent) samples."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(width)
+        wav.setframerate(rate)
+        wav.writeframes(b"\x80" * samples * width)
+    return out.getvalue()
+
+
+def flac_of_silence(seconds: float, rate: int = 8_000) -> bytes:
+    """A FLAC of digital silence: a few kilobytes per minute, encoded here with PyAV."""
+    out = io.BytesIO()
+    with av.open(out, "w", format="flac") as container:
+        stream = container.add_stream("flac", rate=rate, layout="mono")
+        frame_samples = 4096
+        silence = np.zeros((1, frame_samples), dtype=np.int16)
+        for start in range(0, int(seconds * rate), frame_samples):
+            frame = av.AudioFrame.from_ndarray(silence, format="s16", layout="mono")
+            frame.sample_rate = rate
+            frame.pts = start
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return out.getvalue()
+
+
+def long_recording(tmp_path: Path, repeats: int) -> bytes:
+    """Real speech, minutes long: long.ogg said `repeats` times, as a 16 kHz 16-bit WAV."""
+    samples = np.tile(load_clip("long.ogg"), repeats)
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(SAMPLE_RATE)
+        wav.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return out.getvalue()
