@@ -5,6 +5,11 @@ the same WHISPER_* settings as the server. As a Cloud Run Job task, the task's s
 follows CLOUD_RUN_TASK_INDEX / CLOUD_RUN_TASK_COUNT. Exit status: 0 when every recording of the
 share has its transcripts, 1 when some failed (see the manifest), 2 for a bad command or an
 unusable location, 130 when interrupted (rerun to resume).
+
+The run itself goes on a thread of its own, so that SIGINT/SIGTERM are handled at once whatever
+the run is doing (listing, decoding, inside the engine, waiting on storage): the run is asked to
+stop, gets STOP_GRACE_S to do so, and then the process writes the manifest, prints the summary
+and exits 130 without waiting for the work in progress, which the next run redoes.
 """
 
 from __future__ import annotations
@@ -15,17 +20,18 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import FrameType
-from typing import get_args
+from typing import NoReturn, get_args
 
 from pydantic import ValidationError
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from whisper_api.batch.manifest import Shard
 from whisper_api.batch.storage import StorageError, open_location
-from whisper_api.batch.worker import DEFAULT_FORMATS, BatchJob, BatchRunner
+from whisper_api.batch.worker import DEFAULT_FORMATS, BatchJob, BatchRunner, Summary
 from whisper_api.engines.base import Engine
 from whisper_api.schemas import ResponseFormat, TranscribeOptions
 from whisper_api.settings import Settings, get_settings
@@ -34,6 +40,9 @@ from whisper_api.telemetry import configure_logging
 logger = logging.getLogger("whisper_api.batch")
 
 USAGE_ERROR = 2
+INTERRUPTED = 130
+STOP_GRACE_S = 0.6  # for the run to stop by itself after a signal; the whole stop stays within 1 s
+LAST_FLUSH_S = 0.3  # for the manifest's last write when the run did not stop in time
 FORMATS = get_args(ResponseFormat)
 
 
@@ -108,12 +117,12 @@ def engine_loader(settings: Settings) -> Engine:
 
 
 def _stop_on_signals(cancel: threading.Event) -> None:
-    """First SIGTERM/SIGINT: stop the recording in progress within one segment, write the manifest
-    and exit (Cloud Run allows 10 s after SIGTERM); second: stop at once."""
+    """SIGTERM/SIGINT: stop within a second (Cloud Run allows 10 s after SIGTERM); another signal
+    while stopping changes nothing."""
 
     def handle(signum: int, frame: FrameType | None) -> None:
         if cancel.is_set():
-            raise KeyboardInterrupt
+            return
         cancel.set()
         logger.warning(
             "%s: stopping; the recording in progress is redone by the next run", signal.Signals(signum).name
@@ -153,14 +162,72 @@ def main(
         cancel=cancel,
         progress=args.progress,
     )
+    started = time.perf_counter()
     try:
         with logging_redirect_tqdm():  # log lines above the progress bar, not through it
-            summary = runner.run()
+            summary = run_until_stopped(runner, cancel)
     except StorageError as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
+    if summary is None:  # stopped while the run was still at work
+        _exit_now(_abandon(runner, time.perf_counter() - started))
     print(summary.describe(), flush=True)
     return summary.exit_code
+
+
+def run_until_stopped(runner: BatchRunner, cancel: threading.Event) -> Summary | None:
+    """The run's summary, or None when a signal came and the run did not stop within the grace."""
+    finished = threading.Event()
+    outcome: list[Summary | BaseException] = []
+
+    def work() -> None:
+        try:
+            outcome.append(runner.run())
+        except BaseException as error:
+            outcome.append(error)
+        finally:
+            finished.set()
+
+    # A daemon: an abandoned run must not keep the process alive.
+    threading.Thread(target=work, name="batch-run", daemon=True).start()
+    while not finished.wait(0.05):  # the signal handlers run between these waits
+        if cancel.is_set() and not finished.wait(STOP_GRACE_S):
+            return None
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def _abandon(runner: BatchRunner, wall_seconds: float) -> str:
+    """What an interrupted run reports when its work is left behind: the counts so far (what was
+    not committed counts as not reached) and the manifest, if storage takes it in time."""
+    summary = runner.summary
+    if summary is None:
+        return (
+            f"interrupted before the inputs were listed: nothing was done\n"
+            f"manifest: {runner.outputs.url_of(runner.manifest.name)}\n"
+            "interrupted: rerun the same command to resume"
+        )
+    summary.interrupted = True
+    summary.wall_seconds = wall_seconds
+    summary.model_load_seconds = runner.model_load_seconds
+    flush = threading.Thread(target=runner.manifest.flush, args=(time.perf_counter(),), daemon=True)
+    flush.start()
+    flush.join(LAST_FLUSH_S)
+    if flush.is_alive():
+        logger.warning("storage did not take the manifest in time; the done markers still hold the progress")
+    return summary.describe()
+
+
+def _exit_now(report: str) -> NoReturn:
+    """Print the report and leave without joining the threads still at work (a decoder, the
+    engine, a storage call): whatever they had not committed is redone by the next run."""
+    print(report, flush=True)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stderr.flush()
+    os._exit(INTERRUPTED)
 
 
 if __name__ == "__main__":
