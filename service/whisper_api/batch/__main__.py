@@ -41,8 +41,8 @@ logger = logging.getLogger("whisper_api.batch")
 
 USAGE_ERROR = 2
 INTERRUPTED = 130
-STOP_GRACE_S = 0.6  # for the run to stop by itself after a signal; the whole stop stays within 1 s
-LAST_FLUSH_S = 0.3  # for the manifest's last write when the run did not stop in time
+STOP_GRACE_S = 0.5  # for the run to stop by itself after a signal; the whole stop stays within 1 s
+LAST_FLUSH_S = 0.25  # for the manifest's last write when the run did not stop in time
 FORMATS = get_args(ResponseFormat)
 
 

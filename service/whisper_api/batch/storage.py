@@ -234,7 +234,7 @@ def _describe(entry: os.DirEntry[bytes], path: str) -> StoredFile:
         unusable = "unreadable"
     elif not is_text(path):
         unusable = "name_not_utf8"
-    return StoredFile(path, info.st_size if unusable is None else 0, version, unusable)
+    return StoredFile(path, info.st_size if stat.S_ISREG(info.st_mode) else 0, version, unusable)
 
 
 def _open_regular_file(path: Path) -> BinaryIO:

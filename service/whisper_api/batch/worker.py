@@ -34,7 +34,7 @@ from whisper_api.batch.manifest import (
     manifest_part,
     unusable_record,
 )
-from whisper_api.batch.names import fitting_name, raw_name, shown_name
+from whisper_api.batch.names import fitting_name, raw_name
 from whisper_api.batch.storage import Location, StorageError, StoredFile, is_safe_path, relative_location
 from whisper_api.engines.base import Engine, TranscriptionCancelled
 from whisper_api.pipeline import release_memory_after, render_text
@@ -257,7 +257,6 @@ class BatchRunner:
         )
         self.summary = summary
         for entry in work.unusable:
-            logger.warning("skipped: %s: %s", shown_name(entry.path), entry.unusable)
             self._record(summary, unusable_record(entry, self.shard.index))
         for item in work.skipped:
             self._record(summary, FileRecord(**self._identity(item), status="skipped", reason="already_done"))
