@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.batch.conftest import FIXTURES, FlakyProxy, fake_gcs_server, upload_fixtures
+from tests.support.engines import FIXTURES
+from tests.support.gcs import FlakyProxy, fake_gcs_server, upload_fixtures
 from whisper_api.batch.manifest import FileRecord, read_records
 from whisper_api.batch.names import NAME_MAX, TEMPORARY_OVERHEAD
 
