@@ -316,7 +316,7 @@ def test_ctrl_c_while_transcribing_stops_at_once_even_twice_and_counts_what_was_
     source, target = tmp_path / "in", tmp_path / "out"
     source.mkdir()
     shutil.copy(FIXTURES / "short.wav", source / "a-first.wav")
-    write_long_recording(source / "b-long.flac", copies=8)
+    write_long_recording(source / "b-long.flac", copies=16)
     for index in range(3):
         shutil.copy(FIXTURES / "short.mp3", source / f"c-later-{index}.mp3")
 
@@ -328,7 +328,7 @@ def test_ctrl_c_while_transcribing_stops_at_once_even_twice_and_counts_what_was_
     ).exists():
         assert time.monotonic() < deadline and cli.process.poll() is None, cli.output
         time.sleep(0.02)
-    time.sleep(1.5)  # well into the 5.5-minute recording
+    time.sleep(1)  # into the 11-minute recording
     code, stopped_in = cli.interrupt(signals=2)
 
     assert_interrupted(code, cli.output)
@@ -338,6 +338,16 @@ def test_ctrl_c_while_transcribing_stops_at_once_even_twice_and_counts_what_was_
     print(f"stopped {stopped_in:.2f} s after Ctrl-C while transcribing")
     records = local_manifest(target)
     assert [(record.path, record.status) for record in records] == [("a-first.wav", "done")]
+
+
+def test_ctrl_c_while_starting_stops_quietly(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    shutil.copy(FIXTURES / "short.wav", tmp_path / "in" / "one.wav")
+    cli = Cli(str(tmp_path / "in"), str(tmp_path / "out"))
+    time.sleep(1)  # the imports take a second or more here; on a fast machine the run has begun
+    code, _ = cli.interrupt()
+    assert code == 130, cli.output
+    assert "Traceback" not in cli.output and "KeyboardInterrupt" not in cli.output, cli.output
 
 
 class StallingProxy(FlakyProxy):
