@@ -2,15 +2,20 @@
 
 - `runs/<run>/task-00000-of-00004.jsonl`: one line per input of the task's share, in the order
   processed (`done`, `failed` or `skipped`), rewritten atomically as the task goes; a Cloud Run
-  retry of the task writes its own `.attempt-N` part beside it.
+  retry of the task writes its own `.attempt-N` part beside it. A skipped line says why
+  (`reason`): already done, or an entry that is not a readable file.
 - `done/<input path>@<version>.json`: the commit point of one input, written after all of its
   transcripts. A rerun skips an input when this marker exists for the input's current version and
   its transcripts are all there; an interrupted run loses only the input it was working on.
+
+A name that is not UTF-8 is recorded as text with its undecodable bytes as `\\xNN` escapes
+(`path`) and exactly, as base64 of its bytes (`path_bytes`).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,7 +24,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from whisper_api.batch.storage import Location
+from whisper_api.batch.names import encoded_name, fitting_name, shown_name
+from whisper_api.batch.storage import UNUSABLE_MESSAGES, Location, StoredFile, Unusable
 
 MANIFEST_DIR = "_manifest"
 DONE_DIR = f"{MANIFEST_DIR}/done"
@@ -28,16 +34,23 @@ JSONL_MEDIA_TYPE = "application/x-ndjson"
 JSON_MEDIA_TYPE = "application/json"
 
 Status = Literal["done", "failed", "skipped"]
+SkipReason = Literal["already_done"] | Unusable
 
 
 class FileRecord(BaseModel):
     """One input's outcome: a line of the manifest."""
 
-    path: str = Field(description="The input's path relative to the input location.")
+    path: str = Field(
+        description="The input's path relative to the input location; bytes that are not UTF-8 as \\xNN."
+    )
+    path_bytes: str | None = Field(
+        None, description="The path's exact bytes in base64, only when the path is not UTF-8."
+    )
     size: int = Field(description="Bytes.")
     version: str = Field(description="GCS generation, or the local file's mtime in nanoseconds.")
     status: Status
-    error: str | None = Field(None, description="Why it failed, in the API's words.")
+    reason: SkipReason | None = Field(None, description="Why it was skipped.")
+    error: str | None = Field(None, description="Why it failed (in the API's words) or was skipped.")
     error_code: str | None = Field(None, description="The API's error code, e.g. invalid_audio.")
     duration: float | None = Field(None, description="Seconds of audio.")
     timings: dict[str, float] = Field(default_factory=dict, description="Seconds per step.")
@@ -66,8 +79,23 @@ class Shard:
 SINGLE_TASK = Shard()
 
 
+def unusable_record(item: StoredFile, task: int) -> FileRecord:
+    """The manifest line of an entry that is not a readable file."""
+    assert item.unusable is not None
+    return FileRecord(
+        path=shown_name(item.path),
+        path_bytes=encoded_name(item.path),
+        size=item.size,
+        version=item.version,
+        status="skipped",
+        reason=item.unusable,
+        error=UNUSABLE_MESSAGES[item.unusable],
+        task=task,
+    )
+
+
 def done_marker(path: str, version: str) -> str:
-    return f"{DONE_DIR}/{path}@{version}.json"
+    return f"{DONE_DIR}/{fitting_name(path, f'@{version}.json')}"
 
 
 def manifest_part(run_id: str, shard: Shard) -> str:
@@ -89,6 +117,7 @@ class ManifestPart:
         self.flush_interval_s = flush_interval_s
         self.records: list[FileRecord] = []
         self._flushed_at = float("-inf")
+        self._lock = threading.Lock()  # an interrupted run's last flush may come from another thread
 
     def add(self, record: FileRecord, now: float) -> None:
         self.records.append(record)
@@ -96,9 +125,10 @@ class ManifestPart:
             self.flush(now)
 
     def flush(self, now: float) -> None:
-        body = "".join(record.model_dump_json() + "\n" for record in self.records)
-        self.location.write(self.name, body.encode(), JSONL_MEDIA_TYPE)
-        self._flushed_at = now
+        with self._lock:
+            body = "".join(record.model_dump_json() + "\n" for record in list(self.records))
+            self.location.write(self.name, body.encode(), JSONL_MEDIA_TYPE)
+            self._flushed_at = now
 
 
 def read_records(text: str) -> list[FileRecord]:

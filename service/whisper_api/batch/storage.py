@@ -4,6 +4,13 @@ Both kinds answer the same four questions: what is there (`list`, with each file
 version), give me a file (`open`: a seekable binary stream, pinned to the listed version), store
 this (`write`: atomic, so no half-written transcript is ever visible), and where is it (`url`).
 
+A local folder may hold entries that are not files one can read: dangling or looping symbolic
+links, links to folders, named pipes, sockets, devices, files or folders without read
+permission, names that are not UTF-8. `list` yields each of them with the reason (`unusable`)
+instead of failing the whole listing, and `open` never blocks: it opens without waiting
+(O_NONBLOCK) and refuses anything that is not a regular file before reading a byte, so a FIFO
+put in place after the listing cannot hang the run either.
+
 Google Cloud Storage: an object becomes visible only once its upload completes, and every call
 goes through google-cloud-storage's retry policy (`DEFAULT_RETRY`: 429, 5xx and connection errors,
 exponential backoff). Uploads are retried too: each write stores deterministic content under a
@@ -12,14 +19,18 @@ fixed name, so repeating it is harmless.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Literal, Protocol
+
+from whisper_api.batch.names import is_text
 
 if TYPE_CHECKING:
     from google.cloud.storage import Bucket, Client
@@ -37,6 +48,35 @@ class StorageError(RuntimeError):
     """A location that cannot be used (missing folder, bad URL); the message says which and why."""
 
 
+class NotAFile(StorageError):
+    """An entry that `open` refuses: not a regular file, or not readable."""
+
+
+Unusable = Literal[
+    "dangling_symlink",
+    "symlink_loop",
+    "symlink_to_folder",
+    "fifo",
+    "socket",
+    "device",
+    "not_a_file",
+    "unreadable",
+    "name_not_utf8",
+]
+UNUSABLE_MESSAGES: dict[Unusable, str] = {
+    "dangling_symlink": "A symbolic link to something that does not exist.",
+    "symlink_loop": "A symbolic link that loops (to itself, or through other links).",
+    "symlink_to_folder": "A symbolic link to a folder: not followed (a link could loop); "
+    "give that folder as an input of its own.",
+    "fifo": "A named pipe (FIFO), not a file.",
+    "socket": "A socket, not a file.",
+    "device": "A device, not a file.",
+    "not_a_file": "Not a regular file.",
+    "unreadable": "Not readable: permission denied.",
+    "name_not_utf8": "The name is not UTF-8; rename it (e.g. with convmv) to have it transcribed.",
+}
+
+
 @dataclass(frozen=True)
 class StoredFile:
     """One file of a location: its path relative to the location (`/`-separated), size and version.
@@ -48,13 +88,15 @@ class StoredFile:
     path: str
     size: int
     version: str
+    unusable: Unusable | None = None  # why the entry cannot be read; None for a readable file
 
 
 class Location(Protocol):
     url: str
 
     def list(self) -> Iterator[StoredFile]:
-        """Every file under the location, in no particular order."""
+        """Every file under the location, in no particular order; entries that cannot be read
+        come with their `unusable` reason."""
         ...
 
     def open(self, item: StoredFile) -> AbstractContextManager[BinaryIO]:
@@ -81,6 +123,25 @@ def is_safe_path(path: str) -> bool:
     return all(part not in ("", ".", "..") for part in path.split("/")) and "\\" not in path
 
 
+def relative_location(outer: Location, inner: Location) -> str | None:
+    """Where `inner` lies inside `outer`, as a path relative to it (`""` when they are the same),
+    or None when it lies elsewhere."""
+    if isinstance(outer, LocalFolder) and isinstance(inner, LocalFolder):
+        if inner.root == outer.root:
+            return ""
+        return inner.root.relative_to(outer.root).as_posix() if outer.root in inner.root.parents else None
+    if isinstance(outer, GcsPrefix) and isinstance(inner, GcsPrefix):
+        if outer.bucket_name != inner.bucket_name:
+            return None
+        if inner.prefix == outer.prefix:
+            return ""
+        if not outer.prefix:
+            return inner.prefix
+        if inner.prefix.startswith(outer.prefix + "/"):
+            return inner.prefix[len(outer.prefix) + 1 :]
+    return None
+
+
 def open_location(url: str) -> Location:
     """`gs://bucket/prefix` → a GCS location, anything else → a local folder."""
     if url.startswith(GCS_SCHEME):
@@ -101,14 +162,21 @@ class LocalFolder:
     def list(self) -> Iterator[StoredFile]:
         if not self.root.is_dir():
             raise StorageError(f"{self.root} is not a folder (or does not exist).")
-        for folder, subfolders, files in os.walk(self.root):
-            subfolders.sort()
-            for name in sorted(files):
-                if name.endswith(_PARTIAL_SUFFIX):
-                    continue  # a write that was interrupted: never an input or an output
-                path = Path(folder, name)
-                stat = path.stat()
-                yield StoredFile(path.relative_to(self.root).as_posix(), stat.st_size, str(stat.st_mtime_ns))
+        yield from self._walk(os.fsencode(self.root), "")
+
+    def _walk(self, folder: bytes, relative: str) -> Iterator[StoredFile]:
+        """Depth-first in name order, with bytes names so that none is lost or changed."""
+        with os.scandir(folder) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)
+        for entry in entries:
+            path = relative + os.fsdecode(entry.name)
+            if entry.is_dir(follow_symlinks=False):
+                try:
+                    yield from self._walk(entry.path, path + "/")
+                except PermissionError:
+                    yield StoredFile(path, 0, "0", "unreadable")
+            elif not path.endswith(_PARTIAL_SUFFIX):  # an interrupted write: never an input or output
+                yield _describe(entry, path)
 
     def _inside(self, path: str) -> Path:
         if not is_safe_path(path):
@@ -116,7 +184,7 @@ class LocalFolder:
         return self.root / path
 
     def open(self, item: StoredFile) -> AbstractContextManager[BinaryIO]:
-        return self._inside(item.path).open("rb")
+        return _open_regular_file(self._inside(item.path))
 
     def read(self, path: str) -> bytes:
         return self._inside(path).read_bytes()
@@ -139,6 +207,51 @@ class LocalFolder:
 
     def url_of(self, path: str) -> str:
         return str(self.root / path)
+
+
+def _describe(entry: os.DirEntry[bytes], path: str) -> StoredFile:
+    """A listed entry: a readable regular file with its size and version, or why it is not one."""
+    try:
+        info = entry.stat()  # follows a symbolic link
+    except FileNotFoundError:
+        return StoredFile(path, 0, "0", "dangling_symlink")
+    except OSError as error:
+        reason: Unusable = "symlink_loop" if error.errno == errno.ELOOP else "unreadable"
+        return StoredFile(path, 0, "0", reason)
+    version = str(info.st_mtime_ns)
+    unusable: Unusable | None = None
+    if stat.S_ISDIR(info.st_mode):
+        unusable = "symlink_to_folder"
+    elif stat.S_ISFIFO(info.st_mode):
+        unusable = "fifo"
+    elif stat.S_ISSOCK(info.st_mode):
+        unusable = "socket"
+    elif stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
+        unusable = "device"
+    elif not stat.S_ISREG(info.st_mode):
+        unusable = "not_a_file"
+    elif not os.access(entry.path, os.R_OK):
+        unusable = "unreadable"
+    elif not is_text(path):
+        unusable = "name_not_utf8"
+    return StoredFile(path, info.st_size if stat.S_ISREG(info.st_mode) else 0, version, unusable)
+
+
+def _open_regular_file(path: Path) -> BinaryIO:
+    """Opened without blocking (a FIFO would wait for a writer), checked to be a regular file,
+    then read as usual."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except PermissionError as error:
+        raise NotAFile(UNUSABLE_MESSAGES["unreadable"]) from error
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise NotAFile(UNUSABLE_MESSAGES["not_a_file"])
+        os.set_blocking(descriptor, True)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
 
 
 class GcsPrefix:

@@ -32,8 +32,10 @@ from whisper_api.batch.manifest import (
     Shard,
     done_marker,
     manifest_part,
+    unusable_record,
 )
-from whisper_api.batch.storage import Location, StorageError, StoredFile, is_safe_path
+from whisper_api.batch.names import fitting_name, raw_name
+from whisper_api.batch.storage import Location, StorageError, StoredFile, is_safe_path, relative_location
 from whisper_api.engines.base import Engine, TranscriptionCancelled
 from whisper_api.pipeline import release_memory_after, render_text
 from whisper_api.schemas import ResponseFormat, Segment, TranscribeOptions, Transcript
@@ -61,13 +63,13 @@ class BatchJob(BaseModel):
     force: bool = Field(False, description="Transcribe inputs whose transcripts are already there.")
 
     def output_paths(self, path: str) -> list[str]:
-        return [path + OUTPUT_SUFFIXES[response_format] for response_format in self.formats]
+        return [fitting_name(path, OUTPUT_SUFFIXES[response_format]) for response_format in self.formats]
 
 
 def owns(shard: Shard, path: str) -> bool:
     """Whether `path` belongs to this task: a hash of the path alone, so that every task agrees
     even when files are added while tasks start at different times (no overlaps, no gaps)."""
-    return int.from_bytes(sha256(path.encode()).digest()[:8], "big") % shard.count == shard.index
+    return int.from_bytes(sha256(raw_name(path)).digest()[:8], "big") % shard.count == shard.index
 
 
 @dataclass(frozen=True)
@@ -77,20 +79,24 @@ class Plan:
     todo: list[StoredFile]
     skipped: list[StoredFile]
     ignored: int  # files under the input that are not recordings (by suffix)
+    unusable: list[StoredFile] = field(default_factory=list)  # entries that are not readable files
 
 
 def plan(inputs: Location, outputs: Location, shard: Shard, job: BatchJob) -> Plan:
-    # Transcripts and manifests never end in an audio suffix: OUTPUT may lie inside INPUT, or be it.
     mine: list[StoredFile] = []
+    unusable: list[StoredFile] = []
     ignored = 0
-    for item in inputs.list():
-        if not item.path.lower().endswith(AUDIO_SUFFIXES):
+    for item in _without_outputs(list(inputs.list()), relative_location(inputs, outputs)):
+        if item.unusable is not None:
+            if owns(shard, item.path):
+                unusable.append(item)
+        elif not item.path.lower().endswith(AUDIO_SUFFIXES):
             ignored += 1
         elif owns(shard, item.path):
             mine.append(item)
     mine.sort(key=lambda item: item.path)
     if job.force:
-        return Plan(mine, [], ignored)
+        return Plan(mine, [], ignored, unusable)
     existing = {stored.path for stored in outputs.list()}
     todo: list[StoredFile] = []
     skipped: list[StoredFile] = []
@@ -99,7 +105,25 @@ def plan(inputs: Location, outputs: Location, shard: Shard, job: BatchJob) -> Pl
             path in existing for path in job.output_paths(item.path)
         )
         (skipped if finished else todo).append(item)
-    return Plan(todo, skipped, ignored)
+    return Plan(todo, skipped, ignored, unusable)
+
+
+def _without_outputs(listed: list[StoredFile], output: str | None) -> list[StoredFile]:
+    """The input's entries less what batch runs wrote there when OUTPUT lies inside INPUT (its
+    whole folder), or is INPUT (the manifest and the transcripts of the recordings listed)."""
+    if output is None:
+        return listed
+    if output:
+        return [item for item in listed if item.path != output and not item.path.startswith(f"{output}/")]
+    written = {
+        fitting_name(item.path, suffix)
+        for item in listed
+        if item.path.lower().endswith(AUDIO_SUFFIXES)
+        for suffix in OUTPUT_SUFFIXES.values()
+    }
+    return [
+        item for item in listed if item.path not in written and not item.path.startswith(f"{MANIFEST_DIR}/")
+    ]
 
 
 @dataclass
@@ -111,11 +135,18 @@ class Summary:
     failed: int = 0
     skipped: int = 0
     ignored: int = 0
+    unusable: int = 0  # entries that are not readable files: skipped, with their reason
+    planned: int = 0  # every entry of the task's share: recordings and unusable entries
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0  # the whole task, model load included
     model_load_seconds: float = 0.0
     interrupted: bool = False
     failures: list[FileRecord] = field(default_factory=list)
+    unusable_entries: list[FileRecord] = field(default_factory=list)
+
+    @property
+    def not_reached(self) -> int:
+        return self.planned - self.done - self.failed - self.skipped - self.unusable
 
     @property
     def exit_code(self) -> int:
@@ -124,12 +155,16 @@ class Summary:
         return 1 if self.failed else 0
 
     def describe(self) -> str:
-        total = self.done + self.failed + self.skipped
         speed = self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0
+        counts = [f"{self.done} done", f"{self.skipped} skipped (already done)", f"{self.failed} failed"]
+        if self.unusable:
+            counts.append(f"{self.unusable} skipped (not a readable file)")
+        if self.not_reached or self.interrupted:
+            counts.append(f"{self.not_reached} not reached")
         lines = [
-            f"{total} recording(s): {self.done} done, {self.skipped} skipped (already done), "
-            f"{self.failed} failed; {self.audio_seconds / 3600:.2f} h of audio in {self.wall_seconds:.1f} s "
-            f"({speed:.1f} audio s per wall s; model load {self.model_load_seconds:.1f} s of it)",
+            f"{self.planned} recording(s): {', '.join(counts)}; {self.audio_seconds / 3600:.2f} h of audio "
+            f"in {self.wall_seconds:.1f} s ({speed:.1f} audio s per wall s; "
+            f"model load {self.model_load_seconds:.1f} s of it)",
             f"manifest: {self.manifest}",
         ]
         if self.ignored:
@@ -137,6 +172,7 @@ class Summary:
         if self.interrupted:
             lines.append("interrupted: rerun the same command to resume")
         lines += [f"failed: {record.path}: {record.error}" for record in self.failures]
+        lines += [f"skipped: {record.path}: {record.error}" for record in self.unusable_entries]
         return "\n".join(lines)
 
 
@@ -191,6 +227,7 @@ class BatchRunner:
         self.progress = progress
         self.manifest = ManifestPart(outputs, manifest_part(run_id, shard), flush_interval_s)
         self.granularities = frozenset({"segment", "word"} if job.options.word_timestamps else {"segment"})
+        self.summary: Summary | None = None  # once the inputs are listed; what an interrupt reports
 
     @property
     def engine(self) -> Engine:
@@ -213,9 +250,16 @@ class BatchRunner:
             raise StorageError(
                 f"{self.inputs.url} → {self.outputs.url}: {type(error).__name__}: {error}"
             ) from error
-        summary = Summary(self.outputs.url_of(self.manifest.name), ignored=work.ignored)
+        summary = Summary(
+            self.outputs.url_of(self.manifest.name),
+            ignored=work.ignored,
+            planned=len(work.todo) + len(work.skipped) + len(work.unusable),
+        )
+        self.summary = summary
+        for entry in work.unusable:
+            self._record(summary, unusable_record(entry, self.shard.index))
         for item in work.skipped:
-            self._record(summary, FileRecord(**self._identity(item), status="skipped"))
+            self._record(summary, FileRecord(**self._identity(item), status="skipped", reason="already_done"))
         try:
             self._transcribe_all(work.todo, summary)
         finally:
@@ -326,8 +370,11 @@ class BatchRunner:
         if record.status == "done":
             summary.done += 1
             summary.audio_seconds += record.duration or 0.0
-        elif record.status == "skipped":
+        elif record.reason == "already_done":
             summary.skipped += 1
+        elif record.status == "skipped":
+            summary.unusable += 1
+            summary.unusable_entries.append(record)
         else:
             summary.failed += 1
             summary.failures.append(record)

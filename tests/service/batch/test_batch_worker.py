@@ -16,7 +16,7 @@ import pytest
 from tests.support.engines import FIXTURES, engine_settings
 from tests.support.gcs import FlakyProxy, run_task, upload_fixtures
 from whisper_api.audio import AudioError, decode_audio
-from whisper_api.batch.__main__ import main
+from whisper_api.batch.cli import main
 from whisper_api.batch.manifest import DONE_DIR, FileRecord, Shard, read_records
 from whisper_api.batch.storage import GcsPrefix, LocalFolder, StorageError, open_location
 from whisper_api.batch.worker import BatchJob, owns
