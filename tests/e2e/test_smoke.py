@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.conftest import Server, start_server, stop
+from tests.support.server import Server, start_server, stop
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "scripts" / "smoke"
