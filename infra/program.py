@@ -16,7 +16,7 @@ from infra.observability import Observability, ObservabilityArgs, metrics_sideca
 from infra.registry import Registry, RegistryArgs, ServiceImage, ServiceImageArgs
 from infra.service import ServiceInvokers, ServiceInvokersArgs, WhisperService, WhisperServiceArgs
 from infra.shared import contract
-from infra.spend_cap import SpendCap, SpendCapArgs
+from infra.spend_cap import SpendCap, SpendCapArgs, cap_engaged, lift_instructions
 from infra.workload import GpuWorkload
 
 
@@ -42,6 +42,9 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     image = ServiceImage("image", ServiceImageArgs(registry.url, cfg))
     workload = GpuWorkload(cfg, image.ref, labels)
     identity = RuntimeIdentity("identity", RuntimeIdentityArgs(cfg), depends_on=apis.ready)
+    capped = cap_engaged(cfg.project, cfg.region, cfg.service_name)
+    if capped:
+        pulumi.log.warn(lift_instructions(cfg.project, cfg.region, cfg.service_name))
     api_key = (
         ApiKey("api-key", ApiKeyArgs(cfg, reader=identity.member), depends_on=apis.ready)
         if cfg.has_api_key
@@ -55,6 +58,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             api_key_secret=api_key.secret if api_key else None,
             api_key_version=api_key.version if api_key else "latest",
             sidecars=metrics_sidecars(cfg.observability),
+            capped=capped,
         ),
         opts=protected,
         depends_on=[*apis.ready, *identity.resources, *(api_key.resources if api_key else [])],
@@ -150,7 +154,6 @@ def observe(
                 settings=cfg.spend_cap,
                 channels=observability.channel_ids,
                 labels=labels,
-                deletion_protection=cfg.deletion_protection,
             ),
             depends_on=apis.ready,
         )

@@ -27,6 +27,7 @@ BATCH_KEYS = (
     "outputRetentionDays",
     "runners",
     "serviceAccount",
+    "zonalRedundancy",
 )
 OBSERVABILITY_KEYS = (
     "metrics",
@@ -62,6 +63,7 @@ KEYS = (
     "concurrency",
     "timeoutSeconds",
     "zonalRedundancy",
+    "gpuQuota",
     "invokers",
     "public",
     "ingress",

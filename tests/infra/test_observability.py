@@ -318,8 +318,10 @@ def test_dev_has_no_spend_cap(dev: Plan) -> None:
 
 @pytest.fixture(scope="module")
 def own_identities() -> Plan:
-    """prod without the bootstrap's cap identities: the stack creates them (a project owner deploys)."""
+    """prod without the bootstrap's identities: the stack creates them, so a project owner deploys it
+    (without whisper:serviceAccount, which marks a CI-deployed stack and would be refused)."""
     config = load_stack_config("prod")
+    del config["whisper:serviceAccount"]
     cap = json.loads(config["whisper:spendCap"])
     config["whisper:spendCap"] = json.dumps({"enabled": True, "fraction": cap["fraction"]})
     return run_program(config, stack="prod")
@@ -337,7 +339,8 @@ def test_the_cap_may_only_read_and_update_this_service(own_identities: Plan) -> 
     plan = own_identities
     role = plan.one(CUSTOM_ROLE)
     assert sorted(role.inputs["permissions"]) == ["run.services.get", "run.services.update"]
-    assert sorted(a.inputs["accountId"] for a in plan.of_type(ACCOUNT)) == ["whisper-cap", "whisper-cap-push"]
+    cap_accounts = [a for a in plan.of_type(ACCOUNT) if a.parent == "spend-cap"]
+    assert sorted(a.inputs["accountId"] for a in cap_accounts) == ["whisper-cap", "whisper-cap-push"]
     cap_member = f"serviceAccount:{OWN_CAP_EMAIL}"
     grants = [r for r in plan.resources if r.inputs.get("member") == cap_member]
     assert sorted((g.type, g.inputs["role"]) for g in grants) == sorted(
@@ -346,7 +349,8 @@ def test_the_cap_may_only_read_and_update_this_service(own_identities: Plan) -> 
     [on_service] = [g for g in grants if g.type == RUN_IAM]
     assert (on_service.inputs["name"], on_service.inputs["location"]) == ("whisper", "europe-west1")
     [act_as] = [g for g in grants if g.type == ACCOUNT_IAM]
-    assert act_as.inputs["serviceAccountId"] == f"projects/my-whisper-prod/serviceAccounts/{RUNTIME_EMAIL}"
+    runtime = plan.outputs["service_account_email"]
+    assert act_as.inputs["serviceAccountId"] == f"projects/my-whisper-prod/serviceAccounts/{runtime}"
     assert not [b for b in plan.of_type(PROJECT_IAM) if "cap" in b.inputs["member"]]  # nothing project-wide
     cap = plan.named("spend-cap-service").inputs["template"]
     assert cap["serviceAccount"] == OWN_CAP_EMAIL
@@ -403,7 +407,7 @@ def test_an_engaged_cap_pages_the_alert_channels(prod: Plan) -> None:
 
 def test_a_lower_fraction_reaches_the_function() -> None:
     config = load_stack_config("prod")
-    config["whisper:spendCap"] = json.dumps({"enabled": True, "fraction": 0.8})
+    config["whisper:spendCap"] = json.dumps({**json.loads(config["whisper:spendCap"]), "fraction": 0.8})
     plan = run_program(config, stack="prod")
     [container] = plan.named("spend-cap-service").inputs["template"]["containers"]
     assert {"name": "CAP_FRACTION", "value": "0.8"} in container["envs"]
