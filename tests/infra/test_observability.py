@@ -125,6 +125,13 @@ def test_every_service_metric_used_is_exported_by_the_service() -> None:
 # --- alert policies -------------------------------------------------------------------------------
 
 
+def test_one_instance_at_most_has_no_every_instance_busy_alert() -> None:
+    """With maxInstances 1 (dev), one active instance is ordinary use, not saturation."""
+    plan = with_observability("dev", alerts=True, emails=["oncall@example.com"])
+    assert "saturation" not in policies(plan)
+    assert {"errors", "latency", "container-failures"} <= set(policies(plan))
+
+
 def test_prod_has_every_alert_with_documentation_and_the_budget_channels(prod: Plan) -> None:
     found = policies(prod)
     assert set(found) == {"errors", "latency", "saturation", "queue-full", "container-failures", "uptime"}
@@ -238,8 +245,22 @@ def test_uptime_check_authenticates_to_the_private_service(prod: Plan) -> None:
     assert check.inputs["period"] == "300s"
     [agent] = [m for m in prod.of_type(RUN_IAM) if m.inputs["member"] == MONITORING_AGENT]
     assert (agent.inputs["role"], agent.inputs["name"]) == ("roles/run.invoker", "whisper")
-    assert prod.waits_for(check, agent)
     assert prod.waits_for(agent, prod.named("service-service"))
+
+
+def test_the_monitoring_agent_is_granted_only_after_the_check_that_brings_it(prod: Plan) -> None:
+    """On a new project the notification agent exists once a check uses it: grant it afterwards."""
+    [agent] = [m for m in prod.of_type(RUN_IAM) if m.inputs["member"] == MONITORING_AGENT]
+    check = prod.one(UPTIME)
+    assert prod.waits_for(agent, check)
+    assert not prod.waits_for(check, agent)
+    assert prod.waits_for(check, prod.named("apis"))
+
+
+def test_the_checks_monitored_resource_cannot_replace_it_on_every_up(prod: Plan) -> None:
+    """The API adds configuration_name and revision_name to cloud_run_revision; the provider suppresses
+    only project_id, on a field that forces replacement (terraform-provider-google #19733)."""
+    assert prod.one(UPTIME).ignore_changes == ("monitoredResource",)
 
 
 def test_uptime_alert_follows_the_check(prod: Plan) -> None:
