@@ -381,8 +381,8 @@ class Observability(Component):
             # The API returns cloud_run_revision with two more labels (configuration_name and
             # revision_name) and the provider suppresses the diff of project_id only, on a field that
             # forces a new check: without this every `up` would replace the check and drift.yml would
-            # fail daily (terraform-provider-google #19733). The three labels follow the service's name
-            # and region, which cannot change without replacing the service itself.
+            # fail daily. The three labels follow the service's name and region, which cannot change
+            # without replacing the service itself.
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=self.depends_on, ignore_changes=["monitoredResource"]
             ),

@@ -259,7 +259,7 @@ def test_the_monitoring_agent_is_granted_only_after_the_check_that_brings_it(pro
 
 def test_the_checks_monitored_resource_cannot_replace_it_on_every_up(prod: Plan) -> None:
     """The API adds configuration_name and revision_name to cloud_run_revision; the provider suppresses
-    only project_id, on a field that forces replacement (terraform-provider-google #19733)."""
+    only project_id, on a field that forces replacement."""
     assert prod.one(UPTIME).ignore_changes == ("monitoredResource",)
 
 
