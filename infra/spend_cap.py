@@ -227,8 +227,10 @@ class SpendCap(Component):
                     "it `spend-cap=engaged` (or tried to: `spend_cap_failed` means the service is still "
                     "running and Pub/Sub retries).\n\n**To restore:** raise the budget "
                     "(`whisper:budget.amount`) or `whisper:spendCap.fraction`, or turn the cap off for the "
-                    "month, then run "
-                    "`pulumi up --refresh` (the refresh sees what the cap changed and puts it back)."
+                    "month, and deploy that. Deploys keep the service capped while the label is there; "
+                    f"remove it (`gcloud run services update {args.service_name} --project {args.project} "
+                    f"--region {args.region} --remove-labels spend-cap`), then run `pulumi up --refresh` "
+                    "(the refresh sees what the cap changed and puts the stack's values back)."
                 ),
             ),
             user_labels=dict(args.labels),

@@ -424,6 +424,8 @@ def test_an_engaged_cap_pages_the_alert_channels(prod: Plan) -> None:
     assert '"spend_cap_engaged"' in log_filter
     assert len(alert["notificationChannels"]) == 2
     assert "pulumi up --refresh" in alert["documentation"]["content"]
+    # Deploys keep an engaged cap: lifting it starts with removing its label.
+    assert "--remove-labels spend-cap" in alert["documentation"]["content"]
 
 
 def test_a_lower_fraction_reaches_the_function() -> None:
