@@ -627,3 +627,11 @@ def test_spend_cap_identities_can_change_one_service_and_nothing_else() -> None:
 def test_spend_cap_must_be_a_boolean() -> None:
     with pytest.raises(BootstrapConfigError, match="bootstrap:spendCap 'sure' is not true or false"):
         parse_config({**VALID, "spendCap": "sure"})
+
+
+def test_the_mapping_and_condition_fit_the_providers_limits(plan: Plan) -> None:
+    """Google's limits: 2048 characters per attribute mapping expression, 4096 for the condition."""
+    [provider] = plan.of_type(PROVIDER)
+    assert all(len(expression) <= 2048 for expression in provider.inputs["attributeMapping"].values())
+    assert len(provider.inputs["attributeCondition"]) <= 4096
+    assert provider.inputs["attributeMapping"]["google.subject"] == "assertion.sub"
