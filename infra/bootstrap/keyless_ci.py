@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -146,6 +146,10 @@ PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{1,17}$")
 POOL_ID = re.compile(r"^[a-z0-9-]{4,32}$")
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
+BILLING_ACCOUNT = re.compile(r"^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$")
+# Cloud Billing publishes budget notifications as this Google-managed account (infra/budget.py too).
+BUDGET_PUBLISHER = "serviceAccount:billing-budget-alert@system.gserviceaccount.com"
+BUDGET_APIS = ("pubsub.googleapis.com", "billingbudgets.googleapis.com")
 
 
 class BootstrapConfigError(ValueError):
@@ -174,6 +178,11 @@ class BootstrapConfig:
     batch: bool = False
     # The stacks' `whisper:spendCap`: the cap's identities and role per environment.
     spend_cap: bool = False
+    # The spend cap's budgets, made here by an admin with a role on the billing account (the supported
+    # path) instead of by each stack with project-level permissions only (a Preview feature).
+    budget_billing_account: str = ""
+    budget_amounts: Mapping[str, int] = field(default_factory=dict)
+    budget_currency: str = "USD"
 
     def project_of(self, environment: str) -> str:
         return self.dev_project if environment == "dev" else self.prod_project
@@ -300,6 +309,28 @@ def parse_config(raw: Mapping[str, object]) -> BootstrapConfig:
     check("batch", batch, batch in {"true", "false"}, "true or false", "true")
     spend_cap = text("spendCap", "false").lower()
     check("spendCap", spend_cap, spend_cap in {"true", "false"}, "true or false", "true")
+    billing_account = text("budgetBillingAccount")
+    amounts: dict[str, int] = {}
+    if billing_account:
+        check(
+            "budgetBillingAccount",
+            billing_account,
+            bool(BILLING_ACCOUNT.match(billing_account)),
+            "a billing account ID",
+            "012345-6789AB-CDEF01",
+        )
+        if spend_cap != "true":
+            problems.append(
+                f"{NAMESPACE}:budgetBillingAccount makes the spend cap's budgets, so it needs "
+                f"{NAMESPACE}:spendCap true — {_fix('spendCap', 'true')}"
+            )
+        for environment in ENVIRONMENTS:
+            key = f"{environment}BudgetAmount"
+            amount = text(key)
+            check(key, amount, amount.isdigit() and int(amount) > 0, "a whole amount above 0", "1500")
+            amounts[environment] = int(amount) if amount.isdigit() else 0
+    currency = text("budgetCurrency", "USD")
+    check("budgetCurrency", currency, bool(re.fullmatch(r"[A-Z]{3}", currency)), "a currency code", "USD")
     for retired in ("deployerAccountId", "deployProjects", "runtimeServiceAccounts", "billingAccount"):
         if raw.get(retired) is not None:
             problems.append(
@@ -326,6 +357,9 @@ def parse_config(raw: Mapping[str, object]) -> BootstrapConfig:
         kept_state_versions=int(kept),
         batch=batch == "true",
         spend_cap=spend_cap == "true",
+        budget_billing_account=billing_account,
+        budget_amounts=amounts,
+        budget_currency=currency,
     )
     problems = _derived_name_problems(config)
     if problems:
@@ -372,6 +406,10 @@ CONFIG_KEYS = (
     "keptStateVersions",
     "batch",
     "spendCap",
+    "budgetBillingAccount",
+    "devBudgetAmount",
+    "prodBudgetAmount",
+    "budgetCurrency",
     "deployerAccountId",
     "deployProjects",
     "runtimeServiceAccounts",
@@ -753,6 +791,80 @@ class KeylessCi(pulumi.ComponentResource):
             self._batch(environment, target, deployer)
         if config.spend_cap:
             self._spend_cap(environment, target, deployer, runtime)
+        if config.budget_billing_account:
+            self._budget(environment, target)
+
+    def _budget(self, environment: str, target: str) -> None:
+        """The spend cap's budget, its Pub/Sub topic and Cloud Billing's publisher grant.
+
+        Made by whoever runs the bootstrap, with a role on the billing account: a budget managed at
+        that level is the generally available path, and the topic's grant to Google's billing account
+        (which a domain-restricted-sharing policy refuses) is made once, by an admin who can arrange the
+        exception, never by CI. The stack's cap subscribes to the topic (whisper:spendCap.budgetTopic).
+        """
+        name, config = self.name, self.config
+        apis = [
+            gcp.projects.Service(
+                f"{name}-{environment}-budget-{api.split('.')[0]}",
+                project=target,
+                service=api,
+                disable_on_destroy=False,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for api in BUDGET_APIS
+        ]
+        topic = gcp.pubsub.Topic(
+            f"{name}-budget-topic-{environment}",
+            project=target,
+            name=f"{config.service_name}-budget-{environment}",
+            message_retention_duration="86400s",
+            opts=pulumi.ResourceOptions(parent=self, depends_on=apis),
+        )
+        publisher = gcp.pubsub.TopicIAMMember(
+            f"{name}-budget-topic-{environment}-publisher",
+            project=target,
+            topic=topic.name,
+            role="roles/pubsub.publisher",
+            member=BUDGET_PUBLISHER,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        # The Budget API wants a quota project even with an admin's user credentials.
+        billing = gcp.Provider(
+            f"{name}-billing-{environment}",
+            project=target,
+            billing_project=target,
+            user_project_override=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        number = gcp.organizations.get_project_output(project_id=target).number
+        budget = gcp.billing.Budget(
+            f"{name}-budget-{environment}",
+            billing_account=config.budget_billing_account,
+            display_name=f"{config.service_name} {environment} spend cap ({target})",
+            amount=gcp.billing.BudgetAmountArgs(
+                specified_amount=gcp.billing.BudgetAmountSpecifiedAmountArgs(
+                    currency_code=config.budget_currency, units=str(config.budget_amounts[environment])
+                )
+            ),
+            budget_filter=gcp.billing.BudgetBudgetFilterArgs(
+                projects=[number.apply(lambda n: f"projects/{n}")]
+            ),
+            threshold_rules=[
+                gcp.billing.BudgetThresholdRuleArgs(threshold_percent=1.0, spend_basis="CURRENT_SPEND")
+            ],
+            all_updates_rule=gcp.billing.BudgetAllUpdatesRuleArgs(
+                pubsub_topic=topic.id, schema_version="1.0", disable_default_iam_recipients=False
+            ),
+            opts=pulumi.ResourceOptions(parent=self, provider=billing, depends_on=[*apis, publisher]),
+        )
+        self.spend_cap_outputs.update(
+            {
+                f"{environment}BudgetTopic": topic.id,
+                f"{environment}BudgetId": budget.name.apply(
+                    lambda budget_name: budget_name.rsplit("/", 1)[-1]
+                ),
+            }
+        )
 
     def _spend_cap(
         self,

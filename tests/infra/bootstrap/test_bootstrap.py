@@ -635,3 +635,61 @@ def test_the_mapping_and_condition_fit_the_providers_limits(plan: Plan) -> None:
     assert all(len(expression) <= 2048 for expression in provider.inputs["attributeMapping"].values())
     assert len(provider.inputs["attributeCondition"]) <= 4096
     assert provider.inputs["attributeMapping"]["google.subject"] == "assertion.sub"
+
+
+# --- the spend cap's budgets (bootstrap:budgetBillingAccount) ---------------------------------------
+
+BUDGETED = {
+    **VALID,
+    "spendCap": "true",
+    "budgetBillingAccount": "012345-6789AB-CDEF01",
+    "devBudgetAmount": "100",
+    "prodBudgetAmount": "1500",
+}
+
+
+def test_the_bootstrap_makes_each_environments_budget_topic_and_publisher_grant() -> None:
+    """The supported path: a budget an admin makes on the billing account, not a stack's Preview one."""
+    plan = evaluate(BUDGETED)
+    budgets = {b.inputs["displayName"]: b for b in plan.of_type("gcp:billing/budget:Budget")}
+    assert set(budgets) == {
+        "whisper dev spend cap (my-whisper-dev)",
+        "whisper prod spend cap (my-whisper-prod)",
+    }
+    prod = budgets["whisper prod spend cap (my-whisper-prod)"]
+    assert prod.inputs["billingAccount"] == "012345-6789AB-CDEF01"
+    assert prod.inputs["amount"]["specifiedAmount"] == {"currencyCode": "USD", "units": "1500"}
+    assert prod.inputs["budgetFilter"]["projects"] == [f"projects/{MOCK_PROJECT_NUMBER}"]
+    topics = {t.inputs["name"]: t for t in plan.of_type("gcp:pubsub/topic:Topic")}
+    assert set(topics) == {"whisper-budget-dev", "whisper-budget-prod"}
+    topic_id = "whisper-ci-budget-topic-prod-id"  # the mock's id of the prod topic
+    assert topics["whisper-budget-prod"].name == "whisper-ci-budget-topic-prod"
+    assert prod.inputs["allUpdatesRule"]["pubsubTopic"] == topic_id
+    grants = plan.of_type("gcp:pubsub/topicIAMMember:TopicIAMMember")
+    assert {(g.inputs["role"], g.inputs["member"]) for g in grants} == {
+        ("roles/pubsub.publisher", "serviceAccount:billing-budget-alert@system.gserviceaccount.com")
+    }
+    assert len(grants) == 2
+    assert plan.waits_for(prod, next(g for g in grants if g.inputs["project"] == "my-whisper-prod"))
+    assert plan.outputs["prodBudgetTopic"] == topic_id
+    assert plan.outputs["prodBudgetId"] == "whisper-ci-budget-prod"
+    # Nothing of it is granted to CI: the deployers still hold no billing-account role.
+    assert plan.of_type("gcp:billing/accountIamMember:AccountIamMember") == []
+
+
+def test_without_a_billing_account_the_bootstrap_makes_no_budget(plan: Plan) -> None:
+    assert plan.of_type("gcp:billing/budget:Budget") == [] and "prodBudgetTopic" not in plan.outputs
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"spendCap": "false"}, "bootstrap:budgetBillingAccount makes the spend cap's budgets"),
+        ({"prodBudgetAmount": None}, "bootstrap:prodBudgetAmount"),
+        ({"budgetBillingAccount": "not-an-account"}, "bootstrap:budgetBillingAccount 'not-an-account'"),
+        ({"budgetCurrency": "dollars"}, "bootstrap:budgetCurrency 'dollars'"),
+    ],
+)
+def test_bad_budget_config_names_the_key(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(BootstrapConfigError, match=message):
+        parse_config({**BUDGETED, **overrides})
