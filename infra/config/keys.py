@@ -40,7 +40,15 @@ OBSERVABILITY_KEYS = (
     "p95LatencySeconds",
     "queueFullRatio",
 )
-SPEND_CAP_KEYS = ("enabled", "fraction", "serviceAccount", "pushServiceAccount", "role")
+SPEND_CAP_KEYS = (
+    "enabled",
+    "fraction",
+    "serviceAccount",
+    "pushServiceAccount",
+    "role",
+    "budgetTopic",
+    "budgetId",
+)
 SECTIONS: Mapping[str, tuple[str, ...]] = {
     "budget": BUDGET_KEYS,
     "batch": BATCH_KEYS,

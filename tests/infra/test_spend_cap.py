@@ -6,6 +6,7 @@ The live service is what `Mocks.call` answers for `gcp:cloudrunv2/getService:get
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +14,7 @@ import grpc
 import pulumi
 import pytest
 
+from infra.config import ConfigError, parse_config
 from infra.mockrun import CloudMocks, Plan, load_stack_config, run_program
 
 SERVICE = "gcp:cloudrunv2/service:Service"
@@ -111,3 +113,52 @@ def test_the_caps_own_service_is_never_deletion_protected_even_in_prod(prod: Pla
     cap = prod.named(CAP_SERVICE)
     assert cap.inputs["deletionProtection"] is False
     assert not cap.protect
+
+
+# --- the bootstrap's budget (whisper:spendCap.budgetTopic / budgetId) ------------------------------
+
+BOOTSTRAP_TOPIC = "projects/my-whisper-prod/topics/whisper-budget-prod"
+
+
+def with_bootstrap_budget(**cap: Any) -> dict[str, str]:
+    config = load_stack_config("prod")
+    current = json.loads(config["whisper:spendCap"])
+    config["whisper:spendCap"] = json.dumps({**current, **cap})
+    return config
+
+
+def test_with_the_bootstraps_budget_the_cap_listens_to_it_and_the_stack_publishes_nothing() -> None:
+    config = with_bootstrap_budget(budgetTopic=BOOTSTRAP_TOPIC, budgetId="bootstrap-budget-id")
+    plan = run_program(config, stack="prod")
+    assert plan.of_type("gcp:pubsub/topic:Topic") == []
+    assert plan.of_type("gcp:pubsub/topicIAMMember:TopicIAMMember") == []
+    subscription = plan.one("gcp:pubsub/subscription:Subscription").inputs
+    assert subscription["topic"] == BOOTSTRAP_TOPIC
+    [container] = plan.named(CAP_SERVICE).inputs["template"]["containers"]
+    assert {"name": "CAP_BUDGET_ID", "value": "bootstrap-budget-id"} in container["envs"]
+    # The stack's own budget still e-mails, without a topic of its own.
+    stack_budget = plan.one("gcp:billing/budget:Budget").inputs
+    assert "pubsubTopic" not in stack_budget["allUpdatesRule"]
+
+
+@pytest.mark.parametrize(
+    ("cap", "message"),
+    [
+        ({"budgetTopic": BOOTSTRAP_TOPIC}, "needs budgetTopic and budgetId together; missing budgetId"),
+        (
+            {"budgetTopic": "projects/someone-else/topics/whisper-budget-prod", "budgetId": "x"},
+            "must be a topic of my-whisper-prod",
+        ),
+        ({"budgetTopic": BOOTSTRAP_TOPIC, "budgetId": "not an id"}, "is not a budget id"),
+    ],
+)
+def test_the_bootstraps_budget_keys_are_checked(cap: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(with_bootstrap_budget(**cap))
+
+
+def test_the_bootstraps_budget_stands_in_for_the_stacks_own() -> None:
+    config = with_bootstrap_budget(budgetTopic=BOOTSTRAP_TOPIC, budgetId="bootstrap-budget-id")
+    del config["whisper:budget"]
+    cfg = parse_config(config)
+    assert cfg.budget is None and cfg.spend_cap is not None and cfg.spend_cap.budget_topic == BOOTSTRAP_TOPIC
