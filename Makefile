@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 STACK ?= dev
 
-.PHONY: run batch test lint plan bench fixtures lock clean
+.PHONY: run batch test lint plan golden bench fixtures lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,9 @@ lint: $(VENV)/.dev ## Every offline linter: ruff, mypy, zizmor + shellcheck (pla
 
 plan: $(VENV)/.dev ## Evaluate the Pulumi program for STACK on the mock runtime and print its resources.
 	$(BIN)/python scripts/plan --stack $(STACK)
+
+golden: $(VENV)/.dev ## Rewrite the committed plans of the dev and prod stacks (tests/infra/golden/) after an infra change.
+	for stack in dev prod; do $(BIN)/python scripts/plan --stack $$stack > tests/infra/golden/$$stack.txt || exit 1; done
 
 bench: $(VENV)/.dev ## Rerun every benchmark into benchmarks/ (quiet machine, ~30 min on 2 cores; AUDIO=folder of jfk.flac and multilingual.mp3, required; WHISPER_CPP=.cache/whisper-cpp).
 	PYTHON=$(BIN)/python AUDIO="$(AUDIO)" scripts/bench-all

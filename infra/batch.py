@@ -124,7 +124,9 @@ class BatchTranscription(Component):
             name=f"{cfg.service_name}-batch",
             project=cfg.project,
             location=cfg.region,
-            deletion_protection=cfg.deletion_protection,
+            # The job holds no state (its buckets do, and they are protected): a protected job would
+            # make turning batch off (`whisper:batch.enabled: false`) fail in prod.
+            deletion_protection=False,
             labels=labels,
             template=run.JobTemplateArgs(
                 task_count=batch.task_count,
@@ -135,7 +137,8 @@ class BatchTranscription(Component):
                     timeout=f"{batch.task_timeout_seconds}s",
                     max_retries=batch.max_retries,
                     node_selector=run.JobTemplateTemplateNodeSelectorArgs(accelerator=cfg.gpu_type),
-                    gpu_zonal_redundancy_disabled=not cfg.zonal_redundancy,
+                    # A failed task is retried anyway: redundancy would only cost more and use its own quota.
+                    gpu_zonal_redundancy_disabled=not batch.zonal_redundancy,
                     containers=[container],
                 ),
             ),

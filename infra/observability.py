@@ -210,31 +210,8 @@ class Observability(Component):
             "busy: raise `whisper:maxInstances` within the GPU quota), then the `queue` and `inference` "
             "steps in the requests' Server-Timing / log timings.",
         )
-        self._policy(
-            name,
-            "saturation",
-            f"{args.service_name}: every instance busy",
-            "WARNING",
-            [
-                monitoring.AlertPolicyConditionArgs(
-                    display_name=f"active instances at maxInstances ({args.max_instances}) for 15 min",
-                    condition_threshold=monitoring.AlertPolicyConditionConditionThresholdArgs(
-                        filter=(
-                            f'{run_filter} AND metric.type="{RUN}/container/instance_count" '
-                            'AND metric.label.state="active"'
-                        ),
-                        aggregations=[_aggregation("ALIGN_MAX", "REDUCE_SUM", per_service, period="60s")],
-                        comparison="COMPARISON_GT",
-                        threshold_value=args.max_instances - 0.5,
-                        duration="900s",
-                    ),
-                )
-            ],
-            "Every instance the service may run is running, so new load waits or is refused.\n\n"
-            "**First check:** the dashboard's instance count against `whisper:maxInstances` "
-            f"({args.max_instances}) and the GPU quota; raise `whisper:maxInstances` if the quota allows, "
-            "or ask the heaviest client to back off.",
-        )
+        if args.max_instances > 1:
+            self._saturation(name)
         if settings.metrics:
             # A policy with a PromQL condition may hold no other condition: its own policy.
             self._policy(
@@ -291,6 +268,38 @@ class Observability(Component):
             ),
         )
 
+    def _saturation(self, name: str) -> None:
+        """Every instance busy for 15 min. Not with maxInstances 1: one active instance is then just use,
+        and an overload shows as 429 queue_full (its own alert with the metrics sidecar) or latency."""
+        args = self.args
+        run_filter = cloud_run_filter(args)
+        per_service = ["resource.label.service_name"]
+        self._policy(
+            name,
+            "saturation",
+            f"{args.service_name}: every instance busy",
+            "WARNING",
+            [
+                monitoring.AlertPolicyConditionArgs(
+                    display_name=f"active instances at maxInstances ({args.max_instances}) for 15 min",
+                    condition_threshold=monitoring.AlertPolicyConditionConditionThresholdArgs(
+                        filter=(
+                            f'{run_filter} AND metric.type="{RUN}/container/instance_count" '
+                            'AND metric.label.state="active"'
+                        ),
+                        aggregations=[_aggregation("ALIGN_MAX", "REDUCE_SUM", per_service, period="60s")],
+                        comparison="COMPARISON_GT",
+                        threshold_value=args.max_instances - 0.5,
+                        duration="900s",
+                    ),
+                )
+            ],
+            "Every instance the service may run is running, so new load waits or is refused.\n\n"
+            "**First check:** the dashboard's instance count against `whisper:maxInstances` "
+            f"({args.max_instances}) and the GPU quota; raise `whisper:maxInstances` if the quota allows, "
+            "or ask the heaviest client to back off.",
+        )
+
     def _policy(
         self,
         name: str,
@@ -344,15 +353,6 @@ class Observability(Component):
         """GET /readyz as the Monitoring service agent (an OIDC token Cloud Run IAM accepts)."""
         args = self.args
         number = gcp.organizations.get_project_output(project_id=args.project).number
-        invoker = run.ServiceIamMember(
-            f"{name}-uptime-invoker",
-            project=args.project,
-            location=args.region,
-            name=args.service,
-            role=INVOKER_ROLE,
-            member=number.apply(lambda n: MONITORING_AGENT.format(number=n)),
-            opts=self.after(),
-        )
         check = monitoring.UptimeCheckConfig(
             f"{name}-readyz",
             project=args.project,
@@ -378,7 +378,26 @@ class Observability(Component):
                 labels={"project_id": args.project, "location": args.region, "service_name": args.service},
             ),
             user_labels=dict(args.labels),
-            opts=self.own(invoker),
+            # The API returns cloud_run_revision with two more labels (configuration_name and
+            # revision_name) and the provider suppresses the diff of project_id only, on a field that
+            # forces a new check: without this every `up` would replace the check and drift.yml would
+            # fail daily. The three labels follow the service's name and region, which cannot change
+            # without replacing the service itself.
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=self.depends_on, ignore_changes=["monitoredResource"]
+            ),
+        )
+        # After the check: the Monitoring notification agent is provisioned with the project's first
+        # check or channel that uses it, so granting it first can fail on a brand-new project. Until
+        # the grant lands the check gets 403s, well inside the alert's 10 minutes.
+        run.ServiceIamMember(
+            f"{name}-uptime-invoker",
+            project=args.project,
+            location=args.region,
+            name=args.service,
+            role=INVOKER_ROLE,
+            member=number.apply(lambda n: MONITORING_AGENT.format(number=n)),
+            opts=self.after(check),
         )
         if args.settings.alerts:
             self._policy(

@@ -16,7 +16,7 @@ from infra.observability import Observability, ObservabilityArgs, metrics_sideca
 from infra.registry import Registry, RegistryArgs, ServiceImage, ServiceImageArgs
 from infra.service import ServiceInvokers, ServiceInvokersArgs, WhisperService, WhisperServiceArgs
 from infra.shared import contract
-from infra.spend_cap import SpendCap, SpendCapArgs
+from infra.spend_cap import SpendCap, SpendCapArgs, cap_engaged, lift_instructions
 from infra.workload import GpuWorkload
 
 
@@ -42,6 +42,9 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     image = ServiceImage("image", ServiceImageArgs(registry.url, cfg))
     workload = GpuWorkload(cfg, image.ref, labels)
     identity = RuntimeIdentity("identity", RuntimeIdentityArgs(cfg), depends_on=apis.ready)
+    capped = cap_engaged(cfg.project, cfg.region, cfg.service_name)
+    if capped:
+        pulumi.log.warn(lift_instructions(cfg.project, cfg.region, cfg.service_name))
     api_key = (
         ApiKey("api-key", ApiKeyArgs(cfg, reader=identity.member), depends_on=apis.ready)
         if cfg.has_api_key
@@ -55,6 +58,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             api_key_secret=api_key.secret if api_key else None,
             api_key_version=api_key.version if api_key else "latest",
             sidecars=metrics_sidecars(cfg.observability),
+            capped=capped,
         ),
         opts=protected,
         depends_on=[*apis.ready, *identity.resources, *(api_key.resources if api_key else [])],
@@ -69,7 +73,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
                 cfg.service_name,
                 cfg.budget,
                 provider_settings=provider_settings(),
-                publish_to_topic=cfg.spend_cap is not None,
+                # The bootstrap's budget publishes instead when the stack names its topic.
+                publish_to_topic=cfg.spend_cap is not None and cfg.spend_cap.budget_topic is None,
             ),
             depends_on=apis.ready,
         )
@@ -135,7 +140,8 @@ def observe(
         pulumi.log.warn(
             "whisper:observability.uptimeCheck with minInstances 0: every check starts a GPU instance"
         )
-    if cfg.spend_cap is not None and budget is not None and budget.topic is not None:
+    topic, budget_id = _cap_budget(cfg, budget)
+    if cfg.spend_cap is not None and topic is not None and budget_id is not None:
         SpendCap(
             "spend-cap",
             SpendCapArgs(
@@ -145,15 +151,25 @@ def observe(
                 service=service.name,
                 runtime_account_email=runtime,
                 registry_url=registry_url,
-                topic=budget.topic.id,
-                budget_id=budget.budget_id,
+                topic=topic,
+                budget_id=budget_id,
                 settings=cfg.spend_cap,
                 channels=observability.channel_ids,
                 labels=labels,
-                deletion_protection=cfg.deletion_protection,
             ),
             depends_on=apis.ready,
         )
+
+
+def _cap_budget(
+    cfg: StackConfig, budget: BudgetAlerts | None
+) -> tuple[pulumi.Input[str] | None, pulumi.Input[str] | None]:
+    """The topic the cap listens to and the budget it acts on: the bootstrap's, or the stack's own."""
+    if cfg.spend_cap is not None and cfg.spend_cap.budget_topic is not None:
+        return cfg.spend_cap.budget_topic, cfg.spend_cap.budget_id
+    if budget is not None and budget.topic is not None:
+        return budget.topic.id, budget.budget_id
+    return None, None
 
 
 def batch_example(job: str, input_url: str, output_url: str) -> str:

@@ -18,6 +18,10 @@ SECONDS_PER_DAY = 86_400
 # Artifact Registry accepts an OAuth access token as the password of this user name.
 TOKEN_USERNAME = "oauth2accesstoken"  # noqa: S105 - a fixed user name, not a secret
 
+# The registry cache's tag; its manifest is one more version of the service's image.
+BUILD_CACHE_TAG = "buildcache"
+BUILD_CACHE_VERSIONS = 1
+
 
 @dataclass(frozen=True)
 class RegistryArgs:
@@ -57,7 +61,9 @@ class Registry(Component):
                     id="keep-most-recent",
                     action="KEEP",
                     most_recent_versions=gcp.artifactregistry.RepositoryCleanupPolicyMostRecentVersionsArgs(
-                        keep_count=cfg.keep_images,
+                        # The build cache (`:buildcache`) is a version of the same image, pushed by
+                        # every build: one more, so that keepImages counts images only.
+                        keep_count=cfg.keep_images + BUILD_CACHE_VERSIONS,
                     ),
                 ),
                 gcp.artifactregistry.RepositoryCleanupPolicyArgs(
@@ -107,7 +113,7 @@ class ServiceImage(Component):
         access_token: pulumi.Output[str] = pulumi.Output.secret(
             gcp.organizations.get_client_config_output().access_token
         )
-        cache_ref = pulumi.Output.concat(image, ":buildcache")
+        cache_ref = pulumi.Output.concat(image, ":", BUILD_CACHE_TAG)
         self.image = docker_build.Image(
             f"{name}-build",
             context=docker_build.BuildContextArgs(location=relative_to_cwd(SERVICE_DIR)),
@@ -144,7 +150,9 @@ class ServiceImage(Component):
             ],
             # `pulumi preview` stays fast and needs no Docker; `up` builds.
             build_on_preview=False,
-            opts=self.own(),
+            # Deleting the resource (a rename, a moved component) must never delete the pushed image a
+            # revision runs by digest: the registry's cleanup policies age images out instead.
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
         )
         self.ref = self.image.ref
         self.register_outputs({"ref": self.ref})

@@ -12,6 +12,7 @@ import pulumi_gcp as gcp
 from infra.component import Component
 from infra.config import StackConfig
 from infra.shared import contract, slug
+from infra.spend_cap_function.cap import CAP_LABEL, CAP_LABEL_VALUE, CAPPED_MAX_INSTANCES, INTERNAL_ONLY
 from infra.workload import GpuWorkload
 
 run = gcp.cloudrunv2
@@ -34,6 +35,14 @@ LIVENESS_PERIOD_S = 30
 LIVENESS_FAILURE_THRESHOLD = 3
 PROBE_TIMEOUT_S = 5
 API_KEY_VOLUME = "api-key"
+# The service's own request deadline ends this much before Cloud Run's timeout (at most a tenth of
+# it), so that a slow request gets the service's 504 in OpenAI's envelope rather than a cut connection.
+REQUEST_DEADLINE_MARGIN_S = 5.0
+
+
+def request_deadline_s(timeout_seconds: int) -> float:
+    """WHISPER_REQUEST_TIMEOUT_S for a Cloud Run timeout: strictly below it."""
+    return timeout_seconds - min(REQUEST_DEADLINE_MARGIN_S, timeout_seconds / 10)
 
 
 def startup_window_problems(initial_delay_s: int, period_s: int, failure_threshold: int) -> list[str]:
@@ -60,6 +69,17 @@ class WhisperServiceArgs:
     api_key_version: pulumi.Input[str] = "latest"
     # Containers next to the API (the metrics collector); only the API has a port and takes requests.
     sidecars: Sequence[run.ServiceTemplateContainerArgs] = ()
+    # The live service carries the spend cap's label: keep what the cap set (infra/spend_cap.py).
+    capped: bool = False
+
+
+def exposure(args: WhisperServiceArgs) -> tuple[str, int, int, dict[str, str]]:
+    """Ingress, min and max instances and labels: the stack's, or the spend cap's while it is engaged."""
+    cfg, labels = args.workload.settings, dict(args.workload.labels)
+    if args.capped:
+        capped_max = min(CAPPED_MAX_INSTANCES, cfg.max_instances)
+        return INTERNAL_ONLY, 0, capped_max, {**labels, CAP_LABEL: CAP_LABEL_VALUE}
+    return cfg.ingress_value, cfg.min_instances, cfg.max_instances, labels
 
 
 def inference_workers(engine: str, concurrency: int) -> int:
@@ -68,7 +88,7 @@ def inference_workers(engine: str, concurrency: int) -> int:
 
 
 def service_env(args: WhisperServiceArgs) -> dict[str, str]:
-    """The service's settings as env vars; queue size and timeout mirror Cloud Run's own limits."""
+    """The service's settings as env vars; queue size and deadline follow Cloud Run's own limits."""
     cfg = args.workload.settings
     return {
         # Cloud Run does not set it; the logs need it to link each line to its request's trace.
@@ -78,7 +98,7 @@ def service_env(args: WhisperServiceArgs) -> dict[str, str]:
         # that many, so a full instance makes Cloud Run scale out rather than queue blindly.
         contract.ENV_QUEUE_SIZE: str(cfg.concurrency),
         contract.ENV_WORKERS: str(inference_workers(cfg.engine, cfg.concurrency)),
-        contract.ENV_REQUEST_TIMEOUT: str(cfg.timeout_seconds),
+        contract.ENV_REQUEST_TIMEOUT: f"{request_deadline_s(cfg.timeout_seconds):g}",
         **({contract.ENV_API_KEY_FILE: contract.API_KEY_FILE} if args.api_key_secret is not None else {}),
         **cfg.env,
     }
@@ -118,6 +138,7 @@ class WhisperService(Component):
         super().__init__("WhisperService", name, opts, depends_on)
         cfg = args.workload.settings
         volumes, mounts = api_key_volume(args)
+        ingress, min_instances, max_instances, labels = exposure(args)
         container = run.ServiceTemplateContainerArgs(
             name=INGRESS_CONTAINER,
             # By digest: every new build is a new revision, and a tag moved elsewhere changes nothing.
@@ -155,8 +176,8 @@ class WhisperService(Component):
             project=cfg.project,
             location=cfg.region,
             description="OpenAI-compatible Whisper API on an NVIDIA L4 GPU.",
-            labels=dict(args.workload.labels),
-            ingress=cfg.ingress_value,
+            labels=labels,
+            ingress=ingress,
             deletion_protection=cfg.deletion_protection,
             # Callers need roles/run.invoker (ServiceInvokers); never switch the IAM check off.
             invoker_iam_disabled=False,
@@ -167,8 +188,8 @@ class WhisperService(Component):
                 gpu_zonal_redundancy_disabled=not cfg.zonal_redundancy,
                 node_selector=run.ServiceTemplateNodeSelectorArgs(accelerator=cfg.gpu_type),
                 scaling=run.ServiceTemplateScalingArgs(
-                    min_instance_count=cfg.min_instances,
-                    max_instance_count=cfg.max_instances,
+                    min_instance_count=min_instances,
+                    max_instance_count=max_instances,
                 ),
                 labels=dict(args.workload.labels),
                 containers=[container, *args.sidecars],

@@ -27,6 +27,7 @@ from infra.component import Component
 from infra.config import SpendCapConfig
 from infra.registry import TOKEN_USERNAME
 from infra.shared import relative_to_cwd
+from infra.spend_cap_function.cap import CAP_LABEL, CAP_LABEL_VALUE
 
 run = gcp.cloudrunv2
 
@@ -50,7 +51,39 @@ class SpendCapArgs:
     settings: SpendCapConfig
     channels: Sequence[pulumi.Input[str]]
     labels: Mapping[str, str]
-    deletion_protection: bool
+
+
+def cap_engaged(project: str, region: str, service_name: str) -> bool:
+    """Whether the live service carries the cap's `spend-cap=engaged` label.
+
+    Every update writes the whole service (the provider sends no update mask), so a deploy that changes
+    anything, such as a new image digest, would restore the ingress and instances the cap took away.
+    The program reads the label first and keeps the capped values while it is there. A service that
+    does not exist yet (the first deploy) is not capped; any other failure stops the deploy.
+    """
+    service_id = f"projects/{project}/locations/{region}/services/{service_name}"
+    try:
+        live = run.get_service(name=service_name, location=region, project=project)
+    except Exception as error:  # the invoke's error carries the provider's message only
+        if f"{service_id} not found" in str(error):
+            return False
+        raise
+    labels = {**(live.effective_labels or {}), **(live.labels or {})}
+    return labels.get(CAP_LABEL) == CAP_LABEL_VALUE
+
+
+def lift_instructions(project: str, region: str, service_name: str) -> str:
+    """What a person runs to lift an engaged cap on purpose."""
+    unlabel = (
+        f"gcloud run services update {service_name} --project {project} --region {region} "
+        f"--remove-labels {CAP_LABEL}"
+    )
+    return (
+        f"the spend cap has capped {service_name} (label {CAP_LABEL}={CAP_LABEL_VALUE}); this deploy keeps "
+        "it capped (internal ingress, 0 to 1 instances). To lift it deliberately, raise "
+        "whisper:budget.amount or whisper:spendCap.fraction (or set whisper:spendCap.enabled false) so "
+        f"that the next budget message does not cap it again, then run: {unlabel} && pulumi up --refresh"
+    )
 
 
 class SpendCap(Component):
@@ -96,7 +129,9 @@ class SpendCap(Component):
             # Pub/Sub push reaches internal services of its own project; nobody else needs to.
             ingress="INGRESS_TRAFFIC_INTERNAL_ONLY",
             invoker_iam_disabled=False,
-            deletion_protection=args.deletion_protection,
+            # Stateless and rebuilt by every `up`: protecting it would make turning the cap off
+            # (`whisper:spendCap.enabled: false`, the way out after it fired) fail in prod.
+            deletion_protection=False,
             template=run.ServiceTemplateArgs(
                 service_account=cap_email,
                 timeout="60s",
@@ -192,8 +227,10 @@ class SpendCap(Component):
                     "it `spend-cap=engaged` (or tried to: `spend_cap_failed` means the service is still "
                     "running and Pub/Sub retries).\n\n**To restore:** raise the budget "
                     "(`whisper:budget.amount`) or `whisper:spendCap.fraction`, or turn the cap off for the "
-                    "month, then run "
-                    "`pulumi up --refresh` (the refresh sees what the cap changed and puts it back)."
+                    "month, and deploy that. Deploys keep the service capped while the label is there; "
+                    f"remove it (`gcloud run services update {args.service_name} --project {args.project} "
+                    f"--region {args.region} --remove-labels spend-cap`), then run `pulumi up --refresh` "
+                    "(the refresh sees what the cap changed and puts the stack's values back)."
                 ),
             ),
             user_labels=dict(args.labels),
@@ -263,6 +300,7 @@ class SpendCap(Component):
                 docker_build.RegistryArgs(address=registry_host, username=TOKEN_USERNAME, password=token)
             ],
             build_on_preview=False,
-            # Like the API's image: rebuilt on every change of its sources, never protected.
-            opts=pulumi.ResourceOptions(parent=self, protect=False),
+            # Like the API's image: rebuilt on every change of its sources, never protected, and its
+            # pushed image kept when the resource goes (the running revision pulls it by digest).
+            opts=pulumi.ResourceOptions(parent=self, protect=False, retain_on_delete=True),
         )

@@ -1,23 +1,26 @@
 """What an admin creates once so that GitHub Actions can run Pulumi with no long-lived key.
 
 A Workload Identity Federation pool trusts GitHub's OIDC tokens from one repository, pinned by its
-immutable ids. Three identities, each reachable only from where it belongs:
+immutable ids. Four identities, each reachable only from where it belongs:
 
-- the previewer (read-only), from any workflow of the repository: pull-request previews and drift;
-- the dev deployer, only from jobs on `refs/heads/main`;
-- the prod deployer, only from jobs in the GitHub environment `prod` (its required reviewers).
+- the previewer (read-only, dev only), from any workflow of the repository: pull-request previews
+  and dev's drift check;
+- the prod previewer (read-only), only from `drift.yml` on `main`, scheduled or started by hand;
+- each deployer, only from its own workflow files on `main`, for the event and GitHub environment
+  they run with (prod's carries the `prod` environment, issued after its required reviewers).
 
 The runtime service accounts live here too, so that a stack's destroy-and-recreate neither changes
 the service's identity nor loses the deployer's `actAs` on it; the stacks take their e-mails
-(`whisper:serviceAccount`). Nobody gets project-wide `iam.serviceAccountUser`. A versioned bucket
-and a KMS key hold Pulumi's state and encrypt its secrets (a self-managed backend).
+(`whisper:serviceAccount`). Nobody gets project-wide `iam.serviceAccountUser`. Each environment has
+its own versioned state bucket and KMS key (a self-managed backend), so that no dev identity can
+read prod's secrets or write prod's state.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -27,7 +30,33 @@ NAMESPACE = "bootstrap"
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 ENVIRONMENTS = ("dev", "prod")
 PROD_ENVIRONMENT = "prod"
-DEV_REF = "refs/heads/main"
+MAIN_REF = "refs/heads/main"
+ACCOUNT_ID_MAX = 30  # Google's limit on a service account ID
+BUCKET_NAME_MAX = 63
+
+
+@dataclass(frozen=True)
+class WorkflowRun:
+    """A job allowed to impersonate an identity: its workflow file, event, GitHub environment and ref."""
+
+    workflow: str  # a file under .github/workflows
+    event: str  # the token's event_name
+    environment: str = ""  # the token's environment; '' for jobs without one
+    ref: str = MAIN_REF
+
+
+# Exactly the jobs of .github/workflows that run as each identity (tests/workflows checks both ways).
+DEPLOYER_RUNS: dict[str, tuple[WorkflowRun, ...]] = {
+    "dev": (
+        WorkflowRun("deploy-dev.yml", "push", "dev"),
+        WorkflowRun("destroy.yml", "workflow_dispatch", "dev"),
+    ),
+    "prod": (
+        WorkflowRun("deploy-prod.yml", "workflow_dispatch", "prod"),
+        WorkflowRun("destroy.yml", "workflow_dispatch", "prod"),
+    ),
+}
+PROD_PREVIEWER_RUNS = (WorkflowRun("drift.yml", "schedule"), WorkflowRun("drift.yml", "workflow_dispatch"))
 
 # Each role a deployer holds on its environment's project, and why `pulumi up/refresh/destroy` needs it.
 DEPLOYER_PROJECT_ROLES: dict[str, str] = {
@@ -39,12 +68,13 @@ DEPLOYER_PROJECT_ROLES: dict[str, str] = {
     "roles/monitoring.alertPolicyEditor": "the alert policies (infra/observability.py, infra/spend_cap.py)",
     "roles/monitoring.dashboardEditor": "the service's dashboard",
     "roles/monitoring.uptimeCheckConfigEditor": "the authenticated /readyz uptime check",
-    "roles/pubsub.admin": "the budget's topic, who may publish to it, and the spend cap's subscription",
     # Budgets on this one project only (billing.resourcebudgets.*), not on the whole billing account.
     "roles/billing.projectCostsManager": "the budget scoped to this project",
 }
-# The API key's secret without roles/secretmanager.admin, which could read every secret's payload:
-# a custom role with no `versions.access`, limited by a condition to secrets named after the service.
+# The API key's secret without roles/secretmanager.admin: a custom role with no `versions.access`,
+# limited by a condition to secrets named after the service. It keeps `secrets.setIamPolicy` (the
+# stack grants the runtime account access to its secret), so the deployer could grant itself access
+# to those secrets, and only those, in an audited IAM change: it cannot read them without one.
 SECRET_MANAGER_ROLE_ID = "whisperSecretManager"  # noqa: S105 - a role id, not a secret
 SECRET_MANAGER_PERMISSIONS = (
     "secretmanager.secrets.create",
@@ -60,16 +90,34 @@ SECRET_MANAGER_PERMISSIONS = (
     "secretmanager.versions.get",
     "secretmanager.versions.list",
 )
+ROLE_PURPOSE_SECRETS = "The service's secrets and who may read them; reading one needs an IAM change first."
+# The budget's topic, its publisher grant and the spend cap's push subscription, instead of
+# roles/pubsub.admin: no topics.publish (a forged over-budget message would stop the service) and
+# no subscriptions.consume. Publishing needs an audited IAM change on the topic first.
+PUBSUB_ROLE_ID = "whisperPubSub"
+PUBSUB_PERMISSIONS = (
+    "pubsub.subscriptions.create",
+    "pubsub.subscriptions.delete",
+    "pubsub.subscriptions.get",
+    "pubsub.subscriptions.update",
+    "pubsub.topics.attachSubscription",
+    "pubsub.topics.create",
+    "pubsub.topics.delete",
+    "pubsub.topics.get",
+    "pubsub.topics.getIamPolicy",
+    "pubsub.topics.setIamPolicy",
+    "pubsub.topics.update",
+)
 # With `bootstrap:spendCap`: what the spend cap may do to the service it is granted on, nothing more.
 SPEND_CAP_ROLE_ID = "whisperSpendCap"
 SPEND_CAP_PERMISSIONS = ("run.services.get", "run.services.update")
 # What the running container calls: Cloud Logging and Cloud Monitoring. Image pulls are done by
 # Cloud Run's service agent, which reads same-project repositories.
 RUNTIME_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
-# `pulumi preview --refresh` reads every resource of the stack (Viewer includes project budgets and
+# `pulumi preview --refresh` reads every resource of its stack (Viewer includes project budgets and
 # IAM policies, not secret payloads), bills the budget provider's calls to the project
-# (`user_project_override` needs serviceusage.services.use) and decrypts the stack's secrets; it
-# writes only its lock file.
+# (`user_project_override` needs serviceusage.services.use) and decrypts its stack's secrets; it
+# writes only its lock file. Each previewer does this for one environment only.
 PREVIEWER_PROJECT_ROLES = ("roles/viewer", "roles/serviceusage.serviceUsageConsumer")
 SERVICE_ACCOUNT_USER_ROLE = "roles/iam.serviceAccountUser"
 # With `bootstrap:batch`: the batch buckets and their IAM, limited by a condition to their names.
@@ -98,6 +146,10 @@ PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{1,17}$")
 POOL_ID = re.compile(r"^[a-z0-9-]{4,32}$")
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
+BILLING_ACCOUNT = re.compile(r"^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$")
+# Cloud Billing publishes budget notifications as this Google-managed account (infra/budget.py too).
+BUDGET_PUBLISHER = "serviceAccount:billing-budget-alert@system.gserviceaccount.com"
+BUDGET_APIS = ("pubsub.googleapis.com", "billingbudgets.googleapis.com")
 
 
 class BootstrapConfigError(ValueError):
@@ -118,6 +170,7 @@ class BootstrapConfig:
     service_name: str = "whisper"
     dev_project: str = ""
     prod_project: str = ""
+    # Each environment's state lives in `<state_bucket>-<environment>`.
     state_bucket: str = ""
     state_bucket_location: str = "US"
     kept_state_versions: int = 20
@@ -125,6 +178,11 @@ class BootstrapConfig:
     batch: bool = False
     # The stacks' `whisper:spendCap`: the cap's identities and role per environment.
     spend_cap: bool = False
+    # The spend cap's budgets, made here by an admin with a role on the billing account (the supported
+    # path) instead of by each stack with project-level permissions only (a Preview feature).
+    budget_billing_account: str = ""
+    budget_amounts: Mapping[str, int] = field(default_factory=dict)
+    budget_currency: str = "USD"
 
     def project_of(self, environment: str) -> str:
         return self.dev_project if environment == "dev" else self.prod_project
@@ -147,6 +205,25 @@ class BootstrapConfig:
     @property
     def previewer_account_id(self) -> str:
         return f"{self.service_name}-previewer"
+
+    def prod_previewer_account_id(self) -> str:
+        return f"{self.service_name}-preview-{PROD_ENVIRONMENT}"
+
+    def state_bucket_of(self, environment: str) -> str:
+        return f"{self.state_bucket}-{environment}"
+
+    def account_ids(self) -> list[str]:
+        """Every service account ID this config creates."""
+        per_environment = [self.runtime_account_id, self.deployer_account_id]
+        if self.batch:
+            per_environment.append(self.job_account_id)
+        if self.spend_cap:
+            per_environment += [self.spend_cap_account_id, self.spend_cap_push_account_id]
+        return [
+            self.previewer_account_id,
+            self.prod_previewer_account_id(),
+            *(account(environment) for environment in ENVIRONMENTS for account in per_environment),
+        ]
 
 
 def _fix(key: str, example: str) -> str:
@@ -232,6 +309,28 @@ def parse_config(raw: Mapping[str, object]) -> BootstrapConfig:
     check("batch", batch, batch in {"true", "false"}, "true or false", "true")
     spend_cap = text("spendCap", "false").lower()
     check("spendCap", spend_cap, spend_cap in {"true", "false"}, "true or false", "true")
+    billing_account = text("budgetBillingAccount")
+    amounts: dict[str, int] = {}
+    if billing_account:
+        check(
+            "budgetBillingAccount",
+            billing_account,
+            bool(BILLING_ACCOUNT.match(billing_account)),
+            "a billing account ID",
+            "012345-6789AB-CDEF01",
+        )
+        if spend_cap != "true":
+            problems.append(
+                f"{NAMESPACE}:budgetBillingAccount makes the spend cap's budgets, so it needs "
+                f"{NAMESPACE}:spendCap true — {_fix('spendCap', 'true')}"
+            )
+        for environment in ENVIRONMENTS:
+            key = f"{environment}BudgetAmount"
+            amount = text(key)
+            check(key, amount, amount.isdigit() and int(amount) > 0, "a whole amount above 0", "1500")
+            amounts[environment] = int(amount) if amount.isdigit() else 0
+    currency = text("budgetCurrency", "USD")
+    check("budgetCurrency", currency, bool(re.fullmatch(r"[A-Z]{3}", currency)), "a currency code", "USD")
     for retired in ("deployerAccountId", "deployProjects", "runtimeServiceAccounts", "billingAccount"):
         if raw.get(retired) is not None:
             problems.append(
@@ -242,7 +341,7 @@ def parse_config(raw: Mapping[str, object]) -> BootstrapConfig:
 
     if problems:
         raise BootstrapConfigError("invalid bootstrap config:\n  - " + "\n  - ".join(problems))
-    return BootstrapConfig(
+    config = BootstrapConfig(
         project=project,
         github_repository=repository,
         github_repository_id=repository_id,
@@ -258,7 +357,37 @@ def parse_config(raw: Mapping[str, object]) -> BootstrapConfig:
         kept_state_versions=int(kept),
         batch=batch == "true",
         spend_cap=spend_cap == "true",
+        budget_billing_account=billing_account,
+        budget_amounts=amounts,
+        budget_currency=currency,
     )
+    problems = _derived_name_problems(config)
+    if problems:
+        raise BootstrapConfigError("invalid bootstrap config:\n  - " + "\n  - ".join(problems))
+    return config
+
+
+def _derived_name_problems(config: BootstrapConfig) -> list[str]:
+    """Names built from the config that Google would refuse half-way through `pulumi up`."""
+    problems = []
+    longest = max(config.account_ids(), key=len)
+    if len(longest) > ACCOUNT_ID_MAX:
+        fits = len(config.service_name) - (len(longest) - ACCOUNT_ID_MAX)
+        problems.append(
+            f"{NAMESPACE}:serviceName {config.service_name!r} makes the service account ID {longest!r} "
+            f"{len(longest)} characters long, over Google's {ACCOUNT_ID_MAX} — use at most {fits} "
+            f"characters (the stacks' whisper:serviceName too): "
+            f"{_fix('serviceName', config.service_name[:fits])}"
+        )
+    longest_bucket = max((config.state_bucket_of(e) for e in ENVIRONMENTS), key=len)
+    if len(longest_bucket) > BUCKET_NAME_MAX:
+        fits = len(config.state_bucket) - (len(longest_bucket) - BUCKET_NAME_MAX)
+        problems.append(
+            f"{NAMESPACE}:stateBucket {config.state_bucket!r} makes the state bucket {longest_bucket!r} "
+            f"longer than {BUCKET_NAME_MAX} characters — use at most {fits}: "
+            f"{_fix('stateBucket', config.state_bucket[:fits].rstrip('-._'))}"
+        )
+    return problems
 
 
 CONFIG_KEYS = (
@@ -277,6 +406,10 @@ CONFIG_KEYS = (
     "keptStateVersions",
     "batch",
     "spendCap",
+    "budgetBillingAccount",
+    "devBudgetAmount",
+    "prodBudgetAmount",
+    "budgetCurrency",
     "deployerAccountId",
     "deployProjects",
     "runtimeServiceAccounts",
@@ -300,15 +433,30 @@ def provider_condition(config: BootstrapConfig) -> str:
     )
 
 
+def _claim(name: str) -> str:
+    """A claim, or '' where the token has none (jobs without an environment carry no `environment`)."""
+    return f"(has(assertion.{name}) ? assertion.{name} : '')"
+
+
+# One binding matches one attribute, so the claims a deployer is bound to are joined into one. A ref
+# never contains ':' (git forbids it) and neither do event names, so no other combination of claims
+# spells the same value.
+RUN_CLAIMS = ("job_workflow_ref", "ref", "event_name", "environment")
 ATTRIBUTE_MAPPING = {
     "google.subject": "assertion.sub",
     "attribute.repository": "assertion.repository",
     "attribute.repository_id": "assertion.repository_id",
     "attribute.repository_owner_id": "assertion.repository_owner_id",
     "attribute.ref": "assertion.ref",
-    # Only jobs that name an environment carry the claim.
-    "attribute.environment": "has(assertion.environment) ? assertion.environment : ''",
+    "attribute.environment": _claim("environment"),
+    "attribute.run": " + ':' + ".join(_claim(name) for name in RUN_CLAIMS),
 }
+
+
+def run_attribute(repository: str, run: WorkflowRun) -> str:
+    """`attribute.run` of a token from this job: `<job_workflow_ref>:<ref>:<event>:<environment>`."""
+    job_workflow_ref = f"{repository}/.github/workflows/{run.workflow}@{run.ref}"
+    return ":".join((job_workflow_ref, run.ref, run.event, run.environment))
 
 
 def _role_slug(role: str) -> str:
@@ -379,86 +527,32 @@ class KeylessCi(pulumi.ComponentResource):
             opts=child,
         )
 
-        self.state_bucket = gcp.storage.Bucket(
-            f"{name}-state",
-            project=project,
-            name=config.state_bucket,
-            location=config.state_bucket_location,
-            versioning=gcp.storage.BucketVersioningArgs(enabled=True),
-            uniform_bucket_level_access=True,
-            public_access_prevention="enforced",
-            force_destroy=False,
-            lifecycle_rules=[
-                gcp.storage.BucketLifecycleRuleArgs(
-                    action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
-                    condition=gcp.storage.BucketLifecycleRuleConditionArgs(
-                        num_newer_versions=config.kept_state_versions, with_state="ARCHIVED"
-                    ),
-                )
-            ],
-            # The state and the key are the only things here that cannot be rebuilt.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=self.apis, protect=True),
-        )
         self.key_ring = gcp.kms.KeyRing(
             f"{name}-keyring", project=project, name="pulumi", location=config.region, opts=after_apis
         )
-        self.secrets_key = gcp.kms.CryptoKey(
-            f"{name}-secrets-key",
-            name="pulumi-secrets",
-            key_ring=self.key_ring.id,
-            rotation_period="7776000s",
-            opts=pulumi.ResourceOptions(parent=self, protect=True),
-        )
+        self.state_buckets = {env: self._state_bucket(env) for env in ENVIRONMENTS}
+        self.secrets_keys = {env: self._secrets_key(env) for env in ENVIRONMENTS}
 
-        # --- the previewer: read-only, from any workflow of the repository ---------------------------
+        # --- the previewers: read-only, one environment each ----------------------------------------
+        # Any workflow of the repository (a pull request's code) may preview dev; prod only from the
+        # drift check on main, so that no branch can decrypt prod's secrets.
         self.previewer = self._account(
-            "previewer", project, config.previewer_account_id, "pulumi preview and drift (read-only)"
+            "previewer", project, config.previewer_account_id, "pulumi preview and drift of dev (read-only)"
         )
         self._impersonable_by(
             self.previewer,
             "previewer",
-            _principal_set(self.pool.name, f"repository_id/{config.github_repository_id}"),
+            [_principal_set(self.pool.name, f"repository_id/{config.github_repository_id}")],
         )
-        previewer = self.previewer.member
-        for target in sorted({config.dev_project, config.prod_project}):
-            for role in PREVIEWER_PROJECT_ROLES:
-                gcp.projects.IAMMember(
-                    f"{name}-previewer-{target}-{_role_slug(role)}",
-                    project=target,
-                    role=role,
-                    member=previewer,
-                    opts=child,
-                )
-        gcp.storage.BucketIAMMember(
-            f"{name}-previewer-state-viewer",
-            bucket=self.state_bucket.name,
-            role=STATE_READ_ROLE,
-            member=previewer,
-            opts=child,
+        self._previews("dev", self.previewer, "previewer")
+        self.prod_previewer = self._account(
+            "previewer-prod",
+            project,
+            config.prod_previewer_account_id(),
+            "drift check of prod from main (read-only)",
         )
-        gcp.storage.BucketIAMMember(
-            f"{name}-previewer-state-locks",
-            bucket=self.state_bucket.name,
-            role=STATE_BUCKET_ROLE,
-            member=previewer,
-            condition=gcp.storage.BucketIAMMemberConditionArgs(
-                title="pulumi-locks-only",
-                description="The previewer writes nothing but the backend's lock files.",
-                expression=self.state_bucket.name.apply(
-                    lambda bucket: (
-                        f"resource.name.startsWith('projects/_/buckets/{bucket}/objects/{LOCKS_PREFIX}')"
-                    )
-                ),
-            ),
-            opts=child,
-        )
-        gcp.kms.CryptoKeyIAMMember(
-            f"{name}-previewer-secrets-decrypter",
-            crypto_key_id=self.secrets_key.id,
-            role=SECRETS_DECRYPT_ROLE,
-            member=previewer,
-            opts=child,
-        )
+        self._impersonable_by(self.prod_previewer, "previewer-prod", self._runs(PROD_PREVIEWER_RUNS))
+        self._previews(PROD_ENVIRONMENT, self.prod_previewer, "previewer-prod")
 
         # --- per environment: the runtime account and the deployer that may act as it only ----------
         self.runtime_accounts: dict[str, gcp.serviceaccount.Account] = {}
@@ -469,8 +563,12 @@ class KeylessCi(pulumi.ComponentResource):
             self._environment(environment)
 
         self.workload_identity_provider = self.provider.name
-        self.backend_url = self.state_bucket.name.apply(lambda bucket: f"gs://{bucket}")
-        self.secrets_provider = self.secrets_key.id.apply(lambda key: f"gcpkms://{key}")
+        self.backend_urls = {
+            env: bucket.name.apply(lambda name: f"gs://{name}") for env, bucket in self.state_buckets.items()
+        }
+        self.secrets_providers = {
+            env: key.id.apply(lambda key_id: f"gcpkms://{key_id}") for env, key in self.secrets_keys.items()
+        }
         self.register_outputs(self.outputs())
 
     def outputs(self) -> dict[str, Any]:
@@ -478,12 +576,13 @@ class KeylessCi(pulumi.ComponentResource):
         return {
             "workloadIdentityProvider": self.workload_identity_provider,
             "previewerServiceAccount": self.previewer.email,
+            "prodPreviewerServiceAccount": self.prod_previewer.email,
             "devDeployerServiceAccount": self.deployers["dev"].email,
             "prodDeployerServiceAccount": self.deployers["prod"].email,
             "devRuntimeServiceAccount": self.runtime_accounts["dev"].email,
             "prodRuntimeServiceAccount": self.runtime_accounts["prod"].email,
-            "backendUrl": self.backend_url,
-            "secretsProvider": self.secrets_provider,
+            **{f"{env}BackendUrl": url for env, url in self.backend_urls.items()},
+            **{f"{env}SecretsProvider": provider for env, provider in self.secrets_providers.items()},
             **{f"{env}BatchServiceAccount": account.email for env, account in self.job_accounts.items()},
             **self.spend_cap_outputs,
         }
@@ -499,14 +598,97 @@ class KeylessCi(pulumi.ComponentResource):
         )
 
     def _impersonable_by(
-        self, account: gcp.serviceaccount.Account, label: str, principal: pulumi.Output[str]
+        self, account: gcp.serviceaccount.Account, label: str, principals: list[pulumi.Output[str]]
     ) -> None:
-        gcp.serviceaccount.IAMMember(
-            f"{self.name}-{label}-wif",
-            service_account_id=account.name,
-            role=WORKLOAD_IDENTITY_USER_ROLE,
-            member=principal,
-            opts=pulumi.ResourceOptions(parent=self),
+        for index, principal in enumerate(principals):
+            gcp.serviceaccount.IAMMember(
+                f"{self.name}-{label}-wif" + (f"-{index}" if index else ""),
+                service_account_id=account.name,
+                role=WORKLOAD_IDENTITY_USER_ROLE,
+                member=principal,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+
+    def _runs(self, runs: tuple[WorkflowRun, ...]) -> list[pulumi.Output[str]]:
+        """The principal sets of exactly these jobs (workflow file, ref, event, environment)."""
+        repository = self.config.github_repository
+        return [_principal_set(self.pool.name, f"run/{run_attribute(repository, run)}") for run in runs]
+
+    def _state_bucket(self, environment: str) -> gcp.storage.Bucket:
+        """One environment's Pulumi state: a deployer's objectAdmin on it reaches no other stack."""
+        config = self.config
+        return gcp.storage.Bucket(
+            f"{self.name}-state-{environment}",
+            project=config.project,
+            name=config.state_bucket_of(environment),
+            location=config.state_bucket_location,
+            versioning=gcp.storage.BucketVersioningArgs(enabled=True),
+            uniform_bucket_level_access=True,
+            public_access_prevention="enforced",
+            force_destroy=False,
+            lifecycle_rules=[
+                gcp.storage.BucketLifecycleRuleArgs(
+                    action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
+                    condition=gcp.storage.BucketLifecycleRuleConditionArgs(
+                        num_newer_versions=config.kept_state_versions, with_state="ARCHIVED"
+                    ),
+                )
+            ],
+            # The state and the keys are the only things here that cannot be rebuilt.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.apis, protect=True),
+        )
+
+    def _secrets_key(self, environment: str) -> gcp.kms.CryptoKey:
+        """One environment's secrets key: only that environment's identities may use it."""
+        return gcp.kms.CryptoKey(
+            f"{self.name}-secrets-key-{environment}",
+            name=f"pulumi-secrets-{environment}",
+            key_ring=self.key_ring.id,
+            rotation_period="7776000s",
+            opts=pulumi.ResourceOptions(parent=self, protect=True),
+        )
+
+    def _previews(self, environment: str, previewer: gcp.serviceaccount.Account, label: str) -> None:
+        """Read one environment, write only its lock files, decrypt only its secrets."""
+        name, child = self.name, pulumi.ResourceOptions(parent=self)
+        member, bucket = previewer.member, self.state_buckets[environment]
+        for role in PREVIEWER_PROJECT_ROLES:
+            gcp.projects.IAMMember(
+                f"{name}-{label}-{_role_slug(role)}",
+                project=self.config.project_of(environment),
+                role=role,
+                member=member,
+                opts=child,
+            )
+        gcp.storage.BucketIAMMember(
+            f"{name}-{label}-state-viewer",
+            bucket=bucket.name,
+            role=STATE_READ_ROLE,
+            member=member,
+            opts=child,
+        )
+        gcp.storage.BucketIAMMember(
+            f"{name}-{label}-state-locks",
+            bucket=bucket.name,
+            role=STATE_BUCKET_ROLE,
+            member=member,
+            condition=gcp.storage.BucketIAMMemberConditionArgs(
+                title="pulumi-locks-only",
+                description="The previewer writes nothing but the backend's lock files.",
+                expression=bucket.name.apply(
+                    lambda bucket_name: (
+                        f"resource.name.startsWith('projects/_/buckets/{bucket_name}/objects/{LOCKS_PREFIX}')"
+                    )
+                ),
+            ),
+            opts=child,
+        )
+        gcp.kms.CryptoKeyIAMMember(
+            f"{name}-{label}-secrets-decrypter",
+            crypto_key_id=self.secrets_keys[environment].id,
+            role=SECRETS_DECRYPT_ROLE,
+            member=member,
+            opts=child,
         )
 
     def _environment(self, environment: str) -> None:
@@ -536,12 +718,7 @@ class KeylessCi(pulumi.ComponentResource):
             f"pulumi up/destroy of the {environment} stack",
         )
         self.deployers[environment] = deployer
-        principal = (
-            _principal_set(self.pool.name, f"environment/{PROD_ENVIRONMENT}")
-            if environment == PROD_ENVIRONMENT
-            else _principal_set(self.pool.name, f"ref/{DEV_REF}")
-        )
-        self._impersonable_by(deployer, f"deployer-{environment}", principal)
+        self._impersonable_by(deployer, f"deployer-{environment}", self._runs(DEPLOYER_RUNS[environment]))
         for role in DEPLOYER_PROJECT_ROLES:
             gcp.projects.IAMMember(
                 f"{name}-deployer-{environment}-{_role_slug(role)}",
@@ -563,7 +740,7 @@ class KeylessCi(pulumi.ComponentResource):
             project=target,
             role_id=f"{SECRET_MANAGER_ROLE_ID}{environment.capitalize()}",
             title=f"Whisper secret manager ({environment})",
-            description="Create the API key's secret and grant access to it; cannot read any secret's value.",
+            description=ROLE_PURPOSE_SECRETS,
             permissions=list(SECRET_MANAGER_PERMISSIONS),
             opts=pulumi.ResourceOptions(parent=self, depends_on=self.project_apis[target]),
         )
@@ -580,16 +757,32 @@ class KeylessCi(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        pubsub = gcp.projects.IAMCustomRole(
+            f"{name}-deployer-{environment}-pubsub",
+            project=target,
+            role_id=f"{PUBSUB_ROLE_ID}{environment.capitalize()}",
+            title=f"Whisper Pub/Sub ({environment})",
+            description="The budget's topic and publisher grant, the spend cap's subscription; no publish.",
+            permissions=list(PUBSUB_PERMISSIONS),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.project_apis[target]),
+        )
+        gcp.projects.IAMMember(
+            f"{name}-deployer-{environment}-pubsub",
+            project=target,
+            role=pubsub.name,
+            member=deployer.member,
+            opts=child,
+        )
         gcp.storage.BucketIAMMember(
             f"{name}-deployer-{environment}-state",
-            bucket=self.state_bucket.name,
+            bucket=self.state_buckets[environment].name,
             role=STATE_BUCKET_ROLE,
             member=deployer.member,
             opts=child,
         )
         gcp.kms.CryptoKeyIAMMember(
             f"{name}-deployer-{environment}-secrets",
-            crypto_key_id=self.secrets_key.id,
+            crypto_key_id=self.secrets_keys[environment].id,
             role=SECRETS_KEY_ROLE,
             member=deployer.member,
             opts=child,
@@ -598,6 +791,80 @@ class KeylessCi(pulumi.ComponentResource):
             self._batch(environment, target, deployer)
         if config.spend_cap:
             self._spend_cap(environment, target, deployer, runtime)
+        if config.budget_billing_account:
+            self._budget(environment, target)
+
+    def _budget(self, environment: str, target: str) -> None:
+        """The spend cap's budget, its Pub/Sub topic and Cloud Billing's publisher grant.
+
+        Made by whoever runs the bootstrap, with a role on the billing account: a budget managed at
+        that level is the generally available path, and the topic's grant to Google's billing account
+        (which a domain-restricted-sharing policy refuses) is made once, by an admin who can arrange the
+        exception, never by CI. The stack's cap subscribes to the topic (whisper:spendCap.budgetTopic).
+        """
+        name, config = self.name, self.config
+        apis = [
+            gcp.projects.Service(
+                f"{name}-{environment}-budget-{api.split('.')[0]}",
+                project=target,
+                service=api,
+                disable_on_destroy=False,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for api in BUDGET_APIS
+        ]
+        topic = gcp.pubsub.Topic(
+            f"{name}-budget-topic-{environment}",
+            project=target,
+            name=f"{config.service_name}-budget-{environment}",
+            message_retention_duration="86400s",
+            opts=pulumi.ResourceOptions(parent=self, depends_on=apis),
+        )
+        publisher = gcp.pubsub.TopicIAMMember(
+            f"{name}-budget-topic-{environment}-publisher",
+            project=target,
+            topic=topic.name,
+            role="roles/pubsub.publisher",
+            member=BUDGET_PUBLISHER,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        # The Budget API wants a quota project even with an admin's user credentials.
+        billing = gcp.Provider(
+            f"{name}-billing-{environment}",
+            project=target,
+            billing_project=target,
+            user_project_override=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        number = gcp.organizations.get_project_output(project_id=target).number
+        budget = gcp.billing.Budget(
+            f"{name}-budget-{environment}",
+            billing_account=config.budget_billing_account,
+            display_name=f"{config.service_name} {environment} spend cap ({target})",
+            amount=gcp.billing.BudgetAmountArgs(
+                specified_amount=gcp.billing.BudgetAmountSpecifiedAmountArgs(
+                    currency_code=config.budget_currency, units=str(config.budget_amounts[environment])
+                )
+            ),
+            budget_filter=gcp.billing.BudgetBudgetFilterArgs(
+                projects=[number.apply(lambda n: f"projects/{n}")]
+            ),
+            threshold_rules=[
+                gcp.billing.BudgetThresholdRuleArgs(threshold_percent=1.0, spend_basis="CURRENT_SPEND")
+            ],
+            all_updates_rule=gcp.billing.BudgetAllUpdatesRuleArgs(
+                pubsub_topic=topic.id, schema_version="1.0", disable_default_iam_recipients=False
+            ),
+            opts=pulumi.ResourceOptions(parent=self, provider=billing, depends_on=[*apis, publisher]),
+        )
+        self.spend_cap_outputs.update(
+            {
+                f"{environment}BudgetTopic": topic.id,
+                f"{environment}BudgetId": budget.name.apply(
+                    lambda budget_name: budget_name.rsplit("/", 1)[-1]
+                ),
+            }
+        )
 
     def _spend_cap(
         self,

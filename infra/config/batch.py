@@ -28,12 +28,16 @@ class BatchConfig:
     output_retention_days: int = 30
     runners: tuple[str, ...] = ()
     service_account: str | None = None  # an existing account's e-mail; None: the stack makes `<name>-job`
+    # Not the service's setting: a retried task needs no second zone, which costs more and has its own quota.
+    zonal_redundancy: bool = False
 
 
 DEFAULTS = BatchConfig(input_bucket="", output_bucket="")
 
 
-def read_batch(r: Reader, project: str, service_name: str, max_instances: int) -> BatchConfig | None:
+def read_batch(
+    r: Reader, project: str, service_name: str, max_instances: int, gpu_quota: int | None = None
+) -> BatchConfig | None:
     batch = r.section("batch", "enabled", "true")
     enabled = batch.get("enabled", True) if batch is not None else False
     if batch is None or enabled in (False, "false"):
@@ -53,11 +57,20 @@ def read_batch(r: Reader, project: str, service_name: str, max_instances: int) -
     parallelism = batch.whole(
         "parallelism", min(task_count, max_instances), MAX_TASK_COUNT, "tasks at once", 1
     )
-    if parallelism > max_instances:
+    if gpu_quota is not None and max_instances + parallelism > gpu_quota:
+        r.fail(
+            f"{key}.parallelism {parallelism} and {NAMESPACE}:maxInstances {max_instances} need "
+            f"{max_instances + parallelism} L4s at once, over {NAMESPACE}:gpuQuota {gpu_quota}: each task "
+            "holds an L4 next to the service's instances, from the same regional quota — "
+            f"{batch.fix('parallelism', max(gpu_quota - max_instances, 1))} (or request more quota)"
+        )
+    elif gpu_quota is None and parallelism > max_instances:
         r.fail(
             f"{key}.parallelism {parallelism} exceeds {NAMESPACE}:maxInstances {max_instances}: each task "
-            f"holds an L4, and maxInstances bounds the GPUs this stack may use (within your quota) — "
-            f"{batch.fix('parallelism', max_instances)} (or raise {NAMESPACE}:maxInstances)"
+            f"holds an L4 on top of the service's up to {max_instances}, from the same regional quota, so "
+            f"the stack may need {max_instances + parallelism} at once — "
+            f"{batch.fix('parallelism', max_instances)} (or state the quota: "
+            f"pulumi config set {NAMESPACE}:gpuQuota <L4 quota in the region>)"
         )
     max_retries = batch.whole(
         "maxRetries", DEFAULTS.max_retries, MAX_TASK_RETRIES, "retries of a failed task"
@@ -110,6 +123,7 @@ def read_batch(r: Reader, project: str, service_name: str, max_instances: int) -
         email="e-mail",
     )
 
+    zonal_redundancy = batch.flag("zonalRedundancy", DEFAULTS.zonal_redundancy)
     service_account = batch.get("serviceAccount") or None
     in_project = f"@{project}.iam.gserviceaccount.com"
     r.service_account(
@@ -131,6 +145,7 @@ def read_batch(r: Reader, project: str, service_name: str, max_instances: int) -
         output_retention_days=output_days,
         runners=tuple(runners) if isinstance(runners, list) else (),
         service_account=service_account,
+        zonal_redundancy=zonal_redundancy,
     )
 
 

@@ -19,6 +19,9 @@ GPU_REGIONS: Mapping[str, tuple[str, ...]] = {
         "asia-south1",
     ),
 }
+# Where Google offers GPU zonal redundancy (Cloud Run's GPU page); not every L4 region: us-east4 and
+# the invitation-only asia-south1 run GPUs without it.
+ZONAL_REDUNDANCY_REGIONS = ("us-central1", "europe-west1", "europe-west4", "asia-southeast1")
 GPU_CPU_CHOICES = (4, 6, 8)
 GPU_MIN_MEMORY_GIB = 16
 # Cloud Run's CPU/memory table: at most 4 GiB per vCPU (4 vCPU → 16 GiB, 6 → 24 GiB, 8 → 32 GiB).

@@ -27,6 +27,7 @@ BATCH_KEYS = (
     "outputRetentionDays",
     "runners",
     "serviceAccount",
+    "zonalRedundancy",
 )
 OBSERVABILITY_KEYS = (
     "metrics",
@@ -39,7 +40,15 @@ OBSERVABILITY_KEYS = (
     "p95LatencySeconds",
     "queueFullRatio",
 )
-SPEND_CAP_KEYS = ("enabled", "fraction", "serviceAccount", "pushServiceAccount", "role")
+SPEND_CAP_KEYS = (
+    "enabled",
+    "fraction",
+    "serviceAccount",
+    "pushServiceAccount",
+    "role",
+    "budgetTopic",
+    "budgetId",
+)
 SECTIONS: Mapping[str, tuple[str, ...]] = {
     "budget": BUDGET_KEYS,
     "batch": BATCH_KEYS,
@@ -62,6 +71,7 @@ KEYS = (
     "concurrency",
     "timeoutSeconds",
     "zonalRedundancy",
+    "gpuQuota",
     "invokers",
     "public",
     "ingress",

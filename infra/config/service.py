@@ -15,6 +15,7 @@ from infra.config.cloud_run import (
     MAX_MEMORY_GIB,
     MAX_MEMORY_GIB_PER_CPU,
     MAX_TIMEOUT_SECONDS,
+    ZONAL_REDUNDANCY_REGIONS,
     memory_gib,
 )
 from infra.config.keys import KEYS, NAMESPACE, PROJECT_KEY
@@ -63,6 +64,16 @@ def read_service(r: Reader) -> StackConfig:
             f" — {fix('timeoutSeconds', DEFAULTS.timeout_seconds)}"
         )
     zonal_redundancy = r.boolean("zonalRedundancy", DEFAULTS.zonal_redundancy)
+    if (
+        zonal_redundancy
+        and region in GPU_REGIONS.get(gpu_type, ())
+        and region not in ZONAL_REDUNDANCY_REGIONS
+    ):
+        r.fail(
+            f"{NAMESPACE}:zonalRedundancy is not offered for GPUs in {region} (Google lists it in "
+            f"{', '.join(ZONAL_REDUNDANCY_REGIONS)}) — {fix('zonalRedundancy', 'false')}"
+        )
+    gpu_quota = _gpu_quota(r, max_instances)
     public = r.boolean("public", DEFAULTS.public)
     invokers = _invokers(r, public)
     ingress = r.choice("ingress", DEFAULTS.ingress, INGRESS_VALUES)
@@ -102,6 +113,7 @@ def read_service(r: Reader) -> StackConfig:
         concurrency=concurrency,
         timeout_seconds=timeout_seconds,
         zonal_redundancy=zonal_redundancy,
+        gpu_quota=gpu_quota,
         invokers=invokers,
         public=public,
         ingress=ingress,
@@ -203,6 +215,26 @@ def _instances(r: Reader) -> tuple[int, int]:
             f"{fix('maxInstances', max(min_instances, 1))}"
         )
     return min_instances, max_instances
+
+
+def _gpu_quota(r: Reader, max_instances: int) -> int | None:
+    """The stated regional L4 quota: the service must fit it alone, and with the batch job (read_batch)."""
+    text = r.value("gpuQuota")
+    if text is None or text == "":
+        return None
+    quota = r.integer("gpuQuota", 0)
+    if quota < 1:
+        r.fail(
+            f"{NAMESPACE}:gpuQuota {text!r} must be the project's L4 quota in the region, at least 1 — "
+            f"{fix('gpuQuota', max(max_instances, 1))} (or pulumi config rm {NAMESPACE}:gpuQuota)"
+        )
+        return None
+    if max_instances > quota:
+        r.fail(
+            f"{NAMESPACE}:maxInstances {max_instances} exceeds {NAMESPACE}:gpuQuota {quota}: Cloud Run "
+            f"could not start that many L4 instances — {fix('maxInstances', quota)} (or request more quota)"
+        )
+    return quota
 
 
 def _invokers(r: Reader, public: bool) -> tuple[str, ...]:

@@ -33,6 +33,9 @@ class StackConfig:
     concurrency: int = 4
     timeout_seconds: int = 300
     zonal_redundancy: bool = False
+    # The project's L4 quota in the region, when stated: the service's and the batch job's GPUs together
+    # must fit it (they draw on the same regional quota). None: not checked beyond maxInstances.
+    gpu_quota: int | None = None
     invokers: tuple[str, ...] = ()
     public: bool = False
     ingress: str = "all"

@@ -123,10 +123,12 @@ def run_program(
     project: str | None = None,
     program: Callable[[], Mapping[str, Any]] | None = None,
     secret_keys: Collection[str] = (),
+    mocks: CloudMocks | None = None,
 ) -> Plan:
     """Run `program` (infra.program.main) for `config` (Pulumi's flat `ns:key → string` map) on mocks.
 
-    `secret_keys` are the keys the stack file holds encrypted (`pulumi config set --secret`).
+    `secret_keys` are the keys the stack file holds encrypted (`pulumi config set --secret`);
+    `mocks` stands in for the cloud (CloudMocks by default; a subclass shows live resources).
 
     Raises what the program raises (e.g. infra.config.ConfigError) after the runtime has settled.
     """
@@ -135,7 +137,7 @@ def run_program(
 
         program = main
 
-    mocks = CloudMocks()
+    mocks = mocks or CloudMocks()
     monitor = RecordingMonitor(mocks)
     collector = _WarningCollector()
     logger = logging.getLogger(f"infra.mockrun.{stack}")

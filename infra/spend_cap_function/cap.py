@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from zoneinfo import ZoneInfo
 
 INTERNAL_ONLY = "INGRESS_TRAFFIC_INTERNAL_ONLY"
 CAP_LABEL = "spend-cap"
@@ -33,6 +34,8 @@ CAP_LABEL_VALUE = "engaged"
 CAPPED_MAX_INSTANCES = 1
 # Billing publishes every 20-30 minutes; an older message has been overtaken by a fresher one.
 MAX_MESSAGE_AGE = timedelta(hours=6)
+# Cloud Billing's monthly periods start at midnight in this zone (the image's base ships tzdata).
+BUDGET_TIME_ZONE = ZoneInfo("America/Los_Angeles")
 MAX_BODY_BYTES = 64 * 1024  # a budget notification is well under 1 KiB
 HTTP_TIMEOUT_S = 30
 
@@ -294,10 +297,14 @@ def _timestamp(value: Any) -> datetime:
 
 
 def _next_month(start: datetime) -> datetime:
-    """The next monthly budget period's start (periods begin at midnight US Pacific time)."""
-    year, month = (start.year + 1, 1) if start.month == 12 else (start.year, start.month + 1)
-    # Pacific midnight moves by an hour with daylight saving time: allow for it.
-    return start.replace(year=year, month=month, day=1) + timedelta(hours=1)
+    """The start of the budget period after the one `start` falls in.
+
+    Monthly budget periods begin at midnight US Pacific time, so a period is 1 hour shorter or
+    longer than the calendar month in UTC when daylight saving time starts or ends within it.
+    """
+    local = start.astimezone(BUDGET_TIME_ZONE)
+    year, month = (local.year + 1, 1) if local.month == 12 else (local.year, local.month + 1)
+    return datetime(year, month, 1, tzinfo=BUDGET_TIME_ZONE).astimezone(UTC)
 
 
 def main() -> None:

@@ -209,3 +209,18 @@ def test_the_openai_whisper_cpu_target_installs_the_cpu_build_of_torch() -> None
 def test_copy_sources_from_the_context_exist(dockerfile: Dockerfile) -> None:
     for source in copied_from_context(dockerfile):
         assert (SERVICE / source).exists(), f"COPY {source}: not in the build context"
+
+
+def test_the_only_sdist_builds_against_the_locked_setuptools_without_isolation(
+    dockerfile: Dockerfile,
+) -> None:
+    """pip's default builds an sdist in an isolated environment with whatever setuptools PyPI serves."""
+    [install] = [run.value for run in dockerfile.stage("deps-common").of("RUN") if "pip install" in run.value]
+    build_tools, dependencies = install.split("&&")
+    assert "-r requirements-image-build.txt" in build_tools and "--only-binary=:all:" in build_tools
+    for flag in ("--no-build-isolation", "--only-binary=:all:", "--no-binary=openai-whisper", "--no-deps"):
+        assert flag in dependencies, flag
+    assert (SERVICE / "requirements-image-build.txt").read_text().count("\nsetuptools==") == 1
+    # The target stages install wheels only (torch's builds, cuBLAS): nothing there builds from source.
+    for stage in ("deps-gpu", "deps-cpu"):
+        assert "--no-binary" not in " ".join(run.value for run in dockerfile.stage(stage).of("RUN"))

@@ -319,3 +319,73 @@ def test_api_key_mistakes_are_refused(extra: dict[str, str], secret_keys: set[st
     [problem] = caught.value.problems
     assert problem.startswith(expected)
     assert "k" * 32 not in problem
+
+
+# --- what would otherwise fail half-way through `pulumi up` -------------------------------------------
+
+
+@pytest.mark.parametrize("region", ["us-east4", "asia-south1"])
+def test_zonal_redundancy_is_refused_where_google_does_not_offer_it(region: str) -> None:
+    problem = only_problem(whisper__region=region, whisper__zonalRedundancy="true")
+    assert f"whisper:zonalRedundancy is not offered for GPUs in {region}" in problem
+    assert "pulumi config set whisper:zonalRedundancy false" in problem
+    assert parse_config({**VALID, "whisper:region": region}).zonal_redundancy is False
+
+
+def test_zonal_redundancy_is_accepted_where_google_lists_it() -> None:
+    cfg = parse_config({**VALID, "whisper:region": "europe-west4", "whisper:zonalRedundancy": "true"})
+    assert cfg.zonal_redundancy is True
+
+
+def test_the_gpu_quota_bounds_the_service_and_the_batch_job_together() -> None:
+    ci_free = {"serviceAccount": "whisper-job@my-whisper-dev.iam.gserviceaccount.com"}
+    batch = json.dumps({**ci_free, "taskCount": 4, "parallelism": 2})
+    problem = only_problem(whisper__maxInstances="3", whisper__gpuQuota="4", whisper__batch=batch)
+    assert "need 5 L4s at once, over whisper:gpuQuota 4" in problem
+    assert "pulumi config set --path 'whisper:batch.parallelism' 1" in problem
+    fits = parse_config(
+        {**VALID, "whisper:maxInstances": "3", "whisper:gpuQuota": "5", "whisper:batch": batch}
+    )
+    assert fits.batch is not None and fits.batch.parallelism == 2
+    assert "exceeds whisper:gpuQuota 2" in only_problem(whisper__maxInstances="3", whisper__gpuQuota="2")
+
+
+def test_without_a_stated_quota_the_job_stays_within_max_instances_and_says_why() -> None:
+    batch = json.dumps({"taskCount": 4, "parallelism": 3})
+    problem = only_problem(whisper__maxInstances="2", whisper__batch=batch)
+    assert "on top of the service's up to 2" in problem and "whisper:gpuQuota" in problem
+    assert "bounds the GPUs this stack may use" not in problem
+
+
+def test_the_batch_job_has_no_zonal_redundancy_unless_asked() -> None:
+    base = {**VALID, "whisper:region": "europe-west1", "whisper:zonalRedundancy": "true"}
+    cfg = parse_config({**base, "whisper:batch": json.dumps({"taskCount": 2})})
+    assert cfg.zonal_redundancy is True and cfg.batch is not None and cfg.batch.zonal_redundancy is False
+    asked = parse_config({**base, "whisper:batch": json.dumps({"zonalRedundancy": True})})
+    assert asked.batch is not None and asked.batch.zonal_redundancy is True
+
+
+CI_RUNTIME = "whisper-run-dev@my-whisper-dev.iam.gserviceaccount.com"
+BUDGET = json.dumps({"billingAccount": "012345-6789AB-CDEF01", "amount": 100, "emails": ["a@example.com"]})
+
+
+def test_a_ci_deployed_stack_with_batch_needs_the_bootstraps_job_account() -> None:
+    problem = only_problem(whisper__serviceAccount=CI_RUNTIME, whisper__batch=json.dumps({"taskCount": 2}))
+    assert "whisper:batch needs the bootstrap's job account" in problem
+    assert "bootstrap:batch true" in problem and "whisper:batch.serviceAccount" in problem
+    job = "whisper-job-dev@my-whisper-dev.iam.gserviceaccount.com"
+    cfg = parse_config(
+        {**VALID, "whisper:serviceAccount": CI_RUNTIME, "whisper:batch": json.dumps({"serviceAccount": job})}
+    )
+    assert cfg.batch is not None and cfg.batch.service_account == job
+    assert (
+        parse_config({**VALID, "whisper:batch": json.dumps({"taskCount": 2})}).batch is not None
+    )  # an owner
+
+
+def test_a_ci_deployed_stack_with_a_spend_cap_needs_the_bootstraps_cap_identities() -> None:
+    cap = json.dumps({"enabled": True})
+    problem = only_problem(whisper__serviceAccount=CI_RUNTIME, whisper__budget=BUDGET, whisper__spendCap=cap)
+    assert "whisper:spendCap needs the bootstrap's cap accounts and role" in problem
+    assert "bootstrap:spendCap true" in problem and "SpendCapRole" in problem
+    assert parse_config({**VALID, "whisper:budget": BUDGET, "whisper:spendCap": cap}).spend_cap is not None

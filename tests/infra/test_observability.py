@@ -125,6 +125,13 @@ def test_every_service_metric_used_is_exported_by_the_service() -> None:
 # --- alert policies -------------------------------------------------------------------------------
 
 
+def test_one_instance_at_most_has_no_every_instance_busy_alert() -> None:
+    """With maxInstances 1 (dev), one active instance is ordinary use, not saturation."""
+    plan = with_observability("dev", alerts=True, emails=["oncall@example.com"])
+    assert "saturation" not in policies(plan)
+    assert {"errors", "latency", "container-failures"} <= set(policies(plan))
+
+
 def test_prod_has_every_alert_with_documentation_and_the_budget_channels(prod: Plan) -> None:
     found = policies(prod)
     assert set(found) == {"errors", "latency", "saturation", "queue-full", "container-failures", "uptime"}
@@ -238,8 +245,22 @@ def test_uptime_check_authenticates_to_the_private_service(prod: Plan) -> None:
     assert check.inputs["period"] == "300s"
     [agent] = [m for m in prod.of_type(RUN_IAM) if m.inputs["member"] == MONITORING_AGENT]
     assert (agent.inputs["role"], agent.inputs["name"]) == ("roles/run.invoker", "whisper")
-    assert prod.waits_for(check, agent)
     assert prod.waits_for(agent, prod.named("service-service"))
+
+
+def test_the_monitoring_agent_is_granted_only_after_the_check_that_brings_it(prod: Plan) -> None:
+    """On a new project the notification agent exists once a check uses it: grant it afterwards."""
+    [agent] = [m for m in prod.of_type(RUN_IAM) if m.inputs["member"] == MONITORING_AGENT]
+    check = prod.one(UPTIME)
+    assert prod.waits_for(agent, check)
+    assert not prod.waits_for(check, agent)
+    assert prod.waits_for(check, prod.named("apis"))
+
+
+def test_the_checks_monitored_resource_cannot_replace_it_on_every_up(prod: Plan) -> None:
+    """The API adds configuration_name and revision_name to cloud_run_revision; the provider suppresses
+    only project_id, on a field that forces replacement."""
+    assert prod.one(UPTIME).ignore_changes == ("monitoredResource",)
 
 
 def test_uptime_alert_follows_the_check(prod: Plan) -> None:
@@ -318,8 +339,10 @@ def test_dev_has_no_spend_cap(dev: Plan) -> None:
 
 @pytest.fixture(scope="module")
 def own_identities() -> Plan:
-    """prod without the bootstrap's cap identities: the stack creates them (a project owner deploys)."""
+    """prod without the bootstrap's identities: the stack creates them, so a project owner deploys it
+    (without whisper:serviceAccount, which marks a CI-deployed stack and would be refused)."""
     config = load_stack_config("prod")
+    del config["whisper:serviceAccount"]
     cap = json.loads(config["whisper:spendCap"])
     config["whisper:spendCap"] = json.dumps({"enabled": True, "fraction": cap["fraction"]})
     return run_program(config, stack="prod")
@@ -337,7 +360,8 @@ def test_the_cap_may_only_read_and_update_this_service(own_identities: Plan) -> 
     plan = own_identities
     role = plan.one(CUSTOM_ROLE)
     assert sorted(role.inputs["permissions"]) == ["run.services.get", "run.services.update"]
-    assert sorted(a.inputs["accountId"] for a in plan.of_type(ACCOUNT)) == ["whisper-cap", "whisper-cap-push"]
+    cap_accounts = [a for a in plan.of_type(ACCOUNT) if a.parent == "spend-cap"]
+    assert sorted(a.inputs["accountId"] for a in cap_accounts) == ["whisper-cap", "whisper-cap-push"]
     cap_member = f"serviceAccount:{OWN_CAP_EMAIL}"
     grants = [r for r in plan.resources if r.inputs.get("member") == cap_member]
     assert sorted((g.type, g.inputs["role"]) for g in grants) == sorted(
@@ -346,7 +370,8 @@ def test_the_cap_may_only_read_and_update_this_service(own_identities: Plan) -> 
     [on_service] = [g for g in grants if g.type == RUN_IAM]
     assert (on_service.inputs["name"], on_service.inputs["location"]) == ("whisper", "europe-west1")
     [act_as] = [g for g in grants if g.type == ACCOUNT_IAM]
-    assert act_as.inputs["serviceAccountId"] == f"projects/my-whisper-prod/serviceAccounts/{RUNTIME_EMAIL}"
+    runtime = plan.outputs["service_account_email"]
+    assert act_as.inputs["serviceAccountId"] == f"projects/my-whisper-prod/serviceAccounts/{runtime}"
     assert not [b for b in plan.of_type(PROJECT_IAM) if "cap" in b.inputs["member"]]  # nothing project-wide
     cap = plan.named("spend-cap-service").inputs["template"]
     assert cap["serviceAccount"] == OWN_CAP_EMAIL
@@ -399,11 +424,13 @@ def test_an_engaged_cap_pages_the_alert_channels(prod: Plan) -> None:
     assert '"spend_cap_engaged"' in log_filter
     assert len(alert["notificationChannels"]) == 2
     assert "pulumi up --refresh" in alert["documentation"]["content"]
+    # Deploys keep an engaged cap: lifting it starts with removing its label.
+    assert "--remove-labels spend-cap" in alert["documentation"]["content"]
 
 
 def test_a_lower_fraction_reaches_the_function() -> None:
     config = load_stack_config("prod")
-    config["whisper:spendCap"] = json.dumps({"enabled": True, "fraction": 0.8})
+    config["whisper:spendCap"] = json.dumps({**json.loads(config["whisper:spendCap"]), "fraction": 0.8})
     plan = run_program(config, stack="prod")
     [container] = plan.named("spend-cap-service").inputs["template"]["containers"]
     assert {"name": "CAP_FRACTION", "value": "0.8"} in container["envs"]

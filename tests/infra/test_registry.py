@@ -73,9 +73,17 @@ def test_registry_cleans_up_old_images(
     assert repository["cleanupPolicyDryRun"] is False
     policies = {policy["id"]: policy for policy in repository["cleanupPolicies"]}
     assert policies["keep-most-recent"]["action"] == "KEEP"
-    assert policies["keep-most-recent"]["mostRecentVersions"]["keepCount"] == keep
+    # keepImages images, plus the build cache's manifest: a version of the same image, pushed by every build.
+    assert policies["keep-most-recent"]["mostRecentVersions"]["keepCount"] == keep + 1
     assert policies["delete-old-untagged"]["action"] == "DELETE"
     assert policies["delete-old-untagged"]["condition"] == {
         "tagState": "UNTAGGED",
         "olderThan": f"{days * 86400}s",
     }
+
+
+def test_a_pushed_image_outlives_its_resource(prod: Plan) -> None:
+    """A rename or a moved component deletes the resource: the image a revision runs must stay."""
+    builds = [r for r in prod.resources if r.type == "docker-build:index:Image"]
+    assert {r.name for r in builds} == {"image-build", "spend-cap-build"}
+    assert all(r.retain_on_delete for r in builds)

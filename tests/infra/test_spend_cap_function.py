@@ -139,6 +139,29 @@ def test_last_months_overspend_does_not_cap_the_new_month() -> None:
     assert "is over" in decision.reason
 
 
+MARCH_START = datetime(2026, 3, 1, 8, tzinfo=UTC)  # midnight PST
+APRIL_START = datetime(2026, 4, 1, 7, tzinfo=UTC)  # midnight PDT: daylight saving time began in March
+OCTOBER_START = datetime(2026, 10, 1, 7, tzinfo=UTC)
+NOVEMBER_START = datetime(2026, 11, 1, 7, tzinfo=UTC)  # still PDT at midnight; DST ends at 2:00
+DECEMBER_START = datetime(2026, 12, 1, 8, tzinfo=UTC)  # PST again
+
+
+@pytest.mark.parametrize(
+    ("period_start", "next_start"),
+    [(MARCH_START, APRIL_START), (OCTOBER_START, NOVEMBER_START), (NOVEMBER_START, DECEMBER_START)],
+)
+def test_a_period_ends_exactly_at_the_next_pacific_midnight(
+    period_start: datetime, next_start: datetime
+) -> None:
+    """Not a minute into the next month: an over-budget March message must not cap April."""
+    published = next_start - timedelta(minutes=20)
+    body = push_body("threshold_exceeded", publish_time=published, interval_start=period_start)
+    notification = cap.parse_push(body)
+    assert cap.decide(notification, SETTINGS, next_start - timedelta(seconds=1)).cap is True
+    late = cap.decide(notification, SETTINGS, next_start + timedelta(minutes=1))
+    assert (late.cap, "is over" in late.reason) == (False, True)
+
+
 def test_stale_messages_are_ignored() -> None:
     notification = cap.parse_push(push_body("threshold_exceeded"))
     decision = cap.decide(notification, SETTINGS, notification.published + cap.MAX_MESSAGE_AGE + timedelta(1))
@@ -296,7 +319,12 @@ def post(url: str, body: bytes) -> int:
 def fresh(name: str) -> bytes:
     """The fixture, published a few minutes ago in the current budget period."""
     now = datetime.now(UTC)
-    return push_body(name, publish_time=now - timedelta(minutes=5), interval_start=now.replace(day=1, hour=0))
+    # Periods start at midnight Pacific time, as Cloud Billing's messages say.
+    local = now.astimezone(cap.BUDGET_TIME_ZONE)
+    period_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return push_body(
+        name, publish_time=now - timedelta(minutes=5), interval_start=period_start.astimezone(UTC)
+    )
 
 
 def test_push_over_the_cap_updates_the_service_once(

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from infra.bootstrap import keyless_ci
+
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
 STACKS = {"dev", "prod"}
@@ -140,19 +142,92 @@ def test_every_pulumi_job_has_a_concurrency_group_per_stack():
 # Each identity and the only workflows that may name it (the bootstrap's bindings enforce the rest).
 IDENTITY_VARS = {
     "vars.GCP_PREVIEWER_SERVICE_ACCOUNT": {"preview.yml", "drift.yml"},
+    "vars.GCP_PROD_PREVIEWER_SERVICE_ACCOUNT": {"drift.yml"},
     "vars.GCP_DEV_DEPLOYER_SERVICE_ACCOUNT": {"deploy-dev.yml", "destroy.yml"},
     "vars.GCP_PROD_DEPLOYER_SERVICE_ACCOUNT": {"deploy-prod.yml", "destroy.yml"},
 }
+# The identities bound to exact workflow runs in the bootstrap, and those runs.
+BOUND_IDENTITIES = {
+    "vars.GCP_DEV_DEPLOYER_SERVICE_ACCOUNT": keyless_ci.DEPLOYER_RUNS["dev"],
+    "vars.GCP_PROD_DEPLOYER_SERVICE_ACCOUNT": keyless_ci.DEPLOYER_RUNS["prod"],
+    "vars.GCP_PROD_PREVIEWER_SERVICE_ACCOUNT": keyless_ci.PROD_PREVIEWER_RUNS,
+}
+_BY_STACK = re.compile(r"^\$\{\{ (?:inputs|matrix)\.stack == 'prod' && (vars\.\w+) \|\| (vars\.\w+) \}\}$")
+_ONE = re.compile(r"^\$\{\{ (vars\.\w+) \}\}$")
+
+
+def resolve(expression: str, stack: str) -> str:
+    """The value of a workflow expression of the two forms these workflows use, for one stack."""
+    if match := _ONE.match(expression):
+        return match.group(1)
+    match = _BY_STACK.match(expression)
+    assert match, f"unmodelled expression {expression!r}"
+    return match.group(1) if stack == "prod" else match.group(2)
+
+
+def stacks_of(workflow: dict, job: dict) -> list[str]:
+    if "matrix" in job.get("strategy", {}):
+        return list(job["strategy"]["matrix"]["stack"])
+    dispatch = triggers(workflow).get("workflow_dispatch") or {}
+    if "stack" in dispatch.get("inputs", {}):
+        return list(dispatch["inputs"]["stack"]["options"])
+    [pulumi] = uses(job, "pulumi/actions")
+    return [pulumi["with"]["stack-name"]]
+
+
+def runs_only_on_main(workflow: dict, job: dict) -> bool:
+    on = triggers(workflow)
+    push_on_main = set(on) == {"push"} and on["push"] == {"branches": ["main"]}
+    return push_on_main or job.get("if") == "github.ref == 'refs/heads/main'"
+
+
+def workflow_runs() -> dict[str, set[keyless_ci.WorkflowRun]]:
+    """Each identity variable and the (workflow, event, environment, ref) of every job that names it."""
+    found: dict[str, set[keyless_ci.WorkflowRun]] = {}
+    for name, workflow in all_workflows().items():
+        for job in workflow["jobs"].values():
+            if not uses(job, "google-github-actions/auth"):
+                continue
+            [auth] = uses(job, "google-github-actions/auth")
+            for stack in stacks_of(workflow, job):
+                identity = resolve(auth["with"]["service_account"], stack)
+                environment = job.get("environment", "").replace("${{ inputs.stack }}", stack)
+                ref = keyless_ci.MAIN_REF if runs_only_on_main(workflow, job) else "any"
+                found.setdefault(identity, set()).update(
+                    keyless_ci.WorkflowRun(name, event, environment, ref) for event in triggers(workflow)
+                )
+    return found
 
 
 def test_each_workflow_uses_the_identity_meant_for_it():
     for name, job_id, job in pulumi_jobs():
         [auth] = uses(job, "google-github-actions/auth")
         account = auth["with"]["service_account"]
-        named = {var for var in IDENTITY_VARS if var in account}
+        named = {var for var in IDENTITY_VARS if re.search(rf"\b{re.escape(var)}\b", account)}
         assert named, f"{name}:{job_id} uses {account}"
         assert all(name in IDENTITY_VARS[var] for var in named), f"{name}:{job_id} may not use {named}"
     assert "GCP_DEPLOYER_SERVICE_ACCOUNT" not in "".join(p.read_text() for p in WORKFLOWS.glob("*.yml"))
+
+
+def test_the_bootstraps_workload_identity_bindings_are_exactly_the_workflows_jobs():
+    """Each bound identity is impersonable by the very jobs that name it, and by nothing else."""
+    found = workflow_runs()
+    for identity, bound in BOUND_IDENTITIES.items():
+        assert found[identity] == set(bound), identity
+
+
+def test_a_new_trigger_on_a_deploy_workflow_breaks_the_binding_check(monkeypatch):
+    original = load
+
+    def with_pull_request_target(name: str) -> dict:
+        workflow = original(name)
+        if name == "deploy-dev.yml":
+            triggers(workflow)["pull_request_target"] = {}
+        return workflow
+
+    monkeypatch.setitem(globals(), "load", with_pull_request_target)
+    runs = workflow_runs()["vars.GCP_DEV_DEPLOYER_SERVICE_ACCOUNT"]
+    assert runs != set(keyless_ci.DEPLOYER_RUNS["dev"])
 
 
 def test_pull_requests_run_with_the_read_only_previewer_only():
@@ -160,6 +235,7 @@ def test_pull_requests_run_with_the_read_only_previewer_only():
         if "pull_request" in triggers(workflow) or "pull_request_target" in triggers(workflow):
             text = (WORKFLOWS / name).read_text()
             assert "DEPLOYER" not in text, name
+            assert "PROD" not in text, f"{name}: a pull request's code must not reach prod's identities"
 
 
 def test_prod_deployer_is_named_only_in_jobs_of_the_prod_environment():
@@ -211,11 +287,12 @@ def test_every_preview_and_up_applies_the_policy_pack_with_the_stacks_config():
     assert "--policy-pack infra/policy" in drift_run and "--policy-pack-config" in drift_run
 
 
-def test_preview_runs_on_pull_requests_for_each_stack_and_comments():
+def test_preview_runs_on_pull_requests_for_dev_only_and_comments():
     workflow = load("preview.yml")
     assert set(triggers(workflow)) == {"pull_request"}
     job = workflow["jobs"]["preview"]
-    assert set(job["strategy"]["matrix"]["stack"]) == STACKS
+    # The dev previewer cannot decrypt prod's secrets; prod's plan shows in its golden file.
+    assert set(job["strategy"]["matrix"]["stack"]) == {"dev"}
     [pulumi] = uses(job, "pulumi/actions")
     assert pulumi["with"]["command"] == "preview"
     assert pulumi["with"]["comment-on-pr"] is True
@@ -281,6 +358,67 @@ def test_drift_check_is_scheduled_and_expects_no_changes():
     assert set(job["strategy"]["matrix"]["stack"]) == STACKS
     run = " ".join(step.get("run", "") for step in steps(job))
     assert "--expect-no-changes" in run and "--refresh" in run
+
+
+def _drift_script() -> dict:
+    [step] = [s for s in steps(load("drift.yml")["jobs"]["drift"]) if "pulumi login" in s.get("run", "")]
+    return step
+
+
+def _run_drift(tmp_path: Path, backend: str) -> subprocess.CompletedProcess[str]:
+    """The drift step's script with a `pulumi` that records its arguments."""
+    fake = tmp_path / "bin" / "pulumi"
+    fake.parent.mkdir(exist_ok=True)
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/calls\n')
+    fake.chmod(0o755)
+    return subprocess.run(
+        ["bash", "-e", "-c", _drift_script()["run"]],
+        env={
+            "STACK": "prod",
+            "BACKEND_VARIABLE": "PULUMI_PROD_BACKEND_URL",
+            "PULUMI_BACKEND_URL": backend,
+            "PATH": f"{fake.parent}:/usr/bin:/bin",
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_drift_with_an_empty_backend_variable_fails_naming_it_and_never_logs_in(tmp_path):
+    result = _run_drift(tmp_path, "")
+    assert result.returncode == 1
+    assert "PULUMI_PROD_BACKEND_URL is empty" in result.stdout and "prodBackendUrl" in result.stdout
+    assert not (tmp_path / "calls").exists(), "pulumi must not run with an empty backend"
+
+
+def test_drift_logs_in_to_the_stacks_backend(tmp_path):
+    result = _run_drift(tmp_path, "gs://my-project-pulumi-state-prod")
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls[0] == "login gs://my-project-pulumi-state-prod"
+    assert calls[1].startswith("preview --stack prod --refresh --expect-no-changes")
+
+
+def test_each_stack_uses_its_own_backend_variable():
+    for name, job_id, job in pulumi_jobs():
+        workflow = load(name)
+        for step in uses(job, "pulumi/actions"):
+            url = step.get("with", {}).get("cloud-url")
+            if url is None:
+                continue
+            for stack in stacks_of(workflow, job):
+                assert resolve(url, stack) == f"vars.PULUMI_{stack.upper()}_BACKEND_URL", f"{name}:{job_id}"
+    # drift.yml looks the variable up by name from the matrix: no fallback to dev's when prod's is empty.
+    drift = load("drift.yml")["jobs"]["drift"]
+    assert _drift_script()["env"]["PULUMI_BACKEND_URL"] == "${{ vars[matrix.backend] }}"
+    assert _drift_script()["env"]["BACKEND_VARIABLE"] == "${{ matrix.backend }}"
+    assert {row["stack"]: row["backend"] for row in drift["strategy"]["matrix"]["include"]} == {
+        "dev": "PULUMI_DEV_BACKEND_URL",
+        "prod": "PULUMI_PROD_BACKEND_URL",
+    }
+    text = "\n".join(path.read_text() for path in WORKFLOWS.glob("*.yml"))
+    assert "vars.PULUMI_BACKEND_URL" not in text
 
 
 # --- scripts/lint-platform -----------------------------------------------------------------------

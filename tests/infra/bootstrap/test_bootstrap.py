@@ -36,6 +36,7 @@ KMS_IAM = "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember"
 PROVIDER = "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider"
 
 PREVIEWER = "whisper-previewer@my-project.iam.gserviceaccount.com"
+PROD_PREVIEWER = "whisper-preview-prod@my-project.iam.gserviceaccount.com"
 DEV_DEPLOYER = "whisper-deploy-dev@my-whisper-dev.iam.gserviceaccount.com"
 PROD_DEPLOYER = "whisper-deploy-prod@my-whisper-prod.iam.gserviceaccount.com"
 DEV_RUNTIME = "whisper-run-dev@my-whisper-dev.iam.gserviceaccount.com"
@@ -52,8 +53,15 @@ def plan() -> Plan:
     return evaluate()
 
 
-def token(*, ref: str, environment: str | None = None, **overrides: str) -> dict[str, str]:
-    """The claims of a GitHub Actions OIDC token from this repository."""
+def token(
+    *,
+    ref: str,
+    environment: str | None = None,
+    workflow: str = "ci.yml",
+    event: str = "push",
+    **overrides: str,
+) -> dict[str, str]:
+    """The claims of a GitHub Actions OIDC token from this repository's `.github/workflows/<workflow>`."""
     claims = {
         "sub": f"repo:{REPO}:ref:{ref}",
         "repository": REPO,
@@ -61,6 +69,8 @@ def token(*, ref: str, environment: str | None = None, **overrides: str) -> dict
         "repository_owner": REPO.split("/")[0],
         "repository_owner_id": OWNER_ID,
         "ref": ref,
+        "event_name": event,
+        "job_workflow_ref": f"{REPO}/.github/workflows/{workflow}@{ref}",
     }
     if environment is not None:
         claims["environment"] = environment
@@ -72,7 +82,8 @@ def token(*, ref: str, environment: str | None = None, **overrides: str) -> dict
 
 _EQUALS = re.compile(r"^assertion\.(\w+) == '([^']*)'$")
 _CLAIM = re.compile(r"^assertion\.(\w+)$")
-_OPTIONAL_CLAIM = re.compile(r"^has\(assertion\.(\w+)\) \? assertion\.\1 : ''$")
+_OPTIONAL_CLAIM = re.compile(r"^\(has\(assertion\.(\w+)\) \? assertion\.\1 : ''\)$")
+_JOIN = " + ':' + "
 
 
 def accepted(provider: RecordedResource, claims: Mapping[str, str]) -> bool:
@@ -92,6 +103,10 @@ def attributes(provider: RecordedResource, claims: Mapping[str, str]) -> dict[st
             mapped[attribute] = claims[match.group(1)]  # a missing claim fails the exchange
         elif match := _OPTIONAL_CLAIM.match(expression):
             mapped[attribute] = claims.get(match.group(1), "")
+        elif _JOIN in expression:
+            parts = [_OPTIONAL_CLAIM.match(part) for part in expression.split(_JOIN)]
+            assert all(parts), f"unmodelled mapping {attribute} = {expression!r}"
+            mapped[attribute] = ":".join(claims.get(part.group(1), "") for part in parts if part)
         else:
             raise AssertionError(f"unmodelled mapping {attribute} = {expression!r}")
     return mapped
@@ -140,25 +155,95 @@ def roles_of(plan: Plan, email: str, type_: str = PROJECT_IAM) -> set[tuple[str,
 
 
 def test_a_pull_request_gets_the_read_only_previewer_only(plan: Plan) -> None:
-    assert impersonable(plan, token(ref="refs/pull/7/merge")) == {PREVIEWER}
+    assert impersonable(
+        plan, token(ref="refs/pull/7/merge", workflow="preview.yml", event="pull_request")
+    ) == {PREVIEWER}
 
 
 def test_a_push_to_another_branch_gets_the_previewer_only(plan: Plan) -> None:
-    assert impersonable(plan, token(ref="refs/heads/feature")) == {PREVIEWER}
-    assert impersonable(plan, token(ref="refs/heads/feature", environment="dev")) == {PREVIEWER}
+    assert impersonable(plan, token(ref="refs/heads/feature", workflow="deploy-dev.yml")) == {PREVIEWER}
+    feature = token(ref="refs/heads/feature", environment="dev", workflow="deploy-dev.yml")
+    assert impersonable(plan, feature) == {PREVIEWER}
 
 
-def test_main_gets_the_dev_deployer(plan: Plan) -> None:
-    assert impersonable(plan, token(ref="refs/heads/main", environment="dev")) == {PREVIEWER, DEV_DEPLOYER}
-    assert impersonable(plan, token(ref="refs/heads/main")) == {PREVIEWER, DEV_DEPLOYER}
+DEV_RUNS = [("deploy-dev.yml", "push"), ("destroy.yml", "workflow_dispatch")]
+PROD_RUNS = [("deploy-prod.yml", "workflow_dispatch"), ("destroy.yml", "workflow_dispatch")]
 
 
-def test_only_the_prod_environment_gets_the_prod_deployer(plan: Plan) -> None:
+@pytest.mark.parametrize(("workflow", "event"), DEV_RUNS)
+def test_main_gets_the_dev_deployer_from_its_workflows_only(plan: Plan, workflow: str, event: str) -> None:
+    job = token(ref="refs/heads/main", environment="dev", workflow=workflow, event=event)
+    assert impersonable(plan, job) == {PREVIEWER, DEV_DEPLOYER}
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        # A future workflow on main, or pull_request_target running a PR's code on main's ref.
+        {"workflow": "release.yml", "event": "push", "environment": "dev"},
+        {"workflow": "deploy-dev.yml", "event": "pull_request_target", "environment": "dev"},
+        {"workflow": "deploy-dev.yml", "event": "workflow_dispatch", "environment": "dev"},
+        {"workflow": "deploy-dev.yml", "event": "push"},  # no environment
+        {"workflow": "destroy.yml", "event": "workflow_dispatch", "environment": "prod"},
+    ],
+)
+def test_anything_else_on_main_does_not_get_the_dev_deployer(plan: Plan, claims: dict[str, str]) -> None:
+    assert DEV_DEPLOYER not in impersonable(plan, token(ref="refs/heads/main", **claims))
+
+
+def test_the_bound_workflow_on_another_ref_gets_no_deployer(plan: Plan) -> None:
+    for ref in ("refs/heads/feature", "refs/tags/v1", "refs/pull/7/merge"):
+        dev = token(ref=ref, environment="dev", workflow="deploy-dev.yml")
+        prod = token(ref=ref, environment="prod", workflow="deploy-prod.yml", event="workflow_dispatch")
+        assert impersonable(plan, dev) == impersonable(plan, prod) == {PREVIEWER}
+
+
+@pytest.mark.parametrize(("workflow", "event"), PROD_RUNS)
+def test_only_the_prod_environment_gets_the_prod_deployer(plan: Plan, workflow: str, event: str) -> None:
     # GitHub issues the `environment` claim only after the environment's protection rules passed.
-    prod_job = token(ref="refs/heads/main", environment="prod")
-    assert PROD_DEPLOYER in impersonable(plan, prod_job)
-    assert PROD_DEPLOYER not in impersonable(plan, token(ref="refs/heads/main", environment="production"))
-    assert PROD_DEPLOYER not in impersonable(plan, token(ref="refs/heads/prod"))
+    prod_job = token(ref="refs/heads/main", environment="prod", workflow=workflow, event=event)
+    assert impersonable(plan, prod_job) == {PREVIEWER, PROD_DEPLOYER}
+    for environment in ("production", "dev", None):
+        other = token(ref="refs/heads/main", environment=environment, workflow=workflow, event=event)
+        assert PROD_DEPLOYER not in impersonable(plan, other)
+    assert PROD_DEPLOYER not in impersonable(plan, token(ref="refs/heads/prod", environment="prod"))
+    assert PROD_DEPLOYER not in impersonable(
+        plan, token(ref="refs/heads/main", environment="prod", workflow="other.yml", event=event)
+    )
+
+
+@pytest.mark.parametrize("event", ["schedule", "workflow_dispatch"])
+def test_only_the_drift_check_on_main_gets_the_prod_previewer(plan: Plan, event: str) -> None:
+    drift = token(ref="refs/heads/main", workflow="drift.yml", event=event)
+    assert impersonable(plan, drift) == {PREVIEWER, PROD_PREVIEWER}
+    for claims in (
+        {"ref": "refs/heads/feature", "workflow": "drift.yml", "event": event},
+        {"ref": "refs/pull/7/merge", "workflow": "preview.yml", "event": "pull_request"},
+        {"ref": "refs/heads/main", "workflow": "preview.yml", "event": event},
+        {"ref": "refs/heads/main", "workflow": "drift.yml", "event": "push"},
+    ):
+        assert PROD_PREVIEWER not in impersonable(plan, token(**claims)), claims
+
+
+def test_the_run_bindings_are_the_documented_workflow_runs(plan: Plan) -> None:
+    runs = {
+        binding.inputs["member"].split("/attribute.run/", 1)[1]
+        for binding in plan.of_type(ACCOUNT_IAM)
+        if "/attribute.run/" in binding.inputs["member"]
+    }
+    expected = {
+        keyless_ci.run_attribute(REPO, run)
+        for run in (
+            *keyless_ci.PROD_PREVIEWER_RUNS,
+            *keyless_ci.DEPLOYER_RUNS["dev"],
+            *keyless_ci.DEPLOYER_RUNS["prod"],
+        )
+    }
+    assert runs == expected
+    assert (
+        f"{REPO}/.github/workflows/deploy-prod.yml@refs/heads/main:refs/heads/main:workflow_dispatch:prod"
+        in runs
+    )
 
 
 @pytest.mark.parametrize(
@@ -170,7 +255,10 @@ def test_only_the_prod_environment_gets_the_prod_deployer(plan: Plan) -> None:
     ],
 )
 def test_other_repositories_get_nothing(plan: Plan, claims: dict[str, str]) -> None:
-    assert impersonable(plan, token(ref="refs/heads/main", environment="prod", **claims)) == set()
+    job = token(
+        ref="refs/heads/main", environment="prod", workflow="deploy-prod.yml", event="workflow_dispatch"
+    )
+    assert impersonable(plan, {**job, **claims}) == set()
 
 
 def test_provider_is_github_pinned_by_name_and_immutable_ids(plan: Plan) -> None:
@@ -214,25 +302,61 @@ def test_runtime_accounts_belong_to_the_bootstrap_and_only_write_logs_and_metric
 # --- what each identity may do ---------------------------------------------------------------------
 
 
-def test_previewer_reads_and_writes_only_lock_files(plan: Plan) -> None:
-    assert roles_of(plan, PREVIEWER) == {
-        (project, role)
-        for project in ("my-whisper-dev", "my-whisper-prod")
-        for role in ("roles/viewer", "roles/serviceusage.serviceUsageConsumer")
-    }
-    state = {
-        b.inputs["role"]: b.inputs.get("condition")
+def state_access(plan: Plan, email: str) -> dict[tuple[str, str], Any]:
+    """(bucket, role) -> condition of every state-bucket grant to this account."""
+    return {
+        (b.inputs["bucket"], b.inputs["role"]): b.inputs.get("condition")
         for b in plan.of_type(BUCKET_IAM)
-        if PREVIEWER in b.inputs["member"]
+        if b.inputs["member"] == f"serviceAccount:{email}"
     }
-    assert state["roles/storage.objectViewer"] is None
-    locks = state["roles/storage.objectAdmin"]["expression"]
-    assert (
-        locks
-        == "resource.name.startsWith('projects/_/buckets/my-project-pulumi-state/objects/.pulumi/locks/')"
+
+
+def key_access(plan: Plan, email: str) -> dict[str, str]:
+    """key name -> role of every KMS grant to this account."""
+    return {
+        b.inputs["cryptoKeyId"].rsplit("/", 1)[-1]: b.inputs["role"]
+        for b in plan.of_type(KMS_IAM)
+        if b.inputs["member"] == f"serviceAccount:{email}"
+    }
+
+
+@pytest.mark.parametrize(
+    ("email", "environment"), [(PREVIEWER, "dev"), (PROD_PREVIEWER, "prod")], ids=["previewer", "prod"]
+)
+def test_each_previewer_reads_one_environment_and_writes_only_its_lock_files(
+    plan: Plan, email: str, environment: str
+) -> None:
+    project, bucket = f"my-whisper-{environment}", f"my-project-pulumi-state-{environment}"
+    assert roles_of(plan, email) == {
+        (project, role) for role in ("roles/viewer", "roles/serviceusage.serviceUsageConsumer")
+    }
+    state = state_access(plan, email)
+    assert set(state) == {(bucket, "roles/storage.objectViewer"), (bucket, "roles/storage.objectAdmin")}
+    assert state[(bucket, "roles/storage.objectViewer")] is None
+    assert state[(bucket, "roles/storage.objectAdmin")]["expression"] == (
+        f"resource.name.startsWith('projects/_/buckets/{bucket}/objects/.pulumi/locks/')"
     )
-    [kms] = [b for b in plan.of_type(KMS_IAM) if PREVIEWER in b.inputs["member"]]
-    assert kms.inputs["role"] == "roles/cloudkms.cryptoKeyDecrypter"
+    assert key_access(plan, email) == {f"pulumi-secrets-{environment}": "roles/cloudkms.cryptoKeyDecrypter"}
+
+
+@pytest.mark.parametrize(("email", "environment"), [(DEV_DEPLOYER, "dev"), (PROD_DEPLOYER, "prod")])
+def test_each_deployer_writes_its_own_state_and_uses_its_own_key_only(
+    plan: Plan, email: str, environment: str
+) -> None:
+    assert state_access(plan, email) == {
+        (f"my-project-pulumi-state-{environment}", "roles/storage.objectAdmin"): None
+    }
+    assert key_access(plan, email) == {
+        f"pulumi-secrets-{environment}": "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+    }
+
+
+def test_nothing_reachable_from_a_branch_can_decrypt_prod_secrets_or_touch_prod_state(plan: Plan) -> None:
+    branch = token(ref="refs/heads/feature", environment="dev", workflow="deploy-dev.yml")
+    main = token(ref="refs/heads/main", environment="dev", workflow="deploy-dev.yml")
+    for email in impersonable(plan, branch) | impersonable(plan, main):
+        assert "pulumi-secrets-prod" not in key_access(plan, email), email
+        assert not [bucket for bucket, _ in state_access(plan, email) if bucket.endswith("-prod")], email
 
 
 @pytest.mark.parametrize(
@@ -241,16 +365,42 @@ def test_previewer_reads_and_writes_only_lock_files(plan: Plan) -> None:
 def test_deployers_hold_exactly_the_documented_roles_on_their_own_project(
     plan: Plan, email: str, project: str
 ) -> None:
-    environment = project.rsplit("-", 1)[-1]
-    custom_role = f"projects/{project}/roles/{keyless_ci.SECRET_MANAGER_ROLE_ID}{environment.capitalize()}"
-    expected = {(project, role) for role in keyless_ci.DEPLOYER_PROJECT_ROLES} | {(project, custom_role)}
+    environment = project.rsplit("-", 1)[-1].capitalize()
+    custom_roles = {
+        (project, f"projects/{project}/roles/{role_id}{environment}")
+        for role_id in (keyless_ci.SECRET_MANAGER_ROLE_ID, keyless_ci.PUBSUB_ROLE_ID)
+    }
+    expected = {(project, role) for role in keyless_ci.DEPLOYER_PROJECT_ROLES} | custom_roles
     assert roles_of(plan, email) == expected
     assert ("", "roles/billing.projectCostsManager") not in roles_of(plan, email)
+    assert (project, "roles/pubsub.admin") not in roles_of(plan, email)
+
+
+def test_deployers_manage_the_budget_topic_but_cannot_publish_or_read_messages(plan: Plan) -> None:
+    roles = [
+        r for r in plan.of_type("gcp:projects/iAMCustomRole:IAMCustomRole") if "PubSub" in r.inputs["roleId"]
+    ]
+    assert len(roles) == 2
+    for role in roles:
+        permissions = set(role.inputs["permissions"])
+        assert {
+            "pubsub.topics.create",
+            "pubsub.topics.setIamPolicy",
+            "pubsub.subscriptions.create",
+        } <= permissions
+        assert "pubsub.topics.attachSubscription" in permissions  # a subscription to the budget's topic
+        assert not permissions & {"pubsub.topics.publish", "pubsub.subscriptions.consume"}
 
 
 def test_secret_manager_role_cannot_read_secrets_and_is_limited_to_the_services_secrets(plan: Plan) -> None:
     for role in plan.of_type("gcp:projects/iAMCustomRole:IAMCustomRole"):
         assert not [p for p in role.inputs["permissions"] if p.endswith(".access")]
+        if "SecretManager" in role.inputs["roleId"]:
+            # It can change a secret's IAM policy (the stack grants the runtime account), so it does
+            # not claim that reading is impossible: only that it needs an IAM change first.
+            assert "secretmanager.secrets.setIamPolicy" in role.inputs["permissions"]
+            assert "cannot read" not in role.inputs["description"]
+            assert "IAM change" in role.inputs["description"]
     bindings = [b for b in plan.of_type(PROJECT_IAM) if "/roles/whisperSecretManager" in b.inputs["role"]]
     assert len(bindings) == 2
     for binding in bindings:
@@ -258,13 +408,20 @@ def test_secret_manager_role_cannot_read_secrets_and_is_limited_to_the_services_
         assert f"resource.name.startsWith('projects/{MOCK_PROJECT_NUMBER}/secrets/whisper')" in expression
 
 
-def test_state_bucket_and_key_are_the_only_protected_resources(plan: Plan) -> None:
+def test_state_buckets_and_keys_are_the_only_protected_resources(plan: Plan) -> None:
     protected = {resource.type for resource in plan.resources if resource.protect}
     assert protected == {"gcp:storage/bucket:Bucket", "gcp:kms/cryptoKey:CryptoKey"}
-    [bucket] = plan.of_type("gcp:storage/bucket:Bucket")
-    assert bucket.inputs["versioning"] == {"enabled": True}
-    assert bucket.inputs["publicAccessPrevention"] == "enforced"
-    assert bucket.inputs["uniformBucketLevelAccess"] is True
+    buckets = plan.of_type("gcp:storage/bucket:Bucket")
+    assert sorted(b.inputs["name"] for b in buckets) == [
+        "my-project-pulumi-state-dev",
+        "my-project-pulumi-state-prod",
+    ]
+    keys = plan.of_type("gcp:kms/cryptoKey:CryptoKey")
+    assert sorted(k.inputs["name"] for k in keys) == ["pulumi-secrets-dev", "pulumi-secrets-prod"]
+    for bucket in buckets:
+        assert bucket.inputs["versioning"] == {"enabled": True}
+        assert bucket.inputs["publicAccessPrevention"] == "enforced"
+        assert bucket.inputs["uniformBucketLevelAccess"] is True
 
 
 def test_no_service_account_key_exists_anywhere(plan: Plan) -> None:
@@ -292,20 +449,28 @@ def test_outputs_are_what_the_workflows_and_stacks_need(plan: Plan) -> None:
         "/workloadIdentityPools/github/providers/github-oidc"
     )
     assert plan.outputs["previewerServiceAccount"] == PREVIEWER
+    assert plan.outputs["prodPreviewerServiceAccount"] == PROD_PREVIEWER
     assert plan.outputs["devDeployerServiceAccount"] == DEV_DEPLOYER
     assert plan.outputs["prodDeployerServiceAccount"] == PROD_DEPLOYER
-    assert plan.outputs["backendUrl"] == "gs://my-project-pulumi-state"
-    assert plan.outputs["secretsProvider"] == (
-        f"gcpkms://projects/{PROJECT}/locations/us-central1/keyRings/pulumi/cryptoKeys/pulumi-secrets"
-    )
+    for environment in ("dev", "prod"):
+        assert plan.outputs[f"{environment}BackendUrl"] == f"gs://my-project-pulumi-state-{environment}"
+        assert plan.outputs[f"{environment}SecretsProvider"] == (
+            f"gcpkms://projects/{PROJECT}/locations/us-central1/keyRings/pulumi/cryptoKeys/pulumi-secrets-{environment}"
+        )
+    assert "backendUrl" not in plan.outputs and "secretsProvider" not in plan.outputs
 
 
 def test_dev_and_prod_may_share_one_project() -> None:
     shared = evaluate({**VALID, "devProject": PROJECT, "prodProject": PROJECT})
     emails = sorted(a.outputs["email"] for a in shared.of_type(ACCOUNT))
-    assert len(emails) == len(set(emails)) == 5
+    assert len(emails) == len(set(emails)) == 6
     roles = [r.inputs["roleId"] for r in shared.of_type("gcp:projects/iAMCustomRole:IAMCustomRole")]
-    assert sorted(roles) == ["whisperSecretManagerDev", "whisperSecretManagerProd"]
+    assert sorted(roles) == [
+        "whisperPubSubDev",
+        "whisperPubSubProd",
+        "whisperSecretManagerDev",
+        "whisperSecretManagerProd",
+    ]
 
 
 # --- config validation (no runtime needed) ---------------------------------------------------------
@@ -319,7 +484,7 @@ def test_valid_config_gets_defaults() -> None:
         }
     )
     assert (config.dev_project, config.prod_project) == (PROJECT, PROJECT)
-    assert config.state_bucket == "my-project-pulumi-state"
+    assert config.state_bucket_of("prod") == "my-project-pulumi-state-prod"
     assert config.runtime_account_id("prod") == "whisper-run-prod"
 
 
@@ -351,6 +516,27 @@ def test_bad_config_names_the_key_and_the_fix(overrides: dict[str, Any], key: st
 def test_retired_keys_are_refused_with_what_replaced_them(retired: str) -> None:
     with pytest.raises(BootstrapConfigError, match=f"bootstrap:{retired} is no longer read"):
         parse_config({**VALID, retired: "x"})
+
+
+@pytest.mark.parametrize("name", ["whisper-transcribe", "whisper-transcrib"])  # 18 and 17 characters
+def test_a_service_name_too_long_for_the_cap_push_account_names_the_key_and_the_fix(name: str) -> None:
+    with pytest.raises(BootstrapConfigError) as error:
+        parse_config({**VALID, "serviceName": name, "spendCap": "true"})
+    message = str(error.value)
+    assert f"{name}-cap-push-prod" in message and "over Google's 30" in message
+    assert "bootstrap:serviceName" in message and "use at most 16 characters" in message
+    assert f"pulumi config set bootstrap:serviceName {name[:16]}" in message
+    assert parse_config({**VALID, "serviceName": name[:16], "spendCap": "true"}).service_name == name[:16]
+
+
+def test_every_account_id_fits_for_the_longest_accepted_service_name() -> None:
+    config = parse_config({**VALID, "serviceName": "a" * 16, "spendCap": "true", "batch": "true"})
+    assert max(len(account_id) for account_id in config.account_ids()) == 30
+
+
+def test_a_state_bucket_name_too_long_for_the_environment_suffix_is_refused() -> None:
+    with pytest.raises(BootstrapConfigError, match=r"bootstrap:stateBucket .* longer than 63"):
+        parse_config({**VALID, "stateBucket": "b" * 60})
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -441,3 +627,69 @@ def test_spend_cap_identities_can_change_one_service_and_nothing_else() -> None:
 def test_spend_cap_must_be_a_boolean() -> None:
     with pytest.raises(BootstrapConfigError, match="bootstrap:spendCap 'sure' is not true or false"):
         parse_config({**VALID, "spendCap": "sure"})
+
+
+def test_the_mapping_and_condition_fit_the_providers_limits(plan: Plan) -> None:
+    """Google's limits: 2048 characters per attribute mapping expression, 4096 for the condition."""
+    [provider] = plan.of_type(PROVIDER)
+    assert all(len(expression) <= 2048 for expression in provider.inputs["attributeMapping"].values())
+    assert len(provider.inputs["attributeCondition"]) <= 4096
+    assert provider.inputs["attributeMapping"]["google.subject"] == "assertion.sub"
+
+
+# --- the spend cap's budgets (bootstrap:budgetBillingAccount) ---------------------------------------
+
+BUDGETED = {
+    **VALID,
+    "spendCap": "true",
+    "budgetBillingAccount": "012345-6789AB-CDEF01",
+    "devBudgetAmount": "100",
+    "prodBudgetAmount": "1500",
+}
+
+
+def test_the_bootstrap_makes_each_environments_budget_topic_and_publisher_grant() -> None:
+    """The supported path: a budget an admin makes on the billing account, not a stack's Preview one."""
+    plan = evaluate(BUDGETED)
+    budgets = {b.inputs["displayName"]: b for b in plan.of_type("gcp:billing/budget:Budget")}
+    assert set(budgets) == {
+        "whisper dev spend cap (my-whisper-dev)",
+        "whisper prod spend cap (my-whisper-prod)",
+    }
+    prod = budgets["whisper prod spend cap (my-whisper-prod)"]
+    assert prod.inputs["billingAccount"] == "012345-6789AB-CDEF01"
+    assert prod.inputs["amount"]["specifiedAmount"] == {"currencyCode": "USD", "units": "1500"}
+    assert prod.inputs["budgetFilter"]["projects"] == [f"projects/{MOCK_PROJECT_NUMBER}"]
+    topics = {t.inputs["name"]: t for t in plan.of_type("gcp:pubsub/topic:Topic")}
+    assert set(topics) == {"whisper-budget-dev", "whisper-budget-prod"}
+    topic_id = "whisper-ci-budget-topic-prod-id"  # the mock's id of the prod topic
+    assert topics["whisper-budget-prod"].name == "whisper-ci-budget-topic-prod"
+    assert prod.inputs["allUpdatesRule"]["pubsubTopic"] == topic_id
+    grants = plan.of_type("gcp:pubsub/topicIAMMember:TopicIAMMember")
+    assert {(g.inputs["role"], g.inputs["member"]) for g in grants} == {
+        ("roles/pubsub.publisher", "serviceAccount:billing-budget-alert@system.gserviceaccount.com")
+    }
+    assert len(grants) == 2
+    assert plan.waits_for(prod, next(g for g in grants if g.inputs["project"] == "my-whisper-prod"))
+    assert plan.outputs["prodBudgetTopic"] == topic_id
+    assert plan.outputs["prodBudgetId"] == "whisper-ci-budget-prod"
+    # Nothing of it is granted to CI: the deployers still hold no billing-account role.
+    assert plan.of_type("gcp:billing/accountIamMember:AccountIamMember") == []
+
+
+def test_without_a_billing_account_the_bootstrap_makes_no_budget(plan: Plan) -> None:
+    assert plan.of_type("gcp:billing/budget:Budget") == [] and "prodBudgetTopic" not in plan.outputs
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"spendCap": "false"}, "bootstrap:budgetBillingAccount makes the spend cap's budgets"),
+        ({"prodBudgetAmount": None}, "bootstrap:prodBudgetAmount"),
+        ({"budgetBillingAccount": "not-an-account"}, "bootstrap:budgetBillingAccount 'not-an-account'"),
+        ({"budgetCurrency": "dollars"}, "bootstrap:budgetCurrency 'dollars'"),
+    ],
+)
+def test_bad_budget_config_names_the_key(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(BootstrapConfigError, match=message):
+        parse_config({**BUDGETED, **overrides})
