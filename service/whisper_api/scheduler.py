@@ -117,6 +117,7 @@ class _Job:
 
     audio_seconds: float
     started: float | None = None
+    holds_own_place: bool = False  # a realtime session's pass: not counted against queue_size
 
 
 # The request of the current task; set at the door (`admit`), read by `run` (so routes pass nothing).
@@ -154,7 +155,7 @@ class Scheduler:
     @property
     def admitted(self) -> int:
         """Requests in the queue: body complete, waiting for a slot or inferring."""
-        return len(self._jobs)
+        return sum(1 for job in self._jobs if not job.holds_own_place)
 
     @property
     def waiting(self) -> int:
@@ -217,7 +218,12 @@ class Scheduler:
     # --- the queue and the slots -------------------------------------------------------------
 
     async def run(
-        self, timer: StepTimer, work: Callable[[threading.Event], T], *, audio_seconds: float = 0.0
+        self,
+        timer: StepTimer,
+        work: Callable[[threading.Event], T],
+        *,
+        audio_seconds: float = 0.0,
+        holds_own_place: bool = False,
     ) -> T:
         """Queue, then run `work(cancel)` on an inference thread once a slot is free.
 
@@ -226,6 +232,8 @@ class Scheduler:
         queued. When either happens during the run, `cancel` is set (the engine stops within one
         segment and frees the slot) and the error is raised at once. `audio_seconds` is what the
         queue estimate and the measured real-time factor count. The queue wait is timed on `timer`.
+        `holds_own_place`: the caller holds a place of its own (a realtime session, bounded separately), so
+        a full upload queue does not refuse it; it still waits for a slot and counts in the backlog.
         """
         ticket = _current_ticket.get()
         if ticket is None:  # called without the door (tests, tools): a deadline from now
@@ -235,9 +243,9 @@ class Scheduler:
             )
         if self.draining:
             raise ShuttingDownError()
-        if self.admitted >= self.queue_size:
+        if not holds_own_place and self.admitted >= self.queue_size:
             raise QueueFullError(self.retry_after_s(), self.queue_size)
-        job = _Job(audio_seconds)
+        job = _Job(audio_seconds, holds_own_place=holds_own_place)
         self._jobs.add(job)
         try:
             with timer.step("queue"):

@@ -1,0 +1,267 @@
+"""The session state machine on the real engine and the real scheduler (no web framework): server
+VAD turns, manual commits, interim and final transcripts tied by item_id, and an `error` event for
+every bad client event, after which the session goes on. Every server event is validated with the
+`openai` SDK's own types."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+from openai.types.realtime import RealtimeServerEvent
+from pydantic import TypeAdapter
+
+from tests.service.realtime.recordings import FIXTURES, chunks, pcm24
+from whisper_api.engines.base import Engine
+from whisper_api.realtime import events as ev
+from whisper_api.realtime.inference import SchedulerTranscriber
+from whisper_api.realtime.session import RealtimeSession, ServedModel, SessionLimits
+from whisper_api.scheduler import Scheduler
+from whisper_api.schemas import TranscribeOptions
+
+pytestmark = pytest.mark.anyio
+SDK_EVENT: TypeAdapter[Any] = TypeAdapter(RealtimeServerEvent)
+SERVED = ServedModel(frozenset({"whisper-1"}), "whisper-1", frozenset({"en", "de"}), multilingual=False)
+TRANSCRIPTION = {"type": "session.update", "session": {"type": "transcription"}}
+MANUAL = {
+    "type": "session.update",
+    "session": {"type": "transcription", "audio": {"input": {"turn_detection": None}}},
+}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def words(text: str) -> list[str]:
+    return re.sub(r"[^\w\s']", "", text.lower()).split()
+
+
+class Client:
+    """Sends client events as JSON text and keeps the server events, each checked against the SDK."""
+
+    def __init__(self, session_factory: Any) -> None:
+        self.events: list[dict[str, Any]] = []
+        self._arrived = anyio.Event()
+        self.session: RealtimeSession = session_factory(self._emit)
+
+    def _emit(self, event: ev.ServerEvent) -> None:
+        data = json.loads(event.model_dump_json())
+        parsed = SDK_EVENT.validate_python(data)
+        assert parsed.type == data["type"]
+        self.events.append(data)
+        self._arrived.set()
+
+    async def send(self, event: dict[str, Any] | str | bytes) -> None:
+        await self.session.handle(event if isinstance(event, str | bytes) else json.dumps(event))
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [event for event in self.events if event["type"] == kind]
+
+    async def until(self, kind: str, count: int = 1, timeout_s: float = 120) -> list[dict[str, Any]]:
+        with anyio.fail_after(timeout_s):
+            while len(self.of(kind)) < count:
+                self._arrived = anyio.Event()
+                await self._arrived.wait()
+        return self.of(kind)
+
+
+@pytest.fixture
+async def client(engines: Any) -> AsyncIterator[Client]:
+    engine: Engine = engines["faster-whisper"]
+    scheduler = Scheduler(workers=1, queue_size=4)
+    transcriber = SchedulerTranscriber(engine, scheduler)
+    limits = SessionLimits(max_buffer_s=20, max_append_bytes=200_000)
+    made = Client(lambda emit: RealtimeSession(transcriber, SERVED, emit, limits))
+    async with anyio.create_task_group() as group:
+        group.start_soon(made.session.run)
+        yield made
+        group.cancel_scope.cancel()
+    scheduler.shutdown()
+
+
+@pytest.fixture(scope="module")
+def http_transcript(engines: Any) -> str:
+    """What the HTTP path makes of the same recording (decoded from the file, no VAD turns)."""
+    from whisper_api.audio import decode_audio
+
+    with (FIXTURES / "short.wav").open("rb") as file:
+        audio = decode_audio(file, 60)
+    return engines["faster-whisper"].transcribe(audio, TranscribeOptions()).text
+
+
+async def test_server_vad_turns_speech_into_an_item_with_deltas_and_its_transcript(
+    client: Client, http_transcript: str
+) -> None:
+    await client.send(TRANSCRIPTION)
+    for audio in chunks(pcm24("short.wav")):
+        await client.send({"type": "input_audio_buffer.append", "audio": audio})
+        await anyio.sleep(0.01)
+    completed = (await client.until("conversation.item.input_audio_transcription.completed"))[0]
+    kinds = [event["type"] for event in client.events]
+    assert kinds[0] == "session.updated"
+    started, stopped, committed = (
+        client.of("input_audio_buffer.speech_started")[0],
+        client.of("input_audio_buffer.speech_stopped")[0],
+        client.of("input_audio_buffer.committed")[0],
+    )
+    item_id = started["item_id"]
+    assert stopped["item_id"] == committed["item_id"] == completed["item_id"] == item_id
+    assert committed["previous_item_id"] is None
+    assert kinds.index(started["type"]) < kinds.index(stopped["type"]) < kinds.index(committed["type"])
+    assert 0 < started["audio_start_ms"] < 1000 < stopped["audio_end_ms"] < 7200
+    deltas = client.of("conversation.item.input_audio_transcription.delta")
+    assert deltas and all(delta["item_id"] == item_id for delta in deltas)
+    assert "".join(delta["delta"] for delta in deltas) == completed["transcript"]
+    assert words(completed["transcript"]) == words(http_transcript)
+    assert completed["usage"]["type"] == "duration" and 4 < completed["usage"]["seconds"] < 7
+
+
+async def test_manual_commits_make_items_in_order(client: Client, http_transcript: str) -> None:
+    await client.send(MANUAL)
+    assert client.of("session.updated")[0]["session"]["audio"]["input"]["turn_detection"] is None
+    for _ in range(2):
+        for audio in chunks(pcm24("short.wav"), seconds=1.0):
+            await client.send({"type": "input_audio_buffer.append", "audio": audio})
+        await client.send({"type": "input_audio_buffer.commit"})
+    completed = await client.until("conversation.item.input_audio_transcription.completed", 2)
+    committed = client.of("input_audio_buffer.committed")
+    assert [event["item_id"] for event in committed] == [event["item_id"] for event in completed]
+    assert committed[1]["previous_item_id"] == committed[0]["item_id"]
+    assert not client.of("input_audio_buffer.speech_started")
+    for event in completed:
+        assert words(event["transcript"]) == words(http_transcript)
+    await client.send({"type": "input_audio_buffer.append", "audio": next(chunks(pcm24("short.wav")))})
+    await client.send({"type": "input_audio_buffer.clear"})
+    assert client.events[-1]["type"] == "input_audio_buffer.cleared"
+
+
+BAD_EVENTS: list[tuple[dict[str, Any] | str | bytes, str, str | None]] = [
+    ("not json {", "invalid_json", None),
+    (b"\x00binary", "invalid_json", None),
+    ('["a list"]', "invalid_json", None),
+    ({"type": "response.create"}, "invalid_value", "type"),
+    ({"type": "input_audio_buffer.append", "audio": "%%% not base64"}, "invalid_value", "audio"),
+    (
+        {"type": "input_audio_buffer.append", "audio": base64.b64encode(b"odd").decode()},
+        "invalid_value",
+        "audio",
+    ),
+    (
+        {"type": "input_audio_buffer.append", "audio": base64.b64encode(bytes(300_000)).decode()},
+        "audio_too_large",
+        "audio",
+    ),
+    ({"type": "input_audio_buffer.append"}, "invalid_value", "audio"),
+    ({"type": "input_audio_buffer.commit", "surprise": 1}, "unknown_parameter", "surprise"),
+    ({"type": "input_audio_buffer.commit"}, "input_audio_buffer_commit_empty", None),
+    ({"type": "session.update", "session": {"type": "realtime"}}, "invalid_value", "session.type"),
+    (
+        {
+            "type": "session.update",
+            "session": {
+                "type": "transcription",
+                "audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}},
+            },
+        },
+        "invalid_value",
+        "session.audio.input.format.rate",
+    ),
+    (
+        {
+            "type": "session.update",
+            "session": {"type": "transcription", "audio": {"input": {"format": {"type": "audio/opus"}}}},
+        },
+        "invalid_value",
+        "session.audio.input.format.type",
+    ),
+    (
+        {
+            "type": "session.update",
+            "session": {
+                "type": "transcription",
+                "audio": {"input": {"turn_detection": {"type": "semantic_vad"}}},
+            },
+        },
+        "invalid_value",
+        "session.audio.input.turn_detection.type",
+    ),
+    (
+        {
+            "type": "session.update",
+            "session": {"type": "transcription", "audio": {"input": {"transcription": {"model": "gpt-9"}}}},
+        },
+        "model_not_found",
+        "session.audio.input.transcription.model",
+    ),
+    (
+        {
+            "type": "session.update",
+            "session": {"type": "transcription", "audio": {"input": {"transcription": {"language": "de"}}}},
+        },
+        "unsupported_language",
+        "session.audio.input.transcription.language",
+    ),
+    (
+        {
+            "type": "session.update",
+            "session": {
+                "type": "transcription",
+                "audio": {"input": {"noise_reduction": {"type": "near_field"}}},
+            },
+        },
+        "unsupported_parameter",
+        "session.audio.input.noise_reduction",
+    ),
+]
+
+
+async def test_audio_before_the_session_is_configured_is_refused(client: Client) -> None:
+    await client.send(
+        {
+            "type": "input_audio_buffer.append",
+            "audio": next(chunks(pcm24("short.wav"))),
+            "event_id": "evt_early",
+        }
+    )
+    error = client.of("error")[0]["error"]
+    assert error["code"] == "session_not_configured" and error["event_id"] == "evt_early"
+
+
+async def test_every_bad_event_gets_an_error_event_and_the_session_goes_on(
+    client: Client, http_transcript: str
+) -> None:
+    await client.send(MANUAL)
+    for number, (event, code, param) in enumerate(BAD_EVENTS):
+        if isinstance(event, dict):
+            event = {**event, "event_id": f"evt_{number}"}
+        await client.send(event)
+        last = client.events[-1]
+        assert last["type"] == "error", (event, last)
+        assert last["error"]["code"] == code and last["error"]["param"] == param, (event, last)
+        assert last["error"]["type"] == "invalid_request_error" and last["error"]["message"]
+        if isinstance(event, dict) and code not in ("invalid_json",):
+            assert last["error"]["event_id"] == f"evt_{number}"
+    assert len(client.of("error")) == len(BAD_EVENTS)
+    updated = client.of("session.updated")
+    assert len(updated) == 1  # refused updates changed nothing
+    for audio in chunks(pcm24("short.wav"), seconds=1.0):
+        await client.send({"type": "input_audio_buffer.append", "audio": audio})
+    await client.send({"type": "input_audio_buffer.commit"})
+    completed = await client.until("conversation.item.input_audio_transcription.completed")
+    assert words(completed[0]["transcript"]) == words(http_transcript)
+
+
+async def test_the_manual_buffer_is_bounded(client: Client) -> None:
+    await client.send(MANUAL)
+    audio = pcm24("short.wav")  # 7 s; the fixture's buffer holds 20 s
+    for _ in range(3):
+        for piece in chunks(audio, seconds=1.0):
+            await client.send({"type": "input_audio_buffer.append", "audio": piece})
+    assert [event["error"]["code"] for event in client.of("error")] == ["input_audio_buffer_full"] * 2
