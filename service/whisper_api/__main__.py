@@ -80,6 +80,9 @@ async def serve(settings: Settings, host: str, port: int, loading: Future[Engine
         port=port,
         proxy_headers=True,
         http=GuardedH11Protocol.with_head_timeout(settings.header_timeout_s),
+        ws="websockets-sansio",
+        # A realtime append up to twice the limit still gets its `error` event; larger frames are cut (1009).
+        ws_max_size=2 * (settings.realtime_max_append_bytes * 4 // 3 + 4096),
         **uvicorn_options(settings),
     )
     server = GracefulServer(config, app, grace_s=settings.shutdown_grace_s)

@@ -26,6 +26,7 @@ from whisper_api.limits import MIB, UploadLimitMiddleware
 from whisper_api.readiness import describe_ready, not_ready
 from whisper_api.request_id import RequestIdMiddleware
 from whisper_api.routes import audio, health
+from whisper_api.routes.realtime import install_realtime
 from whisper_api.scheduler import Scheduler
 from whisper_api.settings import Settings, get_settings
 from whisper_api.telemetry import install_telemetry
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None, *, load_engine: EngineLoader | 
     install_cors(app, settings)
     app.add_middleware(RequestIdMiddleware)
     install_telemetry(app)
+    install_realtime(app, settings)
     app.openapi = _openapi_without_422(app)  # type: ignore[method-assign]
     return app
 

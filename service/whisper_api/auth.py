@@ -10,6 +10,7 @@ never logged.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -35,6 +36,8 @@ class ApiKeyAuth:
 
     def __init__(self, key: str | None) -> None:
         self._key = key.encode() if key else None
+        # Also accepted on the audio endpoints: a browser's short-lived client secret (realtime.secrets).
+        self.accepts_secret: Callable[[str], object] | None = None
 
     def __repr__(self) -> str:  # never show the key, even in a debugger or a traceback
         return f"ApiKeyAuth(enabled={self.enabled})"
@@ -58,6 +61,19 @@ class ApiKeyAuth:
     @property
     def enabled(self) -> bool:
         return self._key is not None
+
+    def derived_key(self, purpose: bytes) -> bytes | None:
+        """A key for `purpose` derived from the API key (None when auth is off), never the key itself."""
+        return None if self._key is None else hmac.new(self._key, purpose, "sha256").digest()
+
+    def verify_secret(self, authorization: str | None) -> bool:
+        """`authorization` is `Bearer <a valid client secret>`."""
+        scheme, _, token = (authorization or "").partition(" ")
+        return (
+            self.accepts_secret is not None
+            and scheme.lower() == "bearer"
+            and bool(self.accepts_secret(token.strip()))
+        )
 
     def verify(self, authorization: str | None) -> bool:
         """True when auth is off, or `authorization` is `Bearer <the key>`."""
@@ -103,7 +119,9 @@ class ApiKeyMiddleware:
         authorization = next(
             (value.decode("latin-1") for name, value in scope["headers"] if name == b"authorization"), None
         )
-        if self.auth.verify(authorization):
+        if self.auth.verify(authorization) or (
+            scope["path"].startswith(contract.AUDIO_PATH_PREFIX) and self.auth.verify_secret(authorization)
+        ):
             await self.app(scope, receive, send)
             return
         status, message = unauthorized()
@@ -126,7 +144,7 @@ async def require_api_key(
     if auth is None or not auth.enabled:
         return
     header = f"Bearer {credentials.credentials}" if credentials else None
-    if not auth.verify(header):  # only reachable when the middleware is not installed
+    if not auth.verify(header) and not auth.verify_secret(header):  # only reachable without the middleware
         status, message = unauthorized()
         raise ApiError(
             status,

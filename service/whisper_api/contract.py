@@ -19,6 +19,10 @@ TRANSCRIPTIONS_PATH: Final = "/v1/audio/transcriptions"
 TRANSLATIONS_PATH: Final = "/v1/audio/translations"
 MODELS_PATH: Final = "/v1/models"
 MODEL_PATH: Final = "/v1/models/{model}"
+# Realtime transcription: a WebSocket (`?intent=transcription`), and the short-lived secrets browsers use.
+REALTIME_PATH: Final = "/v1/realtime"
+CLIENT_SECRETS_PATH: Final = "/v1/realtime/client_secrets"
+DEMO_PATH: Final = "/demo"
 
 ENV_PREFIX: Final = "WHISPER_"
 
@@ -32,6 +36,10 @@ ENV_COMPUTE_TYPE: Final = "WHISPER_COMPUTE_TYPE"
 # instead of piling requests onto a full instance.
 ENV_QUEUE_SIZE: Final = "WHISPER_QUEUE_SIZE"
 ENV_REQUEST_TIMEOUT: Final = "WHISPER_REQUEST_TIMEOUT_S"
+# Realtime sessions one instance holds open; each is one request to Cloud Run for its whole length, so
+# the instance's request concurrency is WHISPER_QUEUE_SIZE + this.
+ENV_REALTIME_MAX_SESSIONS: Final = "WHISPER_REALTIME_MAX_SESSIONS"
+ENV_REALTIME_MAX_SESSION_S: Final = "WHISPER_REALTIME_MAX_SESSION_S"
 # Inferences one instance runs at once. A GPU instance running faster-whisper shares the GPU between
 # this many CTranslate2 workers (one model replica each): on the GPU measured, 4 doubled throughput
 # at 4-8 concurrent requests over 1 (docs/benchmarks.md, "GPU"). openai-whisper runs one at a time.

@@ -21,6 +21,7 @@ class TranscribeOptions(BaseModel):
     prompt: str | None = None
     temperature: float | None = Field(None, ge=0, le=1, description="None: the fallback schedule.")
     word_timestamps: bool = False
+    beam_size: int | None = Field(None, ge=1, le=10, description="None: the server's WHISPER_BEAM_SIZE.")
 
 
 class WordOut(BaseModel):

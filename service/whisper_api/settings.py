@@ -84,6 +84,56 @@ class Settings(BaseSettings):
         [], description="Browser origins allowed to call the API (CORS), comma-separated; `*` for any."
     )
 
+    # Realtime transcription sessions (WebSocket, /v1/realtime?intent=transcription)
+    realtime_max_sessions: int = Field(
+        16,
+        ge=0,
+        description="Realtime sessions open at once on an instance (0: none); a full instance refuses with "
+        "an `error` event and close code 1013. Cloud Run's concurrency counts them on top of queue_size.",
+    )
+    realtime_idle_timeout_s: float = Field(
+        60, gt=0, description="A realtime session with no client event for this long is closed."
+    )
+    realtime_max_session_s: float = Field(
+        3600,
+        gt=0,
+        description="The longest a realtime session stays open (Cloud Run's maximum request timeout).",
+    )
+    realtime_max_buffer_s: float = Field(
+        120,
+        gt=0,
+        description="Uncommitted audio a session holds (manual commits); appends beyond are refused.",
+    )
+    realtime_max_append_bytes: int = Field(
+        1 << 20,
+        gt=0,
+        description="Largest decoded audio in one `input_audio_buffer.append` (OpenAI's: 15 MiB).",
+    )
+    realtime_burst_s: float = Field(
+        30, ge=0, description="How far ahead of real time a client may send audio before it is held back."
+    )
+    realtime_delta_interval_s: float = Field(
+        1.0,
+        gt=0,
+        description="New audio between interim transcription passes over an utterance being spoken.",
+    )
+    realtime_max_utterance_s: float = Field(
+        30,
+        gt=0,
+        le=30,
+        description="Server VAD commits longer speech in pieces of this length (one Whisper window).",
+    )
+    realtime_client_secret_ttl_s: int = Field(
+        600,
+        ge=10,
+        le=7200,
+        description="Default lifetime of a client secret (`POST /v1/realtime/client_secrets`).",
+    )
+    demo_page: bool = Field(
+        False,
+        description="Serve the live transcription page at /demo (it opens sessions with a client secret).",
+    )
+
     # Access and logging
     api_key: SecretStr | None = Field(None, description="Require `Authorization: Bearer <key>`.")
     api_key_file: Path | None = Field(None, description="Read the API key from a mounted secret.")

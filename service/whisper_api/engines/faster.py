@@ -198,7 +198,7 @@ class FasterWhisperEngine:
         arguments: dict[str, Any] = {
             "language": options.language,
             "task": options.task,
-            "beam_size": self.beam_size,
+            "beam_size": options.beam_size or self.beam_size,
             "condition_on_previous_text": self.condition_on_previous_text,
             "initial_prompt": options.prompt or None,
             "word_timestamps": options.word_timestamps,

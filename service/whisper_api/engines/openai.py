@@ -213,7 +213,7 @@ class OpenAIWhisperEngine:
             "initial_prompt": options.prompt or None,
             "word_timestamps": options.word_timestamps,
             "temperature": TEMPERATURE_SCHEDULE if options.temperature is None else options.temperature,
-            "beam_size": self.beam_size,
+            "beam_size": options.beam_size or self.beam_size,
             "condition_on_previous_text": self.condition_on_previous_text,
             "best_of": BEST_OF,
             "fp16": self.compute_type == "float16",

@@ -15,6 +15,8 @@ import hmac
 import json
 import secrets
 import time
+from dataclasses import dataclass
+from typing import Any
 
 PREFIX = "ek_"
 PURPOSE = b"whisper-api realtime client secret v1"
@@ -26,6 +28,12 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True)
+class Grant:
+    expires_at: int
+    session: dict[str, Any] | None
 
 
 class ClientSecrets:
@@ -42,22 +50,29 @@ class ClientSecrets:
             return cls(secrets.token_bytes(32))
         return cls(hmac.new(api_key, PURPOSE, hashlib.sha256).digest())
 
-    def mint(self, ttl_s: int, now: float | None = None) -> tuple[str, int]:
+    def mint(
+        self, ttl_s: int, session: dict[str, Any] | None = None, now: float | None = None
+    ) -> tuple[str, int]:
+        """A secret valid for `ttl_s`; `session` (a checked transcription session) is what the
+        sessions it opens start with."""
         expires_at = int(now if now is not None else time.time()) + ttl_s
-        payload = _b64(json.dumps({"exp": expires_at, "n": secrets.token_urlsafe(8)}).encode())
+        claims = {"exp": expires_at, "n": secrets.token_urlsafe(8), "session": session}
+        payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
         return f"{PREFIX}{payload}.{self._sign(payload)}", expires_at
 
-    def verify(self, value: str, now: float | None = None) -> bool:
+    def verify(self, value: str, now: float | None = None) -> Grant | None:
+        """The grant of a valid, unexpired secret; None otherwise."""
         if not value.startswith(PREFIX):
-            return False
+            return None
         payload, _, signature = value[len(PREFIX) :].partition(".")
         if not hmac.compare_digest(signature.encode(), self._sign(payload).encode()):
-            return False
+            return None
         try:
-            expires_at = json.loads(_unb64(payload))["exp"]
+            claims = json.loads(_unb64(payload))
+            grant = Grant(expires_at=int(claims["exp"]), session=claims.get("session"))
         except (ValueError, KeyError, TypeError):
-            return False
-        return isinstance(expires_at, int) and (now if now is not None else time.time()) < expires_at
+            return None
+        return grant if (now if now is not None else time.time()) < grant.expires_at else None
 
     def _sign(self, payload: str) -> str:
         return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())

@@ -56,8 +56,8 @@ class SessionLimits:
 class ServedModel:
     """What a session.update is checked against."""
 
-    names: frozenset[str]
-    default_name: str
+    names: tuple[str, ...]  # the served model first, then its OpenAI aliases
+    serves: Callable[[str], bool]
     languages: frozenset[str]
     multilingual: bool
     max_prompt_chars: int = 4000
@@ -97,7 +97,7 @@ class RealtimeSession:
         self.configured = False  # audio is refused until the first valid session.update
         self.audio_received_s = 0.0
         self.format = ev.AudioFormat()
-        self.transcription = ev.TranscriptionConfig(model=served.default_name, language=None, prompt="")
+        self.transcription = ev.TranscriptionConfig(model=served.names[0], language=None, prompt="")
         self.turn_detection: ev.ServerVad | None = ev.ServerVad(type="server_vad")
         self._decoder = InputDecoder(self.format)
         self._vad: StreamingVad | None = None
@@ -146,7 +146,8 @@ class RealtimeSession:
             event_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None
             event = _validate(_known(data))
             if isinstance(event, ev.SessionUpdate):
-                self._update(event.session)
+                self.configure(event.session)
+                self.emit(ev.SessionEvent(type="session.updated", session=self.shown()))
             elif isinstance(event, ev.AudioAppend):
                 await self._append(event.audio)
             elif isinstance(event, ev.AudioCommit):
@@ -156,7 +157,9 @@ class RealtimeSession:
         except SessionError as error:
             self.emit(ev.error_event(error.message, code=error.code, param=error.param, event_id=event_id))
 
-    def _update(self, raw: dict[str, Any]) -> None:
+    def configure(self, raw: dict[str, Any]) -> None:
+        """Apply a `session` object (only the fields present change), or raise SessionError and
+        change nothing."""
         if raw.get("type") != "transcription":
             raise SessionError(
                 "This server serves transcription sessions only: send session.type 'transcription' "
@@ -196,14 +199,12 @@ class RealtimeSession:
             self.turn_detection = audio_input.turn_detection
             self._reset_vad()
         self.configured = True
-        self.emit(ev.SessionEvent(type="session.updated", session=self.shown()))
 
     def _check_transcription(self, transcription: ev.TranscriptionConfig) -> None:
         model = transcription.model
-        if model is not None and model not in self.served.names:
+        if model is not None and not self.served.serves(model):
             raise SessionError(
-                f"The model '{model}' is not served here; use one of: "
-                f"{', '.join(sorted(self.served.names))}.",
+                f"The model '{model}' is not served here; use one of: {', '.join(self.served.names)}.",
                 "model_not_found",
                 "session.audio.input.transcription.model",
             )
@@ -384,7 +385,9 @@ class RealtimeSession:
         assert item is not None
         self._interim_at = self._buffered
         audio = self._buffer()[-int(self.limits.max_utterance_s * SAMPLE_RATE) :]
-        transcript = await self.transcriber(audio, self._options(), interim=True)
+        # Greedy, one temperature: a caption pass costs a fraction of the final one (beam search).
+        options = self._options().model_copy(update={"beam_size": 1, "temperature": 0.0})
+        transcript = await self.transcriber(audio, options, interim=True)
         if transcript is None:
             return
         delta = item.captions.interim(transcript.text)

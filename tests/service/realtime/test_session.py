@@ -26,7 +26,7 @@ from whisper_api.schemas import TranscribeOptions
 
 pytestmark = pytest.mark.anyio
 SDK_EVENT: TypeAdapter[Any] = TypeAdapter(RealtimeServerEvent)
-SERVED = ServedModel(frozenset({"whisper-1"}), "whisper-1", frozenset({"en", "de"}), multilingual=False)
+SERVED = ServedModel(("tiny.en", "whisper-1"), {"tiny.en", "whisper-1"}.__contains__, frozenset({"en", "de"}), False)
 TRANSCRIPTION = {"type": "session.update", "session": {"type": "transcription"}}
 MANUAL = {
     "type": "session.update",
