@@ -14,9 +14,9 @@ import openai
 import pytest
 from selenium.webdriver import Chrome as WebDriver
 
-from tests.e2e.conftest import FIXTURES, Server
-from tests.service.conftest import start_server, stop
-from tests.service.realtime.recordings import RATE, pcm24
+from tests.support.engines import FIXTURES
+from tests.support.realtime import RATE, pcm24
+from tests.support.server import Server, start_server, stop
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -22,9 +22,10 @@ from openai.types.realtime import RealtimeTranscriptionSessionCreateRequestParam
 from websockets.sync.client import connect as ws_connect
 from websockets.typing import Subprotocol
 
-from tests.e2e.conftest import FIXTURES, Server, sdk
-from tests.service.conftest import start_server, stop
-from tests.service.realtime.recordings import CHUNK_S, chunks, pcm24
+from tests.support.engines import FIXTURES
+from tests.support.realtime import CHUNK_S, chunks, pcm24
+from tests.support.server import Server, start_server, stop
+from tests.support.servers import sdk
 
 INTENT = {"intent": "transcription"}
 SESSION: RealtimeTranscriptionSessionCreateRequestParam = {
@@ -43,6 +44,12 @@ MANUAL: RealtimeTranscriptionSessionCreateRequestParam = {
 COMPLETED = "conversation.item.input_audio_transcription.completed"
 DELTA = "conversation.item.input_audio_transcription.delta"
 API_KEY = "realtime-test-key"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """The SDK's async realtime client runs on asyncio (websockets' asyncio client)."""
+    return "asyncio"
 
 
 def receive(connection: Any) -> Any:

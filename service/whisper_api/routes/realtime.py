@@ -13,7 +13,6 @@ import contextlib
 import logging
 import time
 from http import HTTPStatus
-from types import SimpleNamespace
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, WebSocket
@@ -24,14 +23,14 @@ from starlette.websockets import WebSocketState
 from whisper_api import contract
 from whisper_api.auth import ApiKeyAuth
 from whisper_api.errors import ERROR_RESPONSES, ApiError, error_response, invalid_request
+from whisper_api.languages import LANGUAGE_CODES
 from whisper_api.realtime import events as ev
 from whisper_api.realtime.connection import CLOSE_TRY_AGAIN_LATER, ConnectionLimits, serve_session
 from whisper_api.realtime.inference import SchedulerTranscriber, SessionSlots
 from whisper_api.realtime.metrics import RealtimeMetrics
 from whisper_api.realtime.secrets import ClientSecrets, Grant
 from whisper_api.realtime.session import RealtimeSession, ServedModel, SessionError, SessionLimits
-from whisper_api.routes.audio import LANGUAGES
-from whisper_api.routes.health import is_served, served_model_names
+from whisper_api.served_models import is_served, served_model_names
 from whisper_api.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -67,19 +66,16 @@ class Realtime:
         )
 
     def served(self, app: Any) -> ServedModel:
-        names = served_model_names_for(app)
+        """What session.update is checked against, read when a session starts."""
         engine = app.state.engine
+        names = served_model_names(engine, self.settings)
         return ServedModel(
             names=tuple(names),
             serves=lambda model: is_served(model, names),
-            languages=LANGUAGES,
+            languages=LANGUAGE_CODES,
             multilingual=bool(getattr(engine, "multilingual", False)),
             max_prompt_chars=self.settings.max_prompt_chars,
         )
-
-
-def served_model_names_for(app: Any) -> list[str]:
-    return served_model_names(SimpleNamespace(app=app))  # type: ignore[arg-type]
 
 
 def install_realtime(app: Any, settings: Settings) -> None:

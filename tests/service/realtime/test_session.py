@@ -16,7 +16,8 @@ import pytest
 from openai.types.realtime import RealtimeServerEvent
 from pydantic import TypeAdapter
 
-from tests.service.realtime.recordings import FIXTURES, chunks, pcm24
+from tests.support.engines import FIXTURES
+from tests.support.realtime import chunks, pcm24
 from whisper_api.engines.base import Engine
 from whisper_api.realtime import events as ev
 from whisper_api.realtime.inference import SchedulerTranscriber
@@ -26,17 +27,14 @@ from whisper_api.schemas import TranscribeOptions
 
 pytestmark = pytest.mark.anyio
 SDK_EVENT: TypeAdapter[Any] = TypeAdapter(RealtimeServerEvent)
-SERVED = ServedModel(("tiny.en", "whisper-1"), {"tiny.en", "whisper-1"}.__contains__, frozenset({"en", "de"}), False)
+SERVED = ServedModel(
+    ("tiny.en", "whisper-1"), {"tiny.en", "whisper-1"}.__contains__, frozenset({"en", "de"}), False
+)
 TRANSCRIPTION = {"type": "session.update", "session": {"type": "transcription"}}
 MANUAL = {
     "type": "session.update",
     "session": {"type": "transcription", "audio": {"input": {"turn_detection": None}}},
 }
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def words(text: str) -> list[str]:

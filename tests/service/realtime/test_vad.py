@@ -4,7 +4,7 @@ import numpy as np
 from faster_whisper import decode_audio
 from faster_whisper.vad import get_vad_model
 
-from tests.service.realtime.recordings import FIXTURES
+from tests.support.engines import FIXTURES
 from whisper_api.realtime.vad import WINDOW, StreamingVad
 
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from functools import cache
-from pathlib import Path
 
 import av
 import numpy as np
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+from tests.support.engines import FIXTURES
+
 RATE = 24_000
 CHUNK_S = 0.1  # what a browser's audio callback sends, about
 
