@@ -8,10 +8,12 @@ from http import HTTPStatus
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 
 from whisper_api.engines.base import Engine
 from whisper_api.errors import ApiError
 from whisper_api.pipeline import Pipeline
+from whisper_api.realtime.service import RealtimeService
 from whisper_api.scheduler import Scheduler
 from whisper_api.schemas import Readiness
 from whisper_api.served_models import served_model_names
@@ -79,3 +81,11 @@ def get_pipeline(
 
 
 PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
+
+
+def get_realtime(connection: HTTPConnection) -> RealtimeService:
+    """For WebSocket routes too (an HTTPConnection is either)."""
+    return connection.app.state.realtime
+
+
+RealtimeDep = Annotated[RealtimeService, Depends(get_realtime)]

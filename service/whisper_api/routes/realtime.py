@@ -21,16 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.websockets import WebSocketState
 
 from whisper_api import contract
-from whisper_api.auth import ApiKeyAuth
+from whisper_api.deps import RealtimeDep
 from whisper_api.errors import ERROR_RESPONSES, ApiError, error_response, invalid_request
-from whisper_api.languages import LANGUAGE_CODES
 from whisper_api.realtime import events as ev
-from whisper_api.realtime.connection import CLOSE_TRY_AGAIN_LATER, ConnectionLimits, serve_session
-from whisper_api.realtime.inference import SchedulerTranscriber, SessionSlots
-from whisper_api.realtime.metrics import RealtimeMetrics
-from whisper_api.realtime.secrets import ClientSecrets, Grant
-from whisper_api.realtime.session import RealtimeSession, ServedModel, SessionError, SessionLimits
-from whisper_api.served_models import is_served, served_model_names
+from whisper_api.realtime.connection import CLOSE_TRY_AGAIN_LATER, serve_session
+from whisper_api.realtime.inference import SchedulerTranscriber
+from whisper_api.realtime.secrets import Grant
+from whisper_api.realtime.service import RealtimeService
+from whisper_api.realtime.session import RealtimeSession, SessionError
 from whisper_api.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -41,46 +39,9 @@ REALTIME_PROTOCOL = "realtime"
 router = APIRouter(tags=["realtime"])
 
 
-class Realtime:
-    """What the routes share, made once per app (`app.state.realtime`)."""
-
-    def __init__(self, settings: Settings, auth: ApiKeyAuth, metrics: RealtimeMetrics) -> None:
-        self.settings = settings
-        self.auth = auth
-        self.secrets = ClientSecrets.from_api_key(auth.derived_key(b"realtime client secrets"))
-        auth.accepts_secret = self.secrets.verify
-        self.slots = SessionSlots(settings.realtime_max_sessions)
-        self.metrics = metrics
-        metrics.active.set_function(lambda: self.slots.active)
-        metrics.capacity.set(settings.realtime_max_sessions)
-        self.session_limits = SessionLimits(
-            max_buffer_s=settings.realtime_max_buffer_s,
-            max_append_bytes=settings.realtime_max_append_bytes,
-            max_utterance_s=settings.realtime_max_utterance_s,
-            delta_interval_s=settings.realtime_delta_interval_s,
-        )
-        self.connection_limits = ConnectionLimits(
-            idle_timeout_s=settings.realtime_idle_timeout_s,
-            max_session_s=settings.realtime_max_session_s,
-            burst_s=settings.realtime_burst_s,
-        )
-
-    def served(self, app: Any) -> ServedModel:
-        """What session.update is checked against, read when a session starts."""
-        engine = app.state.engine
-        names = served_model_names(engine, self.settings)
-        return ServedModel(
-            names=tuple(names),
-            serves=lambda model: is_served(model, names),
-            languages=LANGUAGE_CODES,
-            multilingual=bool(getattr(engine, "multilingual", False)),
-            max_prompt_chars=self.settings.max_prompt_chars,
-        )
-
-
 def install_realtime(app: Any, settings: Settings) -> None:
     """Mount the routes; needs `app.state.auth` and `app.state.metrics` (installed first)."""
-    app.state.realtime = Realtime(settings, app.state.auth, RealtimeMetrics(app.state.metrics.registry))
+    app.state.realtime = RealtimeService(settings, app.state, app.state.auth, app.state.metrics.registry)
     app.include_router(router)
     if settings.demo_page:
         app.include_router(demo_router)
@@ -121,7 +82,7 @@ def _credentials(websocket: WebSocket) -> tuple[str | None, bool]:
     return None, False
 
 
-def _authorise(realtime: Realtime, websocket: WebSocket) -> tuple[ApiError | None, Grant | None]:
+def _authorise(realtime: RealtimeService, websocket: WebSocket) -> tuple[ApiError | None, Grant | None]:
     token, from_browser = _credentials(websocket)
     grant = realtime.secrets.verify(token) if token else None
     if grant is not None:
@@ -140,7 +101,7 @@ def _authorise(realtime: Realtime, websocket: WebSocket) -> tuple[ApiError | Non
     return ApiError(HTTPStatus.UNAUTHORIZED, message, code="invalid_api_key"), None
 
 
-def _refusal(websocket: WebSocket, realtime: Realtime) -> tuple[ApiError | None, Grant | None]:
+def _refusal(websocket: WebSocket, realtime: RealtimeService) -> tuple[ApiError | None, Grant | None]:
     error, grant = _authorise(realtime, websocket)
     if error is not None:
         return error, None
@@ -150,8 +111,7 @@ def _refusal(websocket: WebSocket, realtime: Realtime) -> tuple[ApiError | None,
             param="intent",
             code="invalid_value",
         ), None
-    app = websocket.app
-    if app.state.engine is None or not app.state.readiness.ready:
+    if not realtime.ready:
         return ApiError(
             HTTPStatus.SERVICE_UNAVAILABLE,
             "The model is still loading; retry shortly (see /readyz).",
@@ -163,9 +123,8 @@ def _refusal(websocket: WebSocket, realtime: Realtime) -> tuple[ApiError | None,
 
 
 @router.websocket(contract.REALTIME_PATH)
-async def realtime_session(websocket: WebSocket) -> None:
+async def realtime_session(websocket: WebSocket, realtime: RealtimeDep) -> None:
     """A transcription session (OpenAI `client.realtime.connect(extra_query={"intent": "transcription"})`)."""
-    realtime: Realtime = websocket.app.state.realtime
     error, grant = _refusal(websocket, realtime)
     if error is not None:
         body = error.body
@@ -182,7 +141,7 @@ async def realtime_session(websocket: WebSocket) -> None:
         return
     offered = websocket.scope.get("subprotocols", [])
     subprotocol = REALTIME_PROTOCOL if REALTIME_PROTOCOL in offered else None
-    scheduler = websocket.app.state.scheduler
+    scheduler = realtime.scheduler
     if scheduler.draining or not realtime.slots.try_acquire():
         await _refuse_full(websocket, realtime, subprotocol)
         return
@@ -190,8 +149,8 @@ async def realtime_session(websocket: WebSocket) -> None:
     outcome = "error"
     try:
         await websocket.accept(subprotocol=subprotocol)
-        served = realtime.served(websocket.app)
-        transcriber = SchedulerTranscriber(websocket.app.state.engine, scheduler)
+        served = realtime.served()
+        transcriber = SchedulerTranscriber(realtime.engine, scheduler)
         expires_at = int(time.time() + realtime.connection_limits.max_session_s)
 
         def make_session(emit: Any) -> RealtimeSession:
@@ -212,7 +171,7 @@ async def realtime_session(websocket: WebSocket) -> None:
         logger.info("realtime session ended (%s) after %.1f s", outcome, time.monotonic() - started)
 
 
-async def _refuse_full(websocket: WebSocket, realtime: Realtime, subprotocol: str | None) -> None:
+async def _refuse_full(websocket: WebSocket, realtime: RealtimeService, subprotocol: str | None) -> None:
     realtime.metrics.sessions.labels(outcome="refused").inc()
     event = ev.error_event(
         f"This instance holds its maximum of {realtime.slots.limit} realtime sessions; retry shortly.",
@@ -245,11 +204,12 @@ class ClientSecretRequest(BaseModel):
     summary="Create a client secret for a browser's realtime session",
     responses=ERROR_RESPONSES,
 )
-async def create_client_secret(body: ClientSecretRequest, request: Request) -> JSONResponse:
+async def create_client_secret(
+    body: ClientSecretRequest, request: Request, realtime: RealtimeDep
+) -> JSONResponse:
     """A short-lived key (OpenAI `client.realtime.client_secrets.create`) that a page uses to open a
     transcription session, as the WebSocket subprotocol `openai-insecure-api-key.<value>`. It needs
     the API key; a client secret cannot mint another."""
-    realtime: Realtime = request.app.state.realtime
     token = (request.headers.get("authorization") or "").partition(" ")[2].strip()
     if realtime.auth.enabled and realtime.secrets.verify(token) is not None:
         raise ApiError(
@@ -259,7 +219,7 @@ async def create_client_secret(body: ClientSecretRequest, request: Request) -> J
         )
     ttl = body.expires_after.seconds if body.expires_after else realtime.settings.realtime_client_secret_ttl_s
     preview = RealtimeSession(
-        _NoTranscriber(), realtime.served(request.app), lambda _event: None, realtime.session_limits
+        _NoTranscriber(), realtime.served(), lambda _event: None, realtime.session_limits
     )
     if body.session is not None:
         try:
