@@ -60,6 +60,12 @@ class GuardedH11Protocol(H11Protocol):
         self._cancel_head_timer()
         super().connection_lost(exc)
 
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        """The connection is a WebSocket's from now on (a realtime session, with limits of its own):
+        the head deadline must not close it."""
+        self._cancel_head_timer()
+        super().handle_websocket_upgrade(event)
+
     def send_400_response(self, msg: str) -> None:
         """Malformed HTTP: the envelope instead of uvicorn's text/plain."""
         self._close_with(

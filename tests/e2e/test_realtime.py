@@ -248,6 +248,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         WHISPER_API_KEY=API_KEY,
         WHISPER_REALTIME_MAX_SESSIONS="1",
         WHISPER_REALTIME_IDLE_TIMEOUT_S="3",
+        WHISPER_HEADER_TIMEOUT_S="1",
     )
     yield server
     stop(server)
@@ -275,6 +276,16 @@ def test_a_full_instance_refuses_a_new_session_with_an_error_event_and_1013(smal
     # Its place is free again once it closed.
     with keyed(small).realtime.connect(extra_query=INTENT) as again:
         assert receive(again).type == "session.created"
+
+
+def test_a_session_outlives_the_http_header_timeout(small: Server) -> None:
+    """The connection's HTTP head deadline (1 s here) ends with the upgrade."""
+    with keyed(small).realtime.connect(extra_query=INTENT) as connection:
+        assert receive(connection).type == "session.created"
+        for _ in range(5):
+            time.sleep(0.5)
+            connection.session.update(session=MANUAL)
+            assert receive(connection).type == "session.updated"
 
 
 def test_an_idle_session_is_closed_with_an_error_event(small: Server) -> None:
