@@ -58,6 +58,19 @@ SERVICE_METRICS: Mapping[str, str] = {
     CAPACITY_GAUGE: "gauge",
     **{gauge: "gauge" for gauge in QUEUE_GAUGES},
 }
+# The realtime sessions' metrics (service/whisper_api/realtime/metrics.py), exported when the stack
+# turns whisper:realtime on.
+FINALISATION_METRIC = "whisper_realtime_finalisation_seconds"
+REALTIME_METRICS: Mapping[str, str] = {
+    "whisper_realtime_sessions_active": "gauge",
+    "whisper_realtime_sessions_capacity": "gauge",
+    "whisper_realtime_sessions_total": "counter",
+    "whisper_realtime_errors_total": "counter",
+    "whisper_realtime_first_delta_seconds": "histogram",
+    FINALISATION_METRIC: "histogram",
+}
+# End of speech to final transcript, p95, above which live captions feel late (a GPU takes ~0.2 s).
+FINALISATION_P95_S = 2.0
 PROMETHEUS = "prometheus.googleapis.com"
 AUDIO_ENDPOINTS = f"{contract.AUDIO_PATH_PREFIX}.*"
 
@@ -103,6 +116,7 @@ class ObservabilityArgs:
     channels: Sequence[pulumi.Input[str]]
     channel_emails: Sequence[str]
     labels: Mapping[str, str]
+    realtime: bool = False  # whisper:realtime on: its sessions are watched too
 
 
 class Observability(Component):
@@ -235,6 +249,29 @@ class Observability(Component):
                 "requests, then answers 429 with Retry-After.\n\n**First check:** the dashboard's instance "
                 f"count against `whisper:maxInstances` ({args.max_instances}) and the GPU quota; raise "
                 "`whisper:maxInstances` if the quota allows, or ask the heaviest client to back off.",
+            )
+        if settings.metrics and args.realtime:
+            self._policy(
+                name,
+                "realtime-finalisation",
+                f"{args.service_name}: realtime transcripts arrive late",
+                "WARNING",
+                [
+                    monitoring.AlertPolicyConditionArgs(
+                        display_name=f"p95 end of speech → completed > {FINALISATION_P95_S:g} s for 5 min",
+                        condition_prometheus_query_language=monitoring.AlertPolicyConditionConditionPrometheusQueryLanguageArgs(
+                            query=finalisation_query(args.service_name, FINALISATION_P95_S),
+                            duration=WINDOW,
+                            evaluation_interval="60s",
+                            disable_metric_validation=True,
+                        ),
+                    )
+                ],
+                "Realtime sessions wait too long between the end of speech and the completed transcript: "
+                "their passes share the inference slots with uploads.\n\n**First check:** the dashboard's "
+                "queue depth and `whisper_realtime_sessions_active` against `whisper:realtime.sessions`; "
+                "lower the sessions per instance (Cloud Run then scales out), or raise "
+                "`whisper:maxInstances`.",
             )
         system_log = (
             f'resource.type="cloud_run_revision" AND resource.labels.service_name="{args.service_name}" '
@@ -462,6 +499,12 @@ def queue_full_query(service_name: str, ratio: float) -> str:
     refused = f'sum(rate({REQUESTS_METRIC}{{{selector},status="429"}}[5m]))'
     total = f"sum(rate({REQUESTS_METRIC}{{{selector}}}[5m]))"
     return f"{refused} / {total} > {ratio:g}"
+
+
+def finalisation_query(service_name: str, seconds: float) -> str:
+    """PromQL: the p95 of realtime items' end of speech → completed over 5 minutes, above `seconds`."""
+    buckets = f'rate({FINALISATION_METRIC}_bucket{{namespace="{service_name}"}}[5m])'
+    return f"histogram_quantile(0.95, sum by (le) ({buckets})) > {seconds:g}"
 
 
 def _aggregation(

@@ -129,6 +129,7 @@ def observe(
             channels=[channel.id for channel in budget.channels] if budget else [],
             channel_emails=cfg.budget.emails if cfg.budget else (),
             labels=labels,
+            realtime=cfg.realtime is not None,
         ),
         depends_on=apis.ready,
     )

@@ -99,6 +99,13 @@ def service_env(args: WhisperServiceArgs) -> dict[str, str]:
         contract.ENV_QUEUE_SIZE: str(cfg.concurrency),
         contract.ENV_WORKERS: str(inference_workers(cfg.engine, cfg.concurrency)),
         contract.ENV_REQUEST_TIMEOUT: f"{request_deadline_s(cfg.timeout_seconds):g}",
+        # Sessions beyond these would exceed the concurrency Cloud Run counts for them: none when off.
+        contract.ENV_REALTIME_MAX_SESSIONS: str(cfg.realtime.sessions if cfg.realtime else 0),
+        **(
+            {contract.ENV_REALTIME_MAX_SESSION_S: str(cfg.realtime.server_session_seconds)}
+            if cfg.realtime
+            else {}
+        ),
         **({contract.ENV_API_KEY_FILE: contract.API_KEY_FILE} if args.api_key_secret is not None else {}),
         **cfg.env,
     }
@@ -183,8 +190,10 @@ class WhisperService(Component):
             invoker_iam_disabled=False,
             template=run.ServiceTemplateArgs(
                 service_account=args.service_account_email,
-                timeout=f"{cfg.timeout_seconds}s",
-                max_instance_request_concurrency=cfg.concurrency,
+                timeout=f"{cfg.request_timeout_seconds}s",
+                max_instance_request_concurrency=cfg.request_concurrency,
+                # A client reconnecting to its session's instance, where Cloud Run can (best effort).
+                session_affinity=True if cfg.realtime else None,
                 gpu_zonal_redundancy_disabled=not cfg.zonal_redundancy,
                 node_selector=run.ServiceTemplateNodeSelectorArgs(accelerator=cfg.gpu_type),
                 scaling=run.ServiceTemplateScalingArgs(

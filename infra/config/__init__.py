@@ -42,6 +42,7 @@ from infra.config.keys import (
     NAMESPACE,
     OBSERVABILITY_KEYS,
     PROJECT_KEY,
+    REALTIME_KEYS,
     SECTIONS,
     SPEND_CAP_KEYS,
     documented_keys,
@@ -49,6 +50,7 @@ from infra.config.keys import (
 from infra.config.observability import DEFAULT_P95_LATENCY_S, ObservabilityConfig
 from infra.config.parse import parse_config
 from infra.config.reader import ConfigError
+from infra.config.realtime import RealtimeConfig
 from infra.config.runtime import (
     FORWARDED_PROVIDER_SETTINGS,
     provider_settings,
@@ -92,6 +94,7 @@ __all__ = [
     "OBSERVABILITY_KEYS",
     "PROJECT_KEY",
     "PUBLIC_MEMBERS",
+    "REALTIME_KEYS",
     "SECTIONS",
     "SPEND_CAP_IDENTITY_KEYS",
     "SPEND_CAP_KEYS",
@@ -100,6 +103,7 @@ __all__ = [
     "BudgetConfig",
     "ConfigError",
     "ObservabilityConfig",
+    "RealtimeConfig",
     "SpendCapConfig",
     "StackConfig",
     "documented_keys",

@@ -21,6 +21,8 @@ MANAGED_ENV = frozenset(
         contract.ENV_DEVICE,
         contract.ENV_QUEUE_SIZE,
         contract.ENV_REQUEST_TIMEOUT,
+        contract.ENV_REALTIME_MAX_SESSIONS,
+        contract.ENV_REALTIME_MAX_SESSION_S,
     }
 )
 # The service's API key settings: the program sets the file from whisper:apiKey / apiKeySecret.
@@ -74,7 +76,7 @@ def read_env(r: Reader) -> dict[str, str]:
         elif name in MANAGED_ENV:
             r.fail(
                 f"{NAMESPACE}:env {name!r} is set by the program from a typed key (engine, model, "
-                f"concurrency, timeoutSeconds); set that key instead — {remove}"
+                f"concurrency, timeoutSeconds, realtime); set that key instead — {remove}"
             )
         elif isinstance(value, dict | list) or value is None:
             r.fail(f"{NAMESPACE}:env {name!r} must be a string, number or boolean")

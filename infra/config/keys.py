@@ -49,11 +49,13 @@ SPEND_CAP_KEYS = (
     "budgetTopic",
     "budgetId",
 )
+REALTIME_KEYS = ("enabled", "sessions", "sessionSeconds")
 SECTIONS: Mapping[str, tuple[str, ...]] = {
     "budget": BUDGET_KEYS,
     "batch": BATCH_KEYS,
     "observability": OBSERVABILITY_KEYS,
     "spendCap": SPEND_CAP_KEYS,
+    "realtime": REALTIME_KEYS,
 }
 
 # Every key this program reads under `whisper:`, in the order of the stack file's documentation.
@@ -86,6 +88,7 @@ KEYS = (
     "batch",
     "observability",
     "spendCap",
+    "realtime",
 )
 
 

@@ -11,6 +11,7 @@ from infra.config.environment import read_api_key, read_env
 from infra.config.keys import NAMESPACE
 from infra.config.observability import check_instance_fits, read_observability
 from infra.config.reader import Reader
+from infra.config.realtime import read_realtime
 from infra.config.service import read_service
 from infra.config.spend_cap import SpendCapConfig, read_spend_cap
 from infra.config.stack import StackConfig
@@ -37,6 +38,7 @@ def parse_config(raw: Mapping[str, str], secret_keys: Collection[str] = ()) -> S
         public_ingress=service.ingress == "all",
     )
     spend_cap = read_spend_cap(r, service.project, budget, budget_skipped_reason)
+    realtime = read_realtime(r, service.concurrency, service.timeout_seconds)
     check_instance_fits(r, service.cpu, service.memory, observability)
     _ci_identities(r, service, batch, spend_cap)
     r.check()
@@ -50,6 +52,7 @@ def parse_config(raw: Mapping[str, str], secret_keys: Collection[str] = ()) -> S
         batch=batch,
         observability=observability,
         spend_cap=spend_cap,
+        realtime=realtime,
     )
 
 

@@ -10,6 +10,7 @@ from infra.config.batch import BatchConfig
 from infra.config.budget import BudgetConfig
 from infra.config.cloud_run import INGRESS_VALUES
 from infra.config.observability import ObservabilityConfig
+from infra.config.realtime import RealtimeConfig
 from infra.config.spend_cap import SpendCapConfig
 from infra.shared import contract
 
@@ -54,11 +55,26 @@ class StackConfig:
     # Why the budget was skipped, for a warning at deploy time (None when there is a budget).
     budget_skipped_reason: str | None = None
     batch: BatchConfig | None = None  # None: whisper:batch absent or enabled: false
+    realtime: RealtimeConfig | None = None  # None: whisper:realtime absent or enabled: false
 
     @property
     def protect(self) -> bool:
         """Pulumi `protect` follows deletion protection: prod cannot be destroyed by accident."""
         return self.deletion_protection
+
+    @property
+    def request_concurrency(self) -> int:
+        """Cloud Run's requests per instance: the uploads admitted, plus the open realtime sessions."""
+        return self.concurrency + (self.realtime.sessions if self.realtime else 0)
+
+    @property
+    def request_timeout_seconds(self) -> int:
+        """Cloud Run's request timeout: a realtime session is one request for its whole length."""
+        return (
+            max(self.timeout_seconds, self.realtime.session_seconds)
+            if self.realtime
+            else self.timeout_seconds
+        )
 
     @property
     def has_api_key(self) -> bool:
