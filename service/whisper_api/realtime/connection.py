@@ -26,6 +26,7 @@ from whisper_api.realtime.session import RealtimeSession
 # WebSocket close codes (RFC 6455 §7.4.1).
 CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008  # idle, too long, not reading its events
+CLOSE_RESTARTING = 1012  # the instance is shutting down: reconnect
 CLOSE_TRY_AGAIN_LATER = 1013  # the instance is full: reconnect (Cloud Run may route elsewhere)
 
 

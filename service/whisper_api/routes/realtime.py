@@ -24,7 +24,7 @@ from whisper_api import contract
 from whisper_api.deps import RealtimeDep
 from whisper_api.errors import ERROR_RESPONSES, ApiError, error_response, invalid_request
 from whisper_api.realtime import events as ev
-from whisper_api.realtime.connection import CLOSE_TRY_AGAIN_LATER, serve_session
+from whisper_api.realtime.connection import CLOSE_RESTARTING, CLOSE_TRY_AGAIN_LATER, serve_session
 from whisper_api.realtime.inference import SchedulerTranscriber
 from whisper_api.realtime.secrets import Grant
 from whisper_api.realtime.service import RealtimeService
@@ -142,8 +142,25 @@ async def realtime_session(websocket: WebSocket, realtime: RealtimeDep) -> None:
     offered = websocket.scope.get("subprotocols", [])
     subprotocol = REALTIME_PROTOCOL if REALTIME_PROTOCOL in offered else None
     scheduler = realtime.scheduler
-    if scheduler.draining or not realtime.slots.try_acquire():
-        await _refuse_full(websocket, realtime, subprotocol)
+    if scheduler.draining:
+        message = "This instance is shutting down; reconnect (another instance answers)."
+        await _refuse(
+            websocket, realtime, subprotocol, message, "shutting_down", "server_error", CLOSE_RESTARTING
+        )
+        return
+    if not realtime.slots.try_acquire():
+        message = (
+            f"This instance holds its maximum of {realtime.slots.limit} realtime sessions; retry shortly."
+        )
+        await _refuse(
+            websocket,
+            realtime,
+            subprotocol,
+            message,
+            "session_limit_reached",
+            "rate_limit_error",
+            CLOSE_TRY_AGAIN_LATER,
+        )
         return
     started = time.monotonic()
     outcome = "error"
@@ -171,17 +188,21 @@ async def realtime_session(websocket: WebSocket, realtime: RealtimeDep) -> None:
         logger.info("realtime session ended (%s) after %.1f s", outcome, time.monotonic() - started)
 
 
-async def _refuse_full(websocket: WebSocket, realtime: RealtimeService, subprotocol: str | None) -> None:
+async def _refuse(
+    websocket: WebSocket,
+    realtime: RealtimeService,
+    subprotocol: str | None,
+    message: str,
+    code: str,
+    kind: str,
+    close_code: int,
+) -> None:
+    """Accept, say why in an `error` event, close: a WebSocket client reads a reason, not a hang."""
     realtime.metrics.sessions.labels(outcome="refused").inc()
-    event = ev.error_event(
-        f"This instance holds its maximum of {realtime.slots.limit} realtime sessions; retry shortly.",
-        code="session_limit_reached",
-        type="rate_limit_error",
-    )
-    realtime.metrics.errors.labels(code="session_limit_reached").inc()
+    realtime.metrics.errors.labels(code=code).inc()
     await websocket.accept(subprotocol=subprotocol)
-    await websocket.send_text(event.model_dump_json())
-    await websocket.close(code=CLOSE_TRY_AGAIN_LATER, reason="Instance full; retry.")
+    await websocket.send_text(ev.error_event(message, code=code, type=kind).model_dump_json())
+    await websocket.close(code=close_code, reason=message[:120])
 
 
 # --- client secrets ----------------------------------------------------------------------------
