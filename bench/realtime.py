@@ -2,7 +2,8 @@
 
 For each session count, a fresh server (`python -m whisper_api`) takes that many sessions at once
 through the official SDK's async realtime client, each streaming the same recording in real time
-(100 ms appends at their wall-clock times) with server VAD. Meanwhile `/healthz` is probed every
+(100 ms appends at their wall-clock times, then silence, as a microphone, until every item is
+completed) with server VAD. Meanwhile `/healthz` is probed every
 50 ms. Per item: speech_stopped → completed (the finalisation latency the client sees; the speaker
 stopped `silence_duration_ms` before speech_stopped) and speech_started → first delta. Per
 session: whether every item completed, and the WER of its transcript. The server's peak resident
@@ -98,20 +99,31 @@ async def one_session(url: str, audio: bytes, reference: str | None, timeout_s: 
     first_delta: dict[str, float] = {}
     completed: dict[str, tuple[float, str]] = {}
     errors: list[str] = []
-    done_sending = asyncio.Event()
+    done_sending = asyncio.Event()  # the recording is sent (silence follows)
+    finished = asyncio.Event()
     async with client.realtime.connect(extra_query={"intent": "transcription"}) as connection:
         await connection.session.update(
             session={"type": "transcription", "audio": {"input": {"transcription": {"language": "en"}}}}
         )
 
         async def send() -> None:
+            """The recording, then silence, as a microphone keeps sending until the session ends."""
             size = int(CHUNK_S * RATE) * 2
+            silence = base64.b64encode(bytes(size)).decode()
             begin = time.monotonic()
-            for number, offset in enumerate(range(0, len(audio), size)):
+            number = 0
+            while not finished.is_set():
                 await asyncio.sleep(max(begin + number * CHUNK_S - time.monotonic(), 0))
-                piece = base64.b64encode(audio[offset : offset + size]).decode()
+                offset = number * size
+                piece = (
+                    base64.b64encode(audio[offset : offset + size]).decode()
+                    if offset < len(audio)
+                    else silence
+                )
                 await connection.input_audio_buffer.append(audio=piece)
-            done_sending.set()
+                number += 1
+                if offset + size >= len(audio):
+                    done_sending.set()
 
         sender = asyncio.create_task(send())
         deadline: float | None = None
@@ -136,6 +148,7 @@ async def one_session(url: str, audio: bytes, reference: str | None, timeout_s: 
                 completed[item] = (now, event.transcript)
             elif event.type == "error":
                 errors.append(event.error.code or event.error.message)
+        finished.set()
         await sender
     text = " ".join(completed[item][1] for item in stopped if item in completed)
     return Session(
@@ -173,7 +186,9 @@ async def measure(
 ) -> Run:
     stop = asyncio.Event()
     prober = asyncio.create_task(probe(service.url, stop))
-    results = await asyncio.gather(*(one_session(service.url, audio, reference, 60) for _ in range(sessions)))
+    results = await asyncio.gather(
+        *(one_session(service.url, audio, reference, 180) for _ in range(sessions))
+    )
     stop.set()
     health = await prober
     latencies = [s for result in results for s in result.stop_to_completed_s]
