@@ -23,7 +23,7 @@ from websockets.sync.client import connect as ws_connect
 from websockets.typing import Subprotocol
 
 from tests.support.engines import FIXTURES
-from tests.support.realtime import CHUNK_S, chunks, pcm24
+from tests.support.realtime import CHUNK_S, RATE, chunks, pcm24
 from tests.support.server import Server, start_server, stop
 from tests.support.servers import sdk
 
@@ -119,9 +119,37 @@ def test_sync_client_streams_a_recording_in_real_time(client: openai.OpenAI, htt
             events.append(receive(connection))
         sender.join()
     check_turn(events, http_transcript)
+
+
+def test_captions_arrive_while_a_long_utterance_is_still_spoken(client: openai.OpenAI) -> None:
+    """16 s of speech, its pauses shorter than the 2 s of silence that end a turn: one utterance, and
+    deltas for it before it ends (even on a busy machine a caption pass takes well under 8 s)."""
+    speech = pcm24("long.ogg", lead_s=0.5, tail_s=0)[: 16 * RATE * 2]
+    audio = speech + bytes(3 * RATE * 2)
+    long_turns: RealtimeTranscriptionSessionCreateRequestParam = {
+        "type": "transcription",
+        "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 2000}}},
+    }
+    with client.realtime.connect(extra_query=INTENT) as connection:
+        receive(connection)
+        connection.session.update(session=long_turns)
+        receive(connection)
+        sender = threading.Thread(
+            target=stream_in_real_time,
+            args=(lambda piece: connection.input_audio_buffer.append(audio=piece), audio),
+        )
+        sender.start()
+        events: list[Any] = []
+        while not events or events[-1].type != COMPLETED:
+            events.append(receive(connection))
+        sender.join()
     kinds = [event.type for event in events]
-    # Captions while the person still speaks: a delta before the end of speech was detected.
-    assert kinds.index(DELTA) < kinds.index("input_audio_buffer.speech_stopped"), kinds
+    assert kinds.count("input_audio_buffer.speech_stopped") == 1, kinds
+    stopped = kinds.index("input_audio_buffer.speech_stopped")
+    spoken = [event.delta for event in events[:stopped] if event.type == DELTA]
+    assert spoken, kinds
+    assert "welcome" in "".join(spoken).lower()
+    assert "budget" in events[-1].transcript.lower()
 
 
 @pytest.mark.anyio
