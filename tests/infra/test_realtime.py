@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from infra import observability
 from infra.config import ConfigError, parse_config
 from infra.mockrun import Plan, load_stack_config, run_program
+from infra.service import request_deadline_s
 from infra.shared import contract
 from whisper_api.realtime.metrics import RealtimeMetrics
 
@@ -49,7 +50,8 @@ def test_sessions_raise_the_timeout_turn_affinity_on_and_count_in_the_concurrenc
     assert variables[contract.ENV_REALTIME_MAX_SESSIONS] == "6"
     assert variables[contract.ENV_REALTIME_MAX_SESSION_S] == "1770"  # ends before Cloud Run cuts it
     # Uploads keep their own deadline and queue.
-    assert variables[contract.ENV_REQUEST_TIMEOUT] == config["whisper:timeoutSeconds"]
+    upload_deadline = request_deadline_s(int(config["whisper:timeoutSeconds"]))
+    assert variables[contract.ENV_REQUEST_TIMEOUT] == f"{upload_deadline:g}"
     assert variables[contract.ENV_QUEUE_SIZE] == config["whisper:concurrency"]
 
 
