@@ -1,6 +1,5 @@
 """Fixtures for the benchmark tools' tests: generated audio (never /work/shared), stand-in servers."""
 
-import asyncio
 import socket
 import threading
 import time
@@ -27,18 +26,6 @@ def tone(tmp_path: Path) -> Path:
         out.setframerate(rate)
         out.writeframes(samples.tobytes())
     return path
-
-
-@pytest.fixture(autouse=True)
-def event_loop_left_for_later_tests() -> Iterator[None]:
-    """The CLIs under test call asyncio.run(), which leaves the thread without an event loop; Pulumi's
-    mock runtime, in the test directories collected after this one, still asks for the current loop."""
-    yield
-    policy = asyncio.get_event_loop_policy()
-    try:
-        policy.get_event_loop()
-    except RuntimeError:
-        policy.set_event_loop(policy.new_event_loop())
 
 
 @pytest.fixture

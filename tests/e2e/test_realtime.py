@@ -46,12 +46,6 @@ DELTA = "conversation.item.input_audio_transcription.delta"
 API_KEY = "realtime-test-key"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    """The SDK's async realtime client runs on asyncio (websockets' asyncio client)."""
-    return "asyncio"
-
-
 def receive(connection: Any) -> Any:
     """The next server event (the SDK's union of every Realtime event, read here as what it is)."""
     return connection.recv()

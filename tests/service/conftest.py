@@ -19,12 +19,6 @@ from whisper_api.schemas import TranscribeOptions, Transcript
 from whisper_api.settings import Settings
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    """`@pytest.mark.anyio` tests run on asyncio, the loop uvicorn serves the app on."""
-    return "asyncio"
-
-
 @pytest.fixture(scope="session")
 def engines() -> Iterator[LazyEngines]:
     yield LazyEngines()
