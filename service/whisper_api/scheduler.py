@@ -451,13 +451,8 @@ class Scheduler:
         if remaining is None or not refuse_too_long:
             return
         needed = speech_seconds * self.real_time_factor
-        if needed > remaining:
-            if job.ticket.timeout_s is not None and needed > job.ticket.timeout_s:
-                raise AudioTooLongForDeadlineError(speech_seconds, needed, job.ticket.timeout_s)
-            raise QueueFullError(
-                self._spread(needed - remaining),
-                reason="This request waited too long in the queue to finish within its deadline",
-            )
+        if job.ticket.timeout_s is not None and needed > job.ticket.timeout_s:
+            raise AudioTooLongForDeadlineError(speech_seconds, needed, job.ticket.timeout_s)
         ahead = self._ahead_s(needed, now, exclude=job)
         if ahead + needed > remaining:
             raise QueueFullError(
