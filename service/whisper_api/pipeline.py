@@ -11,13 +11,13 @@ from typing import BinaryIO
 
 from anyio import to_thread
 
-from whisper_api.audio import AudioError, decode_audio, duration_seconds, probe_audio
-from whisper_api.engines.base import Engine, SegmentCallback
+from whisper_api.audio import AudioError, decode_audio, duration_seconds, probe_audio, silence_non_speech
+from whisper_api.engines.base import Engine, SegmentCallback, TranscriptionCancelled
 from whisper_api.errors import invalid_request
 from whisper_api.formats import render
 from whisper_api.memory import RELEASE_AFTER_AUDIO_S, release_freed_memory
 from whisper_api.scheduler import Scheduler
-from whisper_api.schemas import ResponseFormat, TranscribeOptions, Transcript
+from whisper_api.schemas import ResponseFormat, Segment, TranscribeOptions, Transcript
 from whisper_api.timing import StepTimer
 
 # Without a declared duration, the queue guesses the audio's length from its size at 128 kbit/s.
@@ -76,27 +76,51 @@ class Pipeline:
     async def transcribe(
         self, request: AudioRequest, on_segment: SegmentCallback | None = None
     ) -> Transcript:
-        """Check the header, queue, then decode and transcribe in an inference slot.
+        """Check the header, queue, then decode, gate and transcribe in an inference slot.
 
         Only the header is read before the queue (a bomb is refused at once, and the queue learns
         how much audio is coming); the samples are decoded in the slot, so that at most `workers`
-        decoded files are in memory. `on_segment` runs on the inference thread for each segment.
+        decoded files (and the few that gave their slot up) are in memory. The gate sets what
+        cannot be speech to silence; audio with none left is not transcribed at all. The scheduler
+        may pause the work to let shorter requests through (every 30 s of audio decoded, every
+        segment). `on_segment` runs on the inference thread for each segment.
         """
         limit = self.max_audio_seconds
         timer = self.timer
+        scheduler = self.scheduler
         try:
             with timer.step("decode"):
                 info = await to_thread.run_sync(probe_audio, request.file, limit)
             declared = info.declared_seconds
             expected_s = declared if declared is not None else (request.size or 0) / _TYPICAL_BYTES_PER_S
 
+            def pause(cancel: threading.Event) -> None:
+                scheduler.checkpoint()
+                if cancel.is_set():
+                    raise TranscriptionCancelled(0)
+
+            def each_segment(segment: Segment) -> None:
+                if on_segment is not None:
+                    on_segment(segment)
+                scheduler.checkpoint()
+
             def decode_and_transcribe(cancel: threading.Event) -> Transcript:
                 with timer.step("decode"):
-                    audio = decode_audio(request.file, limit)
-                timer.audio_seconds = duration_seconds(audio)
+                    audio = decode_audio(request.file, limit, progress=lambda: pause(cancel))
+                duration = timer.audio_seconds = duration_seconds(audio)
+                with timer.step("gate"):
+                    speech_s = silence_non_speech(audio)
+                scheduler.decoded(duration, speech_s, refuse_too_long=on_segment is None)
+                if speech_s == 0:
+                    return Transcript(
+                        task=request.options.task,
+                        language=request.options.language or "en",
+                        duration=duration,
+                        segments=[],
+                    )
                 with timer.step("inference"):
                     return self.engine.transcribe(
-                        audio, request.options, on_segment=on_segment, cancel=cancel
+                        audio, request.options, on_segment=each_segment, cancel=cancel
                     )
 
             def work(cancel: threading.Event) -> Transcript:

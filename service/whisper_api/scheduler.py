@@ -1,11 +1,23 @@
-"""Admission control and the inference thread pool: the event loop never runs the model.
+"""Admission control and the inference slots: the event loop never runs the model.
 
 Two gates. At the door (`enter`/`admit`, which `admission.AdmissionMiddleware` calls before a
 byte of the upload is read) a full or draining instance answers 429/503 at once; a request let in
 holds nothing while its body arrives, however slowly. Once the body is complete the pipeline asks
-`Scheduler.run` for a place in the queue (`queue_size` requests waiting or inferring, 429 beyond)
-and then for one of `workers` inference slots; decoding and inference both run in that slot, on an
-inference thread.
+`Scheduler.run` for a place in the queue: at most `queue_size` requests waiting or inferring (what
+memory and disk allow: each holds its upload), and only when its predicted completion fits its
+deadline; then for one of `workers` inference slots. Decoding and inference both run in that slot,
+on an inference thread.
+
+Slots go to the request with the least work left (shortest first), and a long one gives its slot
+up at its next yield point (`checkpoint`: every 30 s of audio decoded, every segment transcribed)
+when a request with at most half its remaining work is waiting, so a short request never waits
+behind whole long ones. The work is predicted from what the scheduler has measured: decoding per
+second of audio (every request pays it), inference per second of speech (learnt only from work
+that had speech, so silent files cannot make the queue look fast). Until a request is decoded, its
+audio counts as all speech (and a request that could not then finish by its deadline is refused at
+once), except where that alone would exceed the deadline: such a file may be mostly silence, so
+only its decoding counts until it is decoded and gated (`decoded`). Then its speech is known, and a
+request that cannot finish before its deadline is refused before any inference.
 
 `queue_size` is the same number that the infrastructure gives Cloud Run as the instance's request
 concurrency, so a full instance is rare and Cloud Run scales out instead. Every request carries a
@@ -17,7 +29,6 @@ is free again at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import random
 import threading
@@ -34,11 +45,21 @@ from whisper_api.timing import StepTimer
 T = TypeVar("T")
 
 MAX_RETRY_AFTER_S = 60
-# Until inferences have been measured, assume one takes a tenth of its audio's duration.
-_PRIOR_REAL_TIME_FACTOR = 0.1
-_PRIOR_AUDIO_S = 30.0
-# Each finished inference weighs this much against the history (the history decays by 1 - it).
-_LEARNING_RATE = 0.2
+# Until measured: seconds of a slot per second of speech transcribed (tiny.en on 2 CPU cores takes
+# 0.02-0.04; a GPU far less), and per second of audio decoded and gated (3 h of FLAC: 6 s).
+PRIOR_INFERENCE_PER_SPEECH_S = 0.05
+PRIOR_DECODE_PER_AUDIO_S = 0.0006
+# The priors weigh as much as this much measured audio; each measurement then weighs in fully and
+# older ones decay by this factor, so the estimates follow the machine within a few requests.
+_PRIOR_WEIGHT_S = 5.0
+_DECAY = 0.8
+# Speech shorter than this says too little about the speed of inference to learn from.
+_MIN_SPEECH_TO_LEARN_S = 1.0
+# A running request yields its slot to a waiting one with at most this share of its remaining work.
+_YIELD_SHARE = 0.5
+# Requests that gave up their slot and wait to resume, per worker: each holds its decoded audio
+# (up to 330 MiB for 3 hours) and an inference thread.
+PARKED_PER_WORKER = 2
 
 
 class SchedulerError(Exception):
@@ -47,6 +68,7 @@ class SchedulerError(Exception):
     status_code = 503
     error_type = "server_error"
     code = "unavailable"
+    param: str | None = None
 
     def __init__(self, message: str, retry_after_s: int | None = None) -> None:
         super().__init__(message)
@@ -62,10 +84,26 @@ class QueueFullError(SchedulerError):
     error_type = "rate_limit_error"
     code = "queue_full"
 
-    def __init__(self, retry_after_s: int, queue_size: int = 0) -> None:
+    def __init__(self, retry_after_s: int, queue_size: int = 0, *, reason: str | None = None) -> None:
+        said = reason or f"The server is at capacity ({queue_size} requests admitted)"
+        super().__init__(f"{said}; retry after {retry_after_s} s.", retry_after_s)
+
+
+class AudioTooLongForDeadlineError(SchedulerError):
+    """Its speech alone takes longer to transcribe than the deadline allows: a retry cannot help
+    (413, which the OpenAI SDK does not retry), so it is refused before any inference."""
+
+    status_code = 413
+    error_type = "invalid_request_error"
+    code = "audio_too_long_for_deadline"
+    param = "file"
+
+    def __init__(self, speech_s: float, needed_s: float, timeout_s: float) -> None:
         super().__init__(
-            f"The server is at capacity ({queue_size} requests admitted); retry after {retry_after_s} s.",
-            retry_after_s,
+            f"The audio holds about {speech_s:.0f} s of speech, which takes about {needed_s:.0f} s to "
+            f"transcribe here: more than the request deadline of {timeout_s:g} s allows. Send it as a "
+            "batch job (make batch; docs/batch.md), or with stream=true to receive the segments "
+            "decoded within the deadline as they are ready."
         )
 
 
@@ -113,19 +151,53 @@ class Ticket:
 
 @dataclass(eq=False)
 class _Job:
-    """An admitted request: the audio it brings, and when its inference started."""
+    """An admitted request: the audio it brings, its speech once known, and the slot time it used."""
 
+    ticket: Ticket
     audio_seconds: float
-    started: float | None = None
+    speech_seconds: float | None = None  # set by `decoded`
+    decode_s: float | None = None  # slot seconds spent decoding and gating
+    started: float | None = None  # when it first got a slot
     holds_own_place: bool = False  # a realtime session's pass: not counted against queue_size
+    used_s: float = 0.0  # slot seconds before its current turn
+    resumed: float | None = None  # when its current turn in a slot began (None: holds no slot)
+    grant: asyncio.Future[None] | None = None  # while it waits for a slot
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)  # its cancel was set
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    def slot_s(self, now: float) -> float:
+        return self.used_s + (now - self.resumed if self.resumed is not None else 0.0)
+
+
+@dataclass
+class _Speed:
+    """Decayed sums of slot seconds and of the seconds they were for: their ratio is the speed."""
+
+    slot_s: float
+    for_s: float
+
+    @classmethod
+    def prior(cls, per_second: float) -> _Speed:
+        return cls(per_second * _PRIOR_WEIGHT_S, _PRIOR_WEIGHT_S)
+
+    @property
+    def per_second(self) -> float:
+        return self.slot_s / self.for_s
+
+    def learn(self, slot_s: float, seconds: float) -> None:
+        self.slot_s = _DECAY * self.slot_s + slot_s
+        self.for_s = _DECAY * self.for_s + seconds
 
 
 # The request of the current task; set at the door (`admit`), read by `run` (so routes pass nothing).
 _current_ticket: ContextVar[Ticket | None] = ContextVar("whisper_ticket", default=None)
+# The job an inference thread is running (for `checkpoint` and `decoded`, called from that thread).
+_thread = threading.local()
 
 
 class Scheduler:
-    """`workers` inferences at once, `queue_size` requests admitted at once (running + waiting)."""
+    """`workers` inferences at once, `queue_size` requests admitted at once (running + waiting),
+    each only when its predicted completion fits its deadline; shortest work first."""
 
     def __init__(
         self,
@@ -138,19 +210,23 @@ class Scheduler:
         self.workers = workers
         self.queue_size = max(queue_size, workers)
         self.request_timeout_s = request_timeout_s
+        self.max_parked = PARKED_PER_WORKER * workers
         self.entered = 0  # past the door: uploading, queued or inferring (what draining waits for)
         self.running = 0  # inference threads busy, including ones stopping after a cancel
         self.draining = False
         self._jobs: set[_Job] = set()
-        self._slots = asyncio.Semaphore(workers)
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inference")
+        self._free_slots = workers
+        self._waiting: list[_Job] = []  # admitted jobs waiting for a slot (new or parked)
+        self._parked = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._executor = ThreadPoolExecutor(
+            max_workers=workers + self.max_parked, thread_name_prefix="inference"
+        )
         self._idle = asyncio.Event()
         self._idle.set()
         self._jitter = jitter or random.Random()  # noqa: S311 (spreads retries; not a secret)
-        # Decayed sums of inference seconds and audio seconds: their ratio is the real-time factor,
-        # weighted by audio length, so that a burst of tiny clips does not swing the estimate.
-        self._inference_s = _PRIOR_REAL_TIME_FACTOR * _PRIOR_AUDIO_S
-        self._audio_s = _PRIOR_AUDIO_S
+        self._inference = _Speed.prior(PRIOR_INFERENCE_PER_SPEECH_S)
+        self._decoding = _Speed.prior(PRIOR_DECODE_PER_AUDIO_S)
 
     @property
     def admitted(self) -> int:
@@ -159,29 +235,65 @@ class Scheduler:
 
     @property
     def waiting(self) -> int:
-        return sum(1 for job in self._jobs if job.started is None)
+        return sum(1 for job in self._jobs if job.resumed is None)
 
     @property
     def real_time_factor(self) -> float:
-        """Seconds of inference (decoding included) per second of audio, as measured here."""
-        return self._inference_s / self._audio_s
+        """Slot seconds of inference per second of speech, as measured here."""
+        return self._inference.per_second
+
+    @property
+    def decode_factor(self) -> float:
+        """Slot seconds of decoding and gating per second of audio, as measured here."""
+        return self._decoding.per_second
+
+    # --- predictions -------------------------------------------------------------------------
+
+    def _predicted_s(self, job: _Job, *, certain: bool) -> float:
+        """Slot seconds the job needs in all. Before it is decoded its speech is unknown: counted as
+        all of its audio for its place in the line, as none against the deadlines (`certain`)."""
+        decode = job.decode_s if job.decode_s is not None else job.audio_seconds * self.decode_factor
+        speech = job.speech_seconds
+        if speech is None:
+            speech = 0.0 if certain else job.audio_seconds
+        return decode + speech * self.real_time_factor
+
+    def _remaining_s(self, job: _Job, now: float, *, certain: bool = False) -> float:
+        return max(self._predicted_s(job, certain=certain) - job.slot_s(now), 0.0)
 
     def backlog_s(self) -> float:
-        """Expected seconds until every admitted request is done: the queued audio at the measured
-        real-time factor, less what running inferences already did, spread over the workers."""
+        """Expected seconds until every admitted request is done (their audio counted as speech
+        until decoded), spread over the workers."""
         now = time.monotonic()
-        factor = self.real_time_factor
-        work = 0.0
-        for job in self._jobs:
-            expected = job.audio_seconds * factor
-            work += expected if job.started is None else max(expected - (now - job.started), 0.0)
-        return work / self.workers
+        return sum(self._remaining_s(job, now) for job in self._jobs) / self.workers
+
+    def _ahead_s(self, key_s: float, now: float, exclude: _Job | None = None) -> float:
+        """Certain work of the requests that go before one with `key_s` of work, per worker."""
+        ahead = sum(
+            self._remaining_s(job, now, certain=True)
+            for job in self._jobs
+            if job is not exclude and self._remaining_s(job, now) <= key_s
+        )
+        return ahead / self.workers
+
+    def _spread(self, seconds: float) -> int:
+        """Seconds to tell a refused client, spread by jitter (up to a quarter more, plus up to a
+        second) so that clients refused together do not return together; never less."""
+        estimate = seconds * self._jitter.uniform(1.0, 1.25) + self._jitter.uniform(0.0, 1.0)
+        return min(max(math.ceil(estimate), 1), MAX_RETRY_AFTER_S)
 
     def retry_after_s(self) -> int:
-        """When a refused client should come back: the backlog, spread by jitter (up to a quarter
-        more, plus up to a second) so that clients refused together do not return together."""
-        estimate = self.backlog_s() * self._jitter.uniform(1.0, 1.25) + self._jitter.uniform(0.0, 1.0)
-        return min(max(math.ceil(estimate), 1), MAX_RETRY_AFTER_S)
+        """When a client refused for want of a place should come back: when the first admitted
+        request will be done and free its place (shortest first)."""
+        now = time.monotonic()
+        soonest = min((self._remaining_s(job, now) for job in self._jobs), default=0.0)
+        return self._spread(soonest)
+
+    def _retry_when_it_fits(self, own_s: float, ahead_s: float) -> int:
+        """For a request refused because it would not finish in time: once the work ahead has
+        drained enough that a new deadline would hold it."""
+        timeout = self.request_timeout_s or 0.0
+        return self._spread(max(ahead_s + own_s - timeout, 0.0))
 
     # --- the door --------------------------------------------------------------------------
 
@@ -227,13 +339,15 @@ class Scheduler:
     ) -> T:
         """Queue, then run `work(cancel)` on an inference thread once a slot is free.
 
-        Raises QueueFullError when the queue is full; ClientDisconnectedError or
+        Raises QueueFullError when the queue is full or the work ahead (shortest first) and this
+        request's decoding would not be done by its deadline; ClientDisconnectedError or
         DeadlineExceededError instead of running when the client left or the deadline passed while
         queued. When either happens during the run, `cancel` is set (the engine stops within one
         segment and frees the slot) and the error is raised at once. `audio_seconds` is what the
-        queue estimate and the measured real-time factor count. The queue wait is timed on `timer`.
-        `holds_own_place`: the caller holds a place of its own (a realtime session, bounded separately), so
-        a full upload queue does not refuse it; it still waits for a slot and counts in the backlog.
+        predictions count. `work` may call `decoded` and `checkpoint` (from its thread). The queue
+        wait is timed on `timer`. `holds_own_place`: the caller holds a place of its own (a realtime
+        session, bounded separately), so neither a full upload queue nor the deadline prediction
+        refuses it; it still waits for a slot and counts in the backlog.
         """
         ticket = _current_ticket.get()
         if ticket is None:  # called without the door (tests, tools): a deadline from now
@@ -245,28 +359,52 @@ class Scheduler:
             raise ShuttingDownError()
         if not holds_own_place and self.admitted >= self.queue_size:
             raise QueueFullError(self.retry_after_s(), self.queue_size)
-        job = _Job(audio_seconds, holds_own_place=holds_own_place)
+        self._loop = asyncio.get_running_loop()
+        job = _Job(ticket, audio_seconds, holds_own_place=holds_own_place)
+        if not holds_own_place:
+            self._refuse_what_cannot_fit(job)
         self._jobs.add(job)
         try:
             with timer.step("queue"):
-                await self._acquire_slot(ticket)
-            return await self._infer(ticket, job, work)
+                await self._acquire_slot(job)
+            return await self._infer(job, work)
         finally:
             self._jobs.discard(job)
 
-    async def _infer(self, ticket: Ticket, job: _Job, work: Callable[[threading.Event], T]) -> T:
-        cancel = threading.Event()
+    def _refuse_what_cannot_fit(self, job: _Job) -> None:
+        remaining = job.ticket.remaining()
+        if remaining is None:
+            return
+        now = time.monotonic()
+        # As speech, it would fit a deadline alone: predicted so. Longer: it may hold silence only,
+        # and only its decoding is certain (its speech is judged once decoded, before inference).
+        own = as_speech = self._predicted_s(job, certain=False)
+        if job.ticket.timeout_s is not None and as_speech > job.ticket.timeout_s:
+            own = self._predicted_s(job, certain=True)
+        ahead = self._ahead_s(as_speech, now)
+        if ahead + own > remaining:
+            raise QueueFullError(
+                self._retry_when_it_fits(own, ahead),
+                reason=f"The work queued here would not let this request finish within its deadline "
+                f"(about {ahead:.0f} s ahead of it)",
+            )
+
+    async def _infer(self, job: _Job, work: Callable[[threading.Event], T]) -> T:
+        ticket, cancel = job.ticket, job.cancel
         self.running += 1
-        job.started = time.monotonic()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().run_in_executor(self._executor, work, cancel)
+        job.started = job.resumed = time.monotonic()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().run_in_executor(
+            self._executor, self._on_thread, job, work
+        )
 
         def finished(done: asyncio.Future[T]) -> None:
             # The slot is freed when the thread is done, even if the request stopped waiting for it.
             self.running -= 1
-            self._slots.release()
+            now = time.monotonic()
+            if job.resumed is not None:
+                self._give_back_slot(job, now)
             if not done.cancelled() and done.exception() is None:
-                assert job.started is not None
-                self._learn(time.monotonic() - job.started, job.audio_seconds)
+                self._learn(job, job.used_s)
 
         future.add_done_callback(finished)
         gone = asyncio.ensure_future(ticket.disconnected.wait())
@@ -278,6 +416,7 @@ class Scheduler:
             gone.cancel()
             if not future.done():
                 cancel.set()  # the client left, the deadline passed, or this task was cancelled
+                job.stopped.set()
         if future.done():
             return future.result()
         if ticket.disconnected.is_set():
@@ -285,39 +424,141 @@ class Scheduler:
         assert ticket.timeout_s is not None
         raise DeadlineExceededError(ticket.timeout_s, "during inference")
 
-    def _learn(self, inference_s: float, audio_seconds: float) -> None:
-        if audio_seconds <= 0:
-            return
-        self._inference_s = (1 - _LEARNING_RATE) * self._inference_s + _LEARNING_RATE * inference_s
-        self._audio_s = (1 - _LEARNING_RATE) * self._audio_s + _LEARNING_RATE * audio_seconds
-
-    async def _acquire_slot(self, ticket: Ticket) -> None:
-        acquire = asyncio.ensure_future(self._slots.acquire())
-        gone = asyncio.ensure_future(ticket.disconnected.wait())
-        remaining = ticket.remaining()
+    @staticmethod
+    def _on_thread(job: _Job, work: Callable[[threading.Event], T]) -> T:
+        _thread.job = job
         try:
-            await asyncio.wait(
-                {acquire, gone},
-                timeout=None if remaining is None else max(remaining, 0),
-                return_when=asyncio.FIRST_COMPLETED,
+            return work(job.cancel)
+        finally:
+            _thread.job = None
+
+    def _learn(self, job: _Job, slot_s: float) -> None:
+        if job.speech_seconds is None:  # not decoded here (`decoded` not called): all of it as speech
+            if job.audio_seconds > 0:
+                self._inference.learn(slot_s, job.audio_seconds)
+            return
+        if job.speech_seconds >= _MIN_SPEECH_TO_LEARN_S:
+            self._inference.learn(max(slot_s - (job.decode_s or 0.0), 0.0), job.speech_seconds)
+
+    # --- called from the inference thread ------------------------------------------------------
+
+    def decoded(self, audio_seconds: float, speech_seconds: float, *, refuse_too_long: bool = True) -> None:
+        """From `work`, once its audio is decoded and gated: learn the decoding speed, count its
+        speech from now on, and refuse it (AudioTooLongForDeadlineError, or QueueFullError when the
+        work ahead would make it late) before any inference when it cannot finish by its deadline.
+        `refuse_too_long=False` (a stream) lets it run and deliver what the deadline allows."""
+        job: _Job | None = getattr(_thread, "job", None)
+        if job is None:
+            return
+        now = time.monotonic()
+        job.decode_s = job.slot_s(now)
+        job.audio_seconds = audio_seconds
+        job.speech_seconds = speech_seconds
+        if audio_seconds > 0:
+            self._decoding.learn(job.decode_s, audio_seconds)
+        remaining = job.ticket.remaining()
+        if remaining is None or not refuse_too_long:
+            return
+        needed = speech_seconds * self.real_time_factor
+        if job.ticket.timeout_s is not None and needed > job.ticket.timeout_s:
+            raise AudioTooLongForDeadlineError(speech_seconds, needed, job.ticket.timeout_s)
+        ahead = self._ahead_s(needed, now, exclude=job)
+        if ahead + needed > remaining:
+            raise QueueFullError(
+                self._retry_when_it_fits(needed, ahead),
+                reason=f"The work queued here would not let this request finish within its deadline "
+                f"(about {ahead:.0f} s ahead of it)",
             )
+
+    def checkpoint(self) -> None:
+        """From `work`, at a point where it may pause: give the slot to a waiting request with at
+        most half this one's remaining work, and block until it is this one's turn again (or it
+        was cancelled). A no-op off an inference thread and when nobody shorter waits."""
+        job: _Job | None = getattr(_thread, "job", None)
+        loop = self._loop
+        if job is None or loop is None or job.cancel.is_set() or not self._should_yield(job):
+            return
+        asyncio.run_coroutine_threadsafe(self._park(job), loop).result()
+
+    # --- slots (on the event loop) -------------------------------------------------------------
+
+    def _should_yield(self, job: _Job) -> bool:
+        if self._parked >= self.max_parked or job.resumed is None:
+            return False
+        now = time.monotonic()
+        mine = self._remaining_s(job, now)
+        return any(self._remaining_s(other, now) <= _YIELD_SHARE * mine for other in list(self._waiting))
+
+    async def _park(self, job: _Job) -> None:
+        if not self._should_yield(job):
+            return
+        self._parked += 1
+        try:
+            self._give_back_slot(job, time.monotonic())
+            await self._wait_for_slot(job, stop=job.stopped)
+            job.resumed = time.monotonic()
+        finally:
+            self._parked -= 1
+
+    def _give_back_slot(self, job: _Job, now: float) -> None:
+        job.used_s = job.slot_s(now)
+        job.resumed = None
+        self._release_slot()
+
+    def _release_slot(self) -> None:
+        """Hand the slot to the waiting request with the least work left, or free it."""
+        now = time.monotonic()
+        candidates = [job for job in self._waiting if job.grant is not None and not job.grant.done()]
+        if not candidates:
+            self._free_slots += 1
+            return
+        chosen = min(candidates, key=lambda job: self._remaining_s(job, now))
+        self._waiting.remove(chosen)
+        assert chosen.grant is not None
+        chosen.grant.set_result(None)
+
+    async def _wait_for_slot(self, job: _Job, *, stop: asyncio.Event, within_s: float | None = None) -> bool:
+        """Take a free slot, or wait in line; True once this job holds one. On a timeout, `stop`
+        or cancellation it leaves the line, passing on a slot granted meanwhile."""
+        if self._free_slots > 0:
+            self._free_slots -= 1
+            return True
+        grant = job.grant = asyncio.get_running_loop().create_future()
+        self._waiting.append(job)
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({grant, stopped}, timeout=within_s, return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
-            gone.cancel()
-            if acquire.done() and not acquire.cancelled():
-                self._slots.release()
-            acquire.cancel()
+            self._leave_line(job, grant)
             raise
-        gone.cancel()
-        if acquire.done() and ticket.disconnected.is_set():
-            self._slots.release()
+        finally:
+            stopped.cancel()
+        if not grant.done() or grant.cancelled() or stop.is_set():
+            self._leave_line(job, grant)
+            return False
+        job.grant = None
+        return True
+
+    def _leave_line(self, job: _Job, grant: asyncio.Future[None]) -> None:
+        job.grant = None
+        if grant.done() and not grant.cancelled():
+            self._release_slot()  # granted just as it gave up
+            return
+        grant.cancel()
+        if job in self._waiting:
+            self._waiting.remove(job)
+
+    async def _acquire_slot(self, job: _Job) -> None:
+        ticket = job.ticket
+        remaining = ticket.remaining()
+        got = await self._wait_for_slot(
+            job, stop=ticket.disconnected, within_s=None if remaining is None else max(remaining, 0)
+        )
+        if ticket.disconnected.is_set():
+            if got:
+                self._release_slot()
             raise ClientDisconnectedError()
-        if not acquire.done():
-            acquire.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await acquire
-        if acquire.cancelled():
-            if ticket.disconnected.is_set():
-                raise ClientDisconnectedError()
+        if not got:
             assert ticket.timeout_s is not None
             raise DeadlineExceededError(ticket.timeout_s, "waiting in the queue")
 

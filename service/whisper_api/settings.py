@@ -56,9 +56,11 @@ class Settings(BaseSettings):
     )
     workers: int = Field(1, ge=1, description="Inferences run at once in this process.")
     queue_size: int = Field(
-        8,
+        64,
         ge=1,
-        description="Requests admitted at once (running + waiting); 429 beyond. Cloud Run concurrency.",
+        description="Most requests admitted at once (running + waiting), each holding its upload: what "
+        "memory and disk allow; 429 beyond, and for any request whose predicted completion misses its "
+        "deadline. Cloud Run concurrency.",
     )
     request_timeout_s: float = Field(
         300, gt=0, description="Deadline for one request, from its arrival (upload, queue and inference)."

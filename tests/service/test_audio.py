@@ -5,9 +5,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.support.audio import flac_of_silence, wav_bytes
-from whisper_api.audio import SAMPLE_RATE, AudioError, decode_audio, duration_seconds, probe_audio
+from tests.support.audio import flac_of_constant, flac_of_silence, wav_bytes, wav_of_pattern
+from whisper_api.audio import (
+    SAMPLE_RATE,
+    AudioError,
+    decode_audio,
+    duration_seconds,
+    probe_audio,
+    silence_non_speech,
+)
 from whisper_api.engines.base import as_float32
+from whisper_api.engines.faster import speech_chunks
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SHORT_SECONDS = 5.17  # the short clip's length (espeak-ng sentence + padding)
@@ -152,3 +160,41 @@ def test_a_header_that_says_nothing_still_stops_at_the_limit() -> None:
     wav[40:44] = b"\xff\xff\xff\xff"  # data size unknown, as streamed WAVs write it
     with pytest.raises(AudioError, match="longer than the limit of 10 seconds"):
         decode_audio(bytes(wav), max_seconds=10)
+
+
+# --- The gate in front of VAD: what cannot be speech becomes digital silence -------------------
+
+SPEECH_FIXTURES = sorted(
+    path.name for path in FIXTURES.glob("*.*") if path.suffix != ".json" and path.name != "not_audio.wav"
+)
+
+
+@pytest.mark.parametrize("name", SPEECH_FIXTURES)
+def test_the_gate_keeps_every_sample_that_vad_calls_speech(name: str) -> None:
+    original = decode_audio((FIXTURES / name).read_bytes(), 3600)
+    gated = original.copy()
+    kept_s = silence_non_speech(gated)
+    assert kept_s <= duration_seconds(original)
+    chunks = speech_chunks(original)
+    for chunk in chunks:
+        span = slice(chunk["start"], chunk["end"])
+        assert np.array_equal(gated[span], original[span]), chunk
+    assert speech_chunks(gated) == chunks
+
+
+def test_a_constant_value_and_a_repeating_pattern_are_gated_whole() -> None:
+    constant = decode_audio(flac_of_constant(600), 3600)
+    pattern = decode_audio(wav_of_pattern(600), 3600)
+    assert constant.max() > 500 and pattern.max() > 500  # loud enough to pass a silence test
+    assert silence_non_speech(constant) == 0 and not constant.any()
+    assert silence_non_speech(pattern) == 0 and not pattern.any()
+
+
+def test_quiet_speech_passes_the_gate() -> None:
+    """Speech 30 dB down (peaks near -36 dBFS) keeps every sample VAD still calls speech."""
+    quiet = (decode_audio(read("short.wav"), 3600) // 32).astype(np.int16)
+    chunks = speech_chunks(quiet)
+    assert chunks  # VAD still hears it
+    gated = quiet.copy()
+    silence_non_speech(gated)
+    assert speech_chunks(gated) == chunks

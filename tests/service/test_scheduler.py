@@ -16,6 +16,9 @@ import pytest
 from tests.support.scheduling import BlockingWork, wait_until
 from whisper_api.scheduler import (
     MAX_RETRY_AFTER_S,
+    PRIOR_DECODE_PER_AUDIO_S,
+    PRIOR_INFERENCE_PER_SPEECH_S,
+    AudioTooLongForDeadlineError,
     ClientDisconnectedError,
     DeadlineExceededError,
     QueueFullError,
@@ -190,7 +193,7 @@ async def test_draining_refuses_new_work_and_waits_for_requests_let_in() -> None
     assert await scheduler.wait_idle(2)
 
 
-# --- Retry-After follows the queued audio at the measured real-time factor ---------------------
+# --- Predictions: learnt from speech, shortest first, refused before inference when late ------
 
 
 @pytest.mark.anyio
@@ -203,27 +206,128 @@ async def test_the_real_time_factor_is_learned_from_finished_inferences() -> Non
 
     for _ in range(20):  # 0.1 s of work per 10 s of audio
         await scheduler.run(StepTimer(), sleeps, audio_seconds=10)
-    assert before == pytest.approx(0.1)
+    assert before == pytest.approx(PRIOR_INFERENCE_PER_SPEECH_S)
     assert 0.009 < scheduler.real_time_factor < 0.02
     scheduler.shutdown()
 
 
 @pytest.mark.anyio
-async def test_retry_after_counts_queued_audio_and_forgets_a_finished_long_job() -> None:
+async def test_silent_audio_teaches_the_decoding_speed_but_never_the_inference_speed() -> None:
+    """Three hours without speech decode in seconds: they must not make speech look fast."""
+    scheduler = Scheduler(workers=1, queue_size=4)
+
+    def decodes_silence(_: threading.Event) -> None:
+        time.sleep(0.05)
+        scheduler.decoded(3 * 3600, 0.0)
+
+    for _ in range(3):
+        await scheduler.run(StepTimer(), decodes_silence, audio_seconds=3 * 3600)
+    assert scheduler.real_time_factor == pytest.approx(PRIOR_INFERENCE_PER_SPEECH_S)
+    assert scheduler.decode_factor < PRIOR_DECODE_PER_AUDIO_S
+
+    def speech(_: threading.Event) -> None:
+        scheduler.decoded(10, 10)
+        time.sleep(0.2)  # 0.02 s of inference per second of speech
+
+    for _ in range(10):
+        await scheduler.run(StepTimer(), speech, audio_seconds=10)
+    assert 0.015 < scheduler.real_time_factor < 0.03
+    scheduler.shutdown()
+
+
+@pytest.mark.anyio
+async def test_a_short_request_overtakes_a_long_one_at_its_next_checkpoint() -> None:
+    scheduler = Scheduler(workers=1, queue_size=4)
+    finished: list[str] = []
+    long_started = threading.Event()
+
+    def long_work(cancel: threading.Event) -> str:
+        scheduler.decoded(3600, 3600)
+        long_started.set()
+        for _ in range(200):  # 2 s of "segments", a checkpoint after each
+            time.sleep(0.01)
+            scheduler.checkpoint()
+        finished.append("long")
+        return "long"
+
+    def short_work(cancel: threading.Event) -> str:
+        scheduler.decoded(10, 10)
+        finished.append("short")
+        return "short"
+
+    long_task = asyncio.create_task(scheduler.run(StepTimer(), long_work, audio_seconds=3600))
+    await wait_until(long_started.is_set)
+    timer = StepTimer()
+    assert await scheduler.run(timer, short_work, audio_seconds=10) == "short"
+    assert finished == ["short"] and not long_task.done()
+    assert timer.steps["queue"] < 1  # one segment's wait, not the long request's 2 s
+    assert await long_task == "long"
+    assert finished == ["short", "long"]
+    scheduler.shutdown()
+
+
+@pytest.mark.anyio
+async def test_speech_that_cannot_fit_the_deadline_is_refused_before_inference() -> None:
+    scheduler = Scheduler(workers=1, queue_size=4, request_timeout_s=10)
+    inferred = threading.Event()
+
+    def work(_: threading.Event) -> None:
+        scheduler.decoded(3600, 3600)  # an hour of speech at the prior: 180 s of work
+        inferred.set()
+
+    with pytest.raises(AudioTooLongForDeadlineError, match=r"stream=true.*|make batch") as refused:
+        await scheduler.run(StepTimer(), work, audio_seconds=3600)
+    assert refused.value.status_code == 413 and refused.value.code == "audio_too_long_for_deadline"
+    assert "make batch" in refused.value.message and "stream=true" in refused.value.message
+    assert not inferred.is_set()
+    scheduler.shutdown()
+
+
+@pytest.mark.anyio
+async def test_a_request_whose_predicted_completion_cannot_fit_is_refused_at_once() -> None:
+    scheduler = Scheduler(workers=1, queue_size=8, request_timeout_s=20, jitter=random.Random(0))
+    work = BlockingWork()
+
+    def decoded_speech(cancel: threading.Event) -> str:
+        scheduler.decoded(300, 300)  # 15 s of work at the prior
+        return work("first", cancel)
+
+    first = asyncio.create_task(scheduler.run(StepTimer(), decoded_speech, audio_seconds=300))
+    await wait_until(work.started.is_set)
+    # Another 300 s (15 s as speech) behind 15 s of known work: not within 20 s.
+    with pytest.raises(QueueFullError, match="deadline") as refused:
+        await scheduler.run(StepTimer(), work.job("never"), audio_seconds=300)
+    assert work.calls == 1 and scheduler.admitted == 1
+    # Back once 10 s of the first are done (when it would fit), not sooner, not after all 15 s.
+    assert 10 <= refused.value.retry_after_s <= 14
+    # Three hours would not fit as speech even alone: admitted, and judged once decoded.
+    provisional = asyncio.create_task(scheduler.run(StepTimer(), work.job("long"), audio_seconds=3 * 3600))
+    await wait_until(lambda: scheduler.admitted == 2)
+    work.release.set()
+    assert await first == "first" and await provisional == "long"
+    scheduler.shutdown()
+
+
+# --- Retry-After: when a place will really be free ---------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_retry_after_is_when_the_first_admitted_request_will_be_done() -> None:
     scheduler = Scheduler(workers=1, queue_size=2, jitter=random.Random(0))
     work = BlockingWork()
     assert scheduler.backlog_s() == 0
-    # 400 s of audio at the prior real-time factor of 0.1: 40 s of work ahead.
+    # 400 s of audio, as speech at the prior until decoded: 20 s of work, plus its decoding.
     long_job = asyncio.create_task(scheduler.run(StepTimer(), work.job("long"), audio_seconds=400))
     await wait_until(work.started.is_set)
-    assert 39 < scheduler.backlog_s() <= 40
+    assert 19 < scheduler.backlog_s() <= 21
     waiting = asyncio.create_task(scheduler.run(StepTimer(), work.job("short"), audio_seconds=100))
     await wait_until(lambda: scheduler.waiting == 1)
-    assert 49 < scheduler.backlog_s() <= 50
-    assert 49 <= scheduler.retry_after_s() <= MAX_RETRY_AFTER_S
+    assert 24 < scheduler.backlog_s() <= 26
+    # A place is free once the shorter one is done (it goes first): 5 s, not the whole 25 s.
+    assert 5 <= scheduler.retry_after_s() <= 8
     work.release.set()
     await asyncio.gather(long_job, waiting)
-    # Nothing queued any more: a refused client is told to come back at once, not in 50 s.
+    # Nothing queued any more: a refused client is told to come back at once.
     assert scheduler.backlog_s() == 0
     assert scheduler.retry_after_s() <= 2
     scheduler.shutdown()
@@ -233,11 +337,11 @@ async def test_retry_after_counts_queued_audio_and_forgets_a_finished_long_job()
 async def test_retry_after_is_spread_so_refused_clients_do_not_return_together() -> None:
     scheduler = Scheduler(workers=1, queue_size=1)
     work = BlockingWork()
-    task = asyncio.create_task(scheduler.run(StepTimer(), work.job("x"), audio_seconds=200))
+    task = asyncio.create_task(scheduler.run(StepTimer(), work.job("x"), audio_seconds=400))
     await wait_until(work.started.is_set)
     values = [scheduler.retry_after_s() for _ in range(50)]
-    assert len(set(values)) >= 4  # about 20 s of backlog, spread over 20..26 s
-    assert min(values) >= 19 and max(values) <= 27
+    assert len(set(values)) >= 4  # about 20 s of work left, spread over 20..26 s
+    assert min(values) >= 19 and max(values) <= 27 <= MAX_RETRY_AFTER_S
     work.release.set()
     await task
     scheduler.shutdown()

@@ -47,3 +47,32 @@ def long_recording(tmp_path: Path, repeats: int) -> bytes:
         wav.setframerate(SAMPLE_RATE)
         wav.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
     return out.getvalue()
+
+
+def flac_of_constant(seconds: float, value: int = 1000, rate: int = SAMPLE_RATE) -> bytes:
+    """A FLAC of one non-zero sample value (a DC offset): hours in a few MB, and not digital silence."""
+    out = io.BytesIO()
+    frame_samples = 16_384
+    block = np.full((1, frame_samples), value, dtype=np.int16)
+    with av.open(out, "w", format="flac") as container:
+        stream = container.add_stream("flac", rate=rate, layout="mono")
+        for start in range(0, int(seconds * rate) - frame_samples + 1, frame_samples):
+            frame = av.AudioFrame.from_ndarray(block, format="s16", layout="mono")
+            frame.sample_rate = rate
+            frame.pts = start
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return out.getvalue()
+
+
+def wav_of_pattern(seconds: float, rate: int = 4_000) -> bytes:
+    """A 4 kHz 8-bit WAV of a low repeating pattern (a soft 500 Hz triangle): 24 MB per 100 minutes."""
+    pattern = bytes([128, 131, 134, 131, 128, 125, 122, 125])
+    samples = int(seconds * rate)
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(1)
+        wav.setframerate(rate)
+        wav.writeframes((pattern * (samples // len(pattern) + 1))[:samples])
+    return out.getvalue()
