@@ -120,6 +120,7 @@ class Diarizer:
         audio: np.ndarray,
         *,
         max_speakers: int = clustering.MAX_SPEAKERS,
+        merge_similarity: float = clustering.MERGE_SIMILARITY,
         cancel: threading.Event | None = None,
     ) -> Diarization:
         regions = speech_regions(audio)
@@ -127,7 +128,7 @@ class Diarizer:
         if not spans:
             return Diarization(turns=[], centroids=np.zeros((0, 192), dtype=np.float32))
         embeddings = clustering.normalized(self.embed_windows(audio, spans, cancel))
-        labels = clustering.cluster(embeddings, max_speakers=max_speakers)
+        labels = clustering.cluster(embeddings, max_speakers=max_speakers, merge_similarity=merge_similarity)
         return Diarization(
             turns=turns(regions, spans, labels), centroids=clustering.centroids(embeddings, labels)
         )
