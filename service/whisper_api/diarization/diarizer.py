@@ -19,7 +19,7 @@ import numpy as np
 
 from whisper_api.diarization import clustering
 from whisper_api.diarization.features import SAMPLE_RATE, fbank, frame_count
-from whisper_api.diarization.speech import Region, as_float32, speech_regions
+from whisper_api.diarization.speech import Region, VadTuning, as_float32, speech_regions
 
 WINDOW_S = 1.5
 SHIFT_S = 0.75
@@ -121,9 +121,10 @@ class Diarizer:
         *,
         max_speakers: int = clustering.MAX_SPEAKERS,
         merge_similarity: float = clustering.MERGE_SIMILARITY,
+        vad: VadTuning | None = None,
         cancel: threading.Event | None = None,
     ) -> Diarization:
-        regions = speech_regions(audio)
+        regions = speech_regions(audio, vad)
         spans = windows(regions)
         if not spans:
             return Diarization(turns=[], centroids=np.zeros((0, 192), dtype=np.float32))
