@@ -6,26 +6,21 @@ Speakers are named after a matching known voice, else `A`, `B`, … in order of 
 """
 
 import string
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from whisper_api.diarization.diarizer import Diarization, Turn
-from whisper_api.schemas import Segment, Word
+from whisper_api.diarization.diarizer import Diarization, Diarizer, Turn
+from whisper_api.diarization.speech import VadTuning
+from whisper_api.schemas import Segment, Speakers, SpeakerSegment, SpeakerTurn, Transcript, Word
 
 # Cosine similarity of a speaker's centroid to a reference above which they are one voice. On the
 # benchmark's recordings a speaker's centroid scores 0.90-0.96 against a 4-6 s reference of that
 # speaker, 0.49-0.51 against the other speaker of the same meeting, and 0.11-0.22 against unrelated
 # voices; 0.6 sits between, with room for a reference recorded on another day or microphone.
 KNOWN_SPEAKER_SIMILARITY = 0.6
-
-
-@dataclass(frozen=True)
-class SpeakerSegment:
-    start: float
-    end: float
-    speaker: str
-    text: str
 
 
 def speaker_of(start: float, end: float, turns: list[Turn]) -> int | None:
@@ -111,10 +106,37 @@ def speaker_segments(
     )
 
 
-def rttm(turns: list[Turn], labels: dict[int, str], recording: str) -> str:
-    """NIST RTTM lines (`SPEAKER <file> 1 <start> <duration> <NA> <NA> <speaker> <NA> <NA>`)."""
+def with_speakers(transcript: Transcript, diarization: Diarization, names: dict[int, str]) -> Transcript:
+    """The transcript with its speaker segments and labelled turns (`Transcript.speakers`)."""
+    found = speaker_segments(transcript.segments, diarization, names)
+    turns = [
+        SpeakerTurn(start=t.start, end=t.end, speaker=found.labels[t.speaker]) for t in diarization.turns
+    ]
+    return transcript.model_copy(update={"speakers": Speakers(segments=found.segments, turns=turns)})
+
+
+def diarize_transcript(
+    diarizer: Diarizer,
+    audio: np.ndarray,
+    transcript: Transcript,
+    known: Mapping[str, np.ndarray] | None = None,
+    *,
+    vad: VadTuning | None = None,
+    cancel: threading.Event | None = None,
+) -> Transcript:
+    """Diarize `audio` (16 kHz, the transcript's own) and label its words; `known`: name → 2-10 s
+    of that voice. Runs on the inference thread, after the transcription, on the same samples."""
+    diarization = diarizer.diarize(audio, vad=vad, cancel=cancel)
+    references = {name: diarizer.embed_voice(sample) for name, sample in (known or {}).items()}
+    return with_speakers(transcript, diarization, match_known_speakers(diarization.centroids, references))
+
+
+def rttm(turns: list[SpeakerTurn], recording: str) -> str:
+    """NIST RTTM lines (`SPEAKER <file> 1 <start> <duration> <NA> <NA> <speaker> <NA> <NA>`); spaces
+    in a file or speaker name become underscores (RTTM fields are space-separated)."""
+    name = recording.replace(" ", "_")
     return "".join(
-        f"SPEAKER {recording} 1 {turn.start:.3f} {turn.end - turn.start:.3f} <NA> <NA> "
-        f"{labels.get(turn.speaker, str(turn.speaker))} <NA> <NA>\n"
+        f"SPEAKER {name} 1 {turn.start:.3f} {turn.end - turn.start:.3f} <NA> <NA> "
+        f"{turn.speaker.replace(' ', '_')} <NA> <NA>\n"
         for turn in turns
     )

@@ -3,8 +3,14 @@
 import numpy as np
 
 from whisper_api.diarization.diarizer import Diarization, Turn, turns, windows
-from whisper_api.diarization.speakers import match_known_speakers, rttm, speaker_of, speaker_segments
-from whisper_api.schemas import Segment, Word
+from whisper_api.diarization.speakers import (
+    match_known_speakers,
+    rttm,
+    speaker_of,
+    speaker_segments,
+    with_speakers,
+)
+from whisper_api.schemas import Segment, SpeakerTurn, Transcript, Word
 
 
 def _segment(words: list[tuple[str, float, float]], index: int = 0) -> Segment:
@@ -75,8 +81,17 @@ def test_windows_cover_each_region_and_turns_cut_between_window_centres() -> Non
     assert found == [Turn(0.0, 1.125, 0), Turn(1.125, 3.0, 1), Turn(4.0, 4.3, 0), Turn(5.0, 5.8, 0)]
 
 
-def test_rttm_lines() -> None:
-    assert (
-        rttm([Turn(0.5, 1.75, 0)], {0: "A"}, "meeting")
-        == "SPEAKER meeting 1 0.500 1.250 <NA> <NA> A <NA> <NA>\n"
+def test_with_speakers_labels_the_turns_as_the_segments() -> None:
+    transcript = Transcript(
+        task="transcribe", language="en", duration=6.0, segments=[_segment([(" Hi.", 2.2, 2.5)])]
     )
+    labelled = with_speakers(transcript, Diarization(TURNS, np.zeros((8, 192))), {7: "Ada"})
+    assert labelled.speakers is not None
+    assert [(s.speaker, s.text) for s in labelled.speakers.segments] == [("A", " Hi.")]
+    assert [t.speaker for t in labelled.speakers.turns] == ["Ada", "A", "Ada"]
+
+
+def test_rttm_lines() -> None:
+    turns = [SpeakerTurn(start=0.5, end=1.75, speaker="Ada Lovelace")]
+    expected = "SPEAKER team_meeting 1 0.500 1.250 <NA> <NA> Ada_Lovelace <NA> <NA>\n"
+    assert rttm(turns, "team meeting") == expected
