@@ -28,6 +28,7 @@ class BatchConfig:
     output_retention_days: int = 30
     runners: tuple[str, ...] = ()
     service_account: str | None = None  # an existing account's e-mail; None: the stack makes `<name>-job`
+    diarize: bool = False  # every run also writes diarized_json and RTTM speaker turns
 
 
 DEFAULTS = BatchConfig(input_bucket="", output_bucket="")
@@ -131,6 +132,7 @@ def read_batch(r: Reader, project: str, service_name: str, max_instances: int) -
         output_retention_days=output_days,
         runners=tuple(runners) if isinstance(runners, list) else (),
         service_account=service_account,
+        diarize=batch.flag("diarize", DEFAULTS.diarize),
     )
 
 

@@ -27,6 +27,7 @@ BATCH_KEYS = (
     "outputRetentionDays",
     "runners",
     "serviceAccount",
+    "diarize",
 )
 OBSERVABILITY_KEYS = (
     "metrics",

@@ -23,6 +23,7 @@ from typing import get_args
 from pydantic import ValidationError
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from whisper_api import contract
 from whisper_api.batch.manifest import Shard
 from whisper_api.batch.storage import StorageError, open_location
 from whisper_api.batch.worker import DEFAULT_FORMATS, BatchJob, BatchRunner
@@ -57,9 +58,9 @@ def parse_args(argv: Sequence[str] | None, environ: dict[str, str]) -> argparse.
     parser.add_argument(
         "--diarize",
         action="store_true",
-        default=environ.get("WHISPER_BATCH_DIARIZE", "").lower() in ("1", "true"),
-        help="who spoke when: adds diarized_json and RTTM speaker turns to --formats "
-        "(default: WHISPER_BATCH_DIARIZE)",
+        default=environ.get(contract.ENV_BATCH_DIARIZE, "").lower() in ("1", "true"),
+        help=f"who spoke when: adds diarized_json and RTTM speaker turns to --formats "
+        f"(default: {contract.ENV_BATCH_DIARIZE})",
     )
     parser.add_argument("--force", action="store_true", help="redo recordings that are already done")
     parser.add_argument(

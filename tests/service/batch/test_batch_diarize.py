@@ -55,7 +55,7 @@ def test_diarize_writes_diarized_json_and_rttm_and_resumes(
 
 
 def test_diarize_without_the_network_or_with_translate_is_a_usage_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source = tmp_path / "in"
     source.mkdir()
@@ -65,3 +65,7 @@ def test_diarize_without_the_network_or_with_translate_is_a_usage_error(
     assert "WHISPER_DIARIZATION_MODEL" in capsys.readouterr().err
     assert main([str(source), str(tmp_path / "out"), "--diarize", "--translate"], settings=missing) == 2
     assert "--translate" in capsys.readouterr().err
+    # The Cloud Run Job's way to ask (whisper:batch.diarize): the environment.
+    monkeypatch.setenv("WHISPER_BATCH_DIARIZE", "true")
+    assert main([str(source), str(tmp_path / "out")], settings=missing) == 2
+    assert "WHISPER_DIARIZATION_MODEL" in capsys.readouterr().err
