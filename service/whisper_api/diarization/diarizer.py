@@ -78,6 +78,9 @@ class Diarizer:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # onnxruntime's arena keeps the largest batch's buffers for good: off, 10 minutes of audio
+        # grew the process by 42 MiB instead of 162, at the same speed.
+        options.enable_cpu_mem_arena = False
         self._session = onnxruntime.InferenceSession(
             str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
         )
