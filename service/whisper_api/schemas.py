@@ -21,6 +21,9 @@ class TranscribeOptions(BaseModel):
     prompt: str | None = None
     temperature: float | None = Field(None, ge=0, le=1, description="None: the fallback schedule.")
     word_timestamps: bool = False
+    keywords: list[str] = Field(
+        default_factory=list, description="Words to favour (faster-whisper hotwords)."
+    )
 
 
 class WordOut(BaseModel):
@@ -156,6 +159,13 @@ class TranscriptionRequest(TranslationRequest):
         "always cuts the audio itself (30 s windows, voice activity detection on faster-whisper). VAD "
         "tuning fields (`chunking_strategy[threshold]`, `[silence_duration_ms]`, `[prefix_padding_ms]`) "
         "tune the speaker turns of diarized_json and are refused otherwise.",
+    )
+    keywords: list[str] = Field(
+        default_factory=list,
+        alias="keywords[]",
+        description="Words or phrases the audio contains (names, jargon), up to 100 of at most 100 "
+        "characters: faster-whisper's hotwords, given to every 30 s window (not only the first, as "
+        "`prompt`). faster-whisper only.",
     )
     known_speaker_names: list[str] = Field(
         default_factory=list,

@@ -51,7 +51,6 @@ STREAMED_FORMATS = ("json", "text", "diarized_json")
 UNSUPPORTED_FIELDS = {
     "include": "Token log-probabilities (`include[]=logprobs`) are not available: neither engine exposes "
     "per-token log-probabilities (verbose_json segments carry `avg_logprob`).",
-    "keywords": "`keywords` is not available; put the words in `prompt` instead.",
     "languages": "`languages` is not available; send one `language`, or none to have it detected.",
 }
 CHUNKING_STRATEGY = "chunking_strategy"
@@ -195,6 +194,30 @@ def check_language(language: str | None, engine: Engine) -> str | None:
     return code
 
 
+MAX_KEYWORDS = 100
+MAX_KEYWORD_CHARS = 100
+
+
+def check_keywords(keywords: list[str], engine: Engine) -> list[str]:
+    """faster-whisper's hotwords; openai-whisper has none (use `prompt` there)."""
+    cleaned = [keyword.strip() for keyword in keywords if keyword.strip()]
+    if cleaned and engine.name != "faster-whisper":
+        raise invalid_request(
+            f"keywords[] needs the faster-whisper engine (this server runs {engine.name}); put the words "
+            "in `prompt` instead.",
+            param="keywords[]",
+            code="unsupported_parameter",
+        )
+    if len(cleaned) > MAX_KEYWORDS or any(len(keyword) > MAX_KEYWORD_CHARS for keyword in cleaned):
+        raise invalid_request(
+            f"keywords[] takes at most {MAX_KEYWORDS} words or phrases of at most {MAX_KEYWORD_CHARS} "
+            "characters each.",
+            param="keywords[]",
+            code="invalid_value",
+        )
+    return cleaned
+
+
 def _options(task: Task, form: TranslationRequest, settings: Settings, **extra: Any) -> TranscribeOptions:
     return TranscribeOptions(
         task=task,
@@ -265,6 +288,7 @@ async def create_transcription(
         form,
         settings,
         language=language,
+        keywords=check_keywords(form.keywords, pipeline.engine),
         # Speakers are put on words: diarized_json needs the words' timestamps.
         word_timestamps="word" in form.timestamp_granularities or form.response_format == DIARIZED,
     )
