@@ -60,6 +60,17 @@ def check_formats(form: TranscriptionRequest, diarize: bool, diarization_models:
         )
 
 
+def refuse_diarized_translation(response_format: str) -> None:
+    """Speakers label a transcription: OpenAI's translations have no diarized_json either."""
+    if response_format == DIARIZED:
+        raise invalid_request(
+            "response_format=diarized_json is for transcriptions (/v1/audio/transcriptions with "
+            "gpt-4o-transcribe-diarize); translations answer json, text, srt, vtt or verbose_json.",
+            param="response_format",
+            code="invalid_value",
+        )
+
+
 def accepts_vad_field(key: str, form: Mapping[str, object]) -> bool:
     """`chunking_strategy[<key>]` is a server_vad tuning field that this request can use."""
     return key in SERVER_VAD_FIELDS and form.get("response_format") == DIARIZED

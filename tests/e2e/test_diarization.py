@@ -245,3 +245,15 @@ def test_without_the_graph_the_diarization_model_is_unavailable(tmp_path: Path) 
         assert DIARIZE not in json.dumps(httpx.get(f"{server.url}/v1/models", timeout=10).json())
     finally:
         stop(server)
+
+
+def test_translations_have_no_diarized_json(diarizing_server: Server) -> None:
+    with (FIXTURES / "short.wav").open("rb") as file:
+        response = httpx.post(
+            f"{diarizing_server.url}/v1/audio/translations",
+            data={"model": "whisper-1", "response_format": "diarized_json"},
+            files={"file": file},
+            timeout=60,
+        )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "response_format"

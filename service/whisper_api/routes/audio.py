@@ -21,6 +21,7 @@ from whisper_api.diarization_form import (
     check_formats,
     diarization_request,
     diarization_unavailable,
+    refuse_diarized_translation,
 )
 from whisper_api.engines.base import Engine
 from whisper_api.errors import ERROR_RESPONSES, invalid_request
@@ -312,6 +313,7 @@ async def create_translation(
 ) -> Response:
     """Transcribe the uploaded audio into English text (OpenAI `audio.translations.create`)."""
     check_served(form.model, served)
+    refuse_diarized_translation(form.response_format)
     check_stream(form)
     options = _options("translate", form, settings)
     return await _answer(pipeline, form.file, _audio_request(form, options), form.stream)
