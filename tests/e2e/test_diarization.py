@@ -116,6 +116,16 @@ def test_a_known_speaker_names_that_speakers_segments(client: openai.OpenAI) -> 
             assert (segment.speaker == "Sheila") == (reference == "speaker91"), segment
 
 
+def test_server_timing_shows_the_diarization_step_after_inference(client: openai.OpenAI) -> None:
+    with (FIXTURES / "short.wav").open("rb") as file:
+        raw = client.audio.transcriptions.with_raw_response.create(
+            model=DIARIZE, file=file, response_format="diarized_json"
+        )
+    steps = [part.split(";")[0].strip() for part in raw.headers["server-timing"].split(",")]
+    assert steps.index("inference") < steps.index("diarization") < steps.index("format")
+    assert {segment.speaker for segment in raw.parse().segments} == {"A"}  # type: ignore[union-attr]
+
+
 def test_one_speaker_is_one_speaker(client: openai.OpenAI) -> None:
     result = _diarize(client, FIXTURES / "long.ogg")
     assert {segment.speaker for segment in result.segments} == {"A"}
