@@ -13,20 +13,18 @@ import openai
 import pytest
 from openai.types.audio import TranscriptionDiarized
 
+from tests.support.diarization import SAMPLE, diarization_model, reference_turns
+from tests.support.engines import FIXTURES
 from tests.support.server import Server, start_server, stop
 from tests.support.servers import sdk
 from whisper_api.audio import decode_audio
-from whisper_api.diarization.export import ensure_exported
 
-REPO = Path(__file__).resolve().parents[2]
-SAMPLE = REPO / "bench" / "data" / "pyannote-sample"
-FIXTURES = REPO / "tests" / "fixtures"
 DIARIZE = "gpt-4o-transcribe-diarize"
 
 
 @pytest.fixture(scope="module")
 def diarizing_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    model = ensure_exported(REPO / ".cache" / "diarization")
+    model = diarization_model()
     server = start_server(tmp_path_factory.mktemp("diarizing"), WHISPER_DIARIZATION_MODEL=str(model))
     yield server
     stop(server)
@@ -37,15 +35,10 @@ def client(diarizing_server: Server) -> openai.OpenAI:
     return sdk(diarizing_server)
 
 
-def _reference_turns() -> list[tuple[float, float, str]]:
-    rows = [line.split() for line in (SAMPLE / "sample.rttm").read_text().splitlines()]
-    return [(float(row[3]), float(row[3]) + float(row[4]), row[7]) for row in rows]
-
-
 def _reference_speaker(start: float, end: float) -> str | None:
     """The reference speaker who talks most of [start, end], if one talks most of it alone."""
     overlap: dict[str, float] = {}
-    for turn_start, turn_end, speaker in _reference_turns():
+    for turn_start, turn_end, speaker in reference_turns():
         overlap[speaker] = overlap.get(speaker, 0.0) + max(0.0, min(end, turn_end) - max(start, turn_start))
     best = max(overlap, key=lambda name: overlap[name])
     return best if overlap[best] >= 0.6 * (end - start) else None
@@ -62,7 +55,7 @@ def _wav_data_url(samples: np.ndarray) -> str:
 
 
 def _sample_clip(start_s: float, end_s: float) -> str:
-    with (SAMPLE / "sample.flac").open("rb") as file:
+    with SAMPLE.open("rb") as file:
         audio = decode_audio(file, 60)
     return _wav_data_url(audio[round(start_s * 16_000) : round(end_s * 16_000)])
 
@@ -78,7 +71,7 @@ def _diarize(client: openai.OpenAI, path: Path, **extra: object) -> Transcriptio
 
 
 def test_two_speakers_are_found_with_their_turns(client: openai.OpenAI) -> None:
-    result = _diarize(client, SAMPLE / "sample.flac")
+    result = _diarize(client, SAMPLE)
     assert isinstance(result, TranscriptionDiarized)
     assert result.task == "transcribe" and result.duration == pytest.approx(30.0, abs=0.05)
     assert {segment.speaker for segment in result.segments} == {"A", "B"}
@@ -105,9 +98,7 @@ def test_two_speakers_are_found_with_their_turns(client: openai.OpenAI) -> None:
 
 def test_a_known_speaker_names_that_speakers_segments(client: openai.OpenAI) -> None:
     sheila = _sample_clip(21.9, 27.8)  # speaker91 alone (the reference turns): "Well, there isn't ..."
-    result = _diarize(
-        client, SAMPLE / "sample.flac", known_speaker_names=["Sheila"], known_speaker_references=[sheila]
-    )
+    result = _diarize(client, SAMPLE, known_speaker_names=["Sheila"], known_speaker_references=[sheila])
     speakers = {segment.speaker for segment in result.segments}
     assert speakers == {"A", "Sheila"}
     for segment in result.segments:
@@ -133,7 +124,7 @@ def test_one_speaker_is_one_speaker(client: openai.OpenAI) -> None:
 
 
 def test_streaming_yields_a_segment_event_per_segment_then_done(client: openai.OpenAI) -> None:
-    with (SAMPLE / "sample.flac").open("rb") as file:
+    with SAMPLE.open("rb") as file:
         events = list(
             client.audio.transcriptions.create(
                 model=DIARIZE, file=file, response_format="diarized_json", stream=True
@@ -163,7 +154,7 @@ def test_the_diarization_model_is_listed(client: openai.OpenAI) -> None:
 def test_server_vad_fields_tune_the_turns_and_are_accepted(client: openai.OpenAI) -> None:
     result = _diarize(
         client,
-        SAMPLE / "sample.flac",
+        SAMPLE,
         chunking_strategy={
             "type": "server_vad",
             "threshold": 0.6,

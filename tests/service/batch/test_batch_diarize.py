@@ -6,27 +6,19 @@ from pathlib import Path
 import pytest
 from openai.types.audio import TranscriptionDiarized
 
+from tests.support.diarization import SAMPLE, diarization_model
 from tests.support.engines import FIXTURES, engine_settings
 from whisper_api.batch.__main__ import main
-from whisper_api.diarization.export import ensure_exported
-
-REPO = Path(__file__).resolve().parents[3]
-SAMPLE = REPO / "bench" / "data" / "pyannote-sample" / "sample.flac"
-
-
-@pytest.fixture(scope="module")
-def diarization_model() -> Path:
-    return ensure_exported(REPO / ".cache" / "diarization")
 
 
 def test_diarize_writes_diarized_json_and_rttm_and_resumes(
-    tmp_path: Path, engines, diarization_model: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, engines, capsys: pytest.CaptureFixture[str]
 ) -> None:
     source, target = tmp_path / "in", tmp_path / "out"
     (source / "calls").mkdir(parents=True)
     (source / "calls" / "meeting.flac").write_bytes(SAMPLE.read_bytes())
     (source / "solo.wav").write_bytes((FIXTURES / "short.wav").read_bytes())
-    settings = engine_settings("faster-whisper", diarization_model=diarization_model)
+    settings = engine_settings("faster-whisper", diarization_model=diarization_model())
 
     def run(*extra: str) -> int:
         argv = [str(source), str(target), "--formats", "json", "--diarize", "--no-progress", *extra]

@@ -4,14 +4,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.support.diarization import SAMPLE, reference_turns
+from tests.support.engines import FIXTURES
 from whisper_api.audio import decode_audio
 from whisper_api.diarization.diarizer import Diarizer
 from whisper_api.diarization.speakers import match_known_speakers
-
-ROOT = Path(__file__).resolve().parents[3]
-SAMPLE = ROOT / "bench" / "data" / "pyannote-sample"
-
-FIXTURES = ROOT / "tests" / "fixtures"
 
 
 def _decode(path: Path) -> np.ndarray:
@@ -19,18 +16,13 @@ def _decode(path: Path) -> np.ndarray:
         return decode_audio(file, 3600)
 
 
-def _reference_turns() -> list[tuple[float, float, str]]:
-    rows = [line.split() for line in (SAMPLE / "sample.rttm").read_text().splitlines()]
-    return [(float(row[3]), float(row[3]) + float(row[4]), row[7]) for row in rows]
-
-
 def test_two_speakers_with_their_turns(diarizer: Diarizer) -> None:
-    result = diarizer.diarize(_decode(SAMPLE / "sample.flac"))
+    result = diarizer.diarize(_decode(SAMPLE))
     assert result.speaker_count == 2
     # Each reference turn longer than 2 s is mostly one hypothesis speaker, and the two
     # reference speakers map to different ones.
     mapping: dict[str, set[int]] = {}
-    for start, end, speaker in _reference_turns():
+    for start, end, speaker in reference_turns():
         if end - start < 2.0:
             continue
         overlap = {
@@ -57,7 +49,7 @@ def test_silence_has_no_turns(diarizer: Diarizer) -> None:
 
 
 def test_a_reference_names_its_own_voice_only(diarizer: Diarizer) -> None:
-    audio = _decode(SAMPLE / "sample.flac")
+    audio = _decode(SAMPLE)
     result = diarizer.diarize(audio)
     second = diarizer.embed_voice(audio[22 * 16_000 : 28 * 16_000])  # speaker91 alone, 22-28 s
     stranger = diarizer.embed_voice(_decode(FIXTURES / "long.ogg")[: 8 * 16_000])
