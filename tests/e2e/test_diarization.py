@@ -209,6 +209,11 @@ def _refused(client: openai.OpenAI, **fields: object) -> openai.BadRequestError:
         ({"response_format": "verbose_json"}, "response_format", "diarized_json"),
         ({"model": "whisper-1"}, "response_format", DIARIZE),
         (
+            {"chunking_strategy": {"type": "server_vad", "threshold": 2}},
+            "chunking_strategy[threshold]",
+            "from 0 to 1",
+        ),
+        (
             {"response_format": "json", "known_speaker_names": ["a"], "known_speaker_references": ["x"]},
             "known_speaker_names[]",
             "diarized_json",
