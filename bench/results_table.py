@@ -151,6 +151,19 @@ def gpu(report: Report) -> str:
     )
 
 
+def diarization(report: Report) -> str:
+    default = _named(report["results"], "default")
+    sample = next(r for r in default["recordings"] if r["name"] == "pyannote-sample")
+    der = sample["der"]
+    errors = der["missed_s"] + der["false_alarm_s"] + der["confusion_s"]
+    right = sum(r["found_speakers"] == r["reference_speakers"] for r in default["recordings"])
+    per_hour = default["long_seconds"] / default["long_audio_s"] * 60
+    return (
+        f"DER **{_pct(errors / der['scored_s'])}** on pyannote's two-speaker sample; speaker count right on "
+        f"{right}/{len(default['recordings'])} clips; {per_hour:.1f} min per audio hour"
+    )
+
+
 ROWS: tuple[Row, ...] = (
     ("process start → first transcription (jfk.flac)", "coldstart/coldstart.json", cold_start),
     ("the same in the `cpu` image", "coldstart-image/coldstart-image.json", image_cold_start),
@@ -163,6 +176,7 @@ ROWS: tuple[Row, ...] = (
     ("long-form completeness", "longform/longform.json", long_form),
     ("`make batch` over a folder", "batch/results.json", batch),
     ("GPU, in-process (faster-whisper float16)", "gpu/gpu.json", gpu),
+    ("speaker diarization (diarized_json)", "diarization/diarization.json", diarization),
 )
 
 

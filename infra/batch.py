@@ -17,7 +17,7 @@ import pulumi_gcp as gcp
 
 from infra.component import Component
 from infra.config import BatchConfig
-from infra.shared import slug
+from infra.shared import contract, slug
 from infra.workload import GpuWorkload
 
 run = gcp.cloudrunv2
@@ -116,7 +116,11 @@ class BatchTranscription(Component):
             resources=run.JobTemplateTemplateContainerResourcesArgs(limits=args.workload.limits()),
             envs=[
                 run.JobTemplateTemplateContainerEnvArgs(name=key, value=value)
-                for key, value in {**args.workload.model_env(), **cfg.env}.items()
+                for key, value in {
+                    **args.workload.model_env(),
+                    **cfg.env,
+                    **_diarize_env(batch.diarize),
+                }.items()
             ],
         )
         self.job = run.Job(
@@ -195,3 +199,8 @@ class BatchTranscription(Component):
         self, name: str, bucket: pulumi.Input[str], role: str, member: pulumi.Input[str]
     ) -> gcp.storage.BucketIAMMember:
         return gcp.storage.BucketIAMMember(name, bucket=bucket, role=role, member=member, opts=self.own())
+
+
+def _diarize_env(diarize: bool) -> dict[str, str]:
+    """`whisper:batch.diarize` as the worker reads it (an env value survives a run's arg overrides)."""
+    return {contract.ENV_BATCH_DIARIZE: "true"} if diarize else {}

@@ -30,6 +30,7 @@ class BatchConfig:
     service_account: str | None = None  # an existing account's e-mail; None: the stack makes `<name>-job`
     # Not the service's setting: a retried task needs no second zone, which costs more and has its own quota.
     zonal_redundancy: bool = False
+    diarize: bool = False  # every run also writes diarized_json and RTTM speaker turns
 
 
 DEFAULTS = BatchConfig(input_bucket="", output_bucket="")
@@ -146,6 +147,7 @@ def read_batch(
         runners=tuple(runners) if isinstance(runners, list) else (),
         service_account=service_account,
         zonal_redundancy=zonal_redundancy,
+        diarize=batch.flag("diarize", DEFAULTS.diarize),
     )
 
 

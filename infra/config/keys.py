@@ -28,6 +28,7 @@ BATCH_KEYS = (
     "runners",
     "serviceAccount",
     "zonalRedundancy",
+    "diarize",
 )
 OBSERVABILITY_KEYS = (
     "metrics",

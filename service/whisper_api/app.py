@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from whisper_api import __version__
 from whisper_api.admission import install_admission
 from whisper_api.auth import install_auth, require_api_key
+from whisper_api.diarization import load_diarizer
 from whisper_api.engines.base import Engine
 from whisper_api.errors import install_error_handlers
 from whisper_api.lifecycle import warm_up_when_idle
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None, *, load_engine: EngineLoader | 
     )
     app.state.settings = settings
     app.state.engine = None
+    app.state.diarizer = None  # loaded with the engine when WHISPER_DIARIZATION_MODEL exists
     app.state.background_warmup = None  # the task that runs engine.background_warmup once idle
     app.state.readiness = not_ready(settings.engine)
     app.state.load_finished = asyncio.Event()  # set once loading succeeded or failed
@@ -136,6 +138,7 @@ async def _load_engine(app: FastAPI, settings: Settings, loader: EngineLoader) -
         started = time.perf_counter()
         engine = await run_in_threadpool(loader, settings)
         app.state.metrics.record_model(engine, time.perf_counter() - started)
+        diarizer = await run_in_threadpool(load_diarizer, settings.diarization_model)
         readiness = await run_in_threadpool(describe_ready, engine)
     except asyncio.CancelledError:
         raise
@@ -145,6 +148,7 @@ async def _load_engine(app: FastAPI, settings: Settings, loader: EngineLoader) -
         app.state.load_error = error
         return
     app.state.engine = engine
+    app.state.diarizer = diarizer
     app.state.readiness = readiness
     logger.info("ready: %s %s on %s (%s)", engine.name, engine.model, engine.device, engine.compute_type)
     app.state.background_warmup = asyncio.create_task(warm_up_when_idle(engine, app.state.scheduler))

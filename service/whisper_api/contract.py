@@ -71,3 +71,6 @@ ENV_API_KEY_FILE: Final = "WHISPER_API_KEY_FILE"
 API_KEY_FILE: Final = "/secrets/api-key/key"
 # Google's own variable: Cloud Logging trace correlation needs the project id (telemetry.py).
 ENV_GOOGLE_CLOUD_PROJECT: Final = "GOOGLE_CLOUD_PROJECT"
+# The batch worker's `--diarize` as an environment value: infra/batch.py sets it from
+# `whisper:batch.diarize`, so that a run's argument overrides (other prefixes) keep it.
+ENV_BATCH_DIARIZE: Final = "WHISPER_BATCH_DIARIZE"

@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
 
+from whisper_api.diarization.diarizer import Diarizer
 from whisper_api.engines.base import Engine
 from whisper_api.errors import ApiError
 from whisper_api.pipeline import Pipeline
@@ -66,18 +67,32 @@ def get_scheduler(request: Request) -> Scheduler:
 SchedulerDep = Annotated[Scheduler, Depends(get_scheduler)]
 
 
+def get_diarizer(request: Request) -> Diarizer | None:
+    """The speaker diarizer, or None where its ONNX graph is not installed."""
+    return request.app.state.diarizer
+
+
+DiarizerDep = Annotated[Diarizer | None, Depends(get_diarizer)]
+
+
 def get_served_models(request: Request, settings: SettingsDep) -> list[str]:
     """The names this instance answers to (the model is known from settings while it loads)."""
-    return served_model_names(request.app.state.engine, settings)
+    return served_model_names(
+        request.app.state.engine, settings, diarization=request.app.state.diarizer is not None
+    )
 
 
 ServedModelsDep = Annotated[list[str], Depends(get_served_models)]
 
 
 def get_pipeline(
-    settings: SettingsDep, engine: ReadyEngineDep, scheduler: SchedulerDep, timer: TimerDep
+    settings: SettingsDep,
+    engine: ReadyEngineDep,
+    scheduler: SchedulerDep,
+    timer: TimerDep,
+    diarizer: DiarizerDep,
 ) -> Pipeline:
-    return Pipeline(engine, scheduler, timer, max_audio_seconds=settings.max_audio_seconds)
+    return Pipeline(engine, scheduler, timer, max_audio_seconds=settings.max_audio_seconds, diarizer=diarizer)
 
 
 PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]

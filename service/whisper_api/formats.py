@@ -1,4 +1,4 @@
-"""Transcript → the five OpenAI response formats: json, text, srt, vtt, verbose_json.
+"""Transcript → OpenAI's response formats: json, text, srt, vtt, verbose_json, diarized_json.
 
 Subtitles and language names (`languages`) follow openai-whisper's reference (`whisper.utils.WriteSRT`
 / `WriteVTT`, `whisper.tokenizer.LANGUAGES`) byte for byte, except that VTT cues always carry hours
@@ -23,6 +23,8 @@ from whisper_api.schemas import (
     Segment,
     SegmentOut,
     Transcript,
+    TranscriptionDiarized,
+    TranscriptionDiarizedSegment,
     TranscriptionJson,
     TranscriptionVerbose,
     Usage,
@@ -130,4 +132,33 @@ def render(
         return transcript.text + "\n", TEXT_MEDIA_TYPE
     if response_format in ("srt", "vtt"):
         return subtitles(timed_segments(transcript), response_format), TEXT_MEDIA_TYPE
+    if response_format == "diarized_json":
+        return diarized(transcript), JSON_MEDIA_TYPE
     raise ValueError(f"unknown response_format {response_format!r}")
+
+
+def diarized_segments(transcript: Transcript) -> list[TranscriptionDiarizedSegment]:
+    """The speaker segments as diarized_json shows them: ids `seg_0`, `seg_1`, ..., times within the
+    audio, text without its leading space."""
+    if transcript.speakers is None:
+        raise ValueError("diarized_json needs a diarized transcript")
+    duration = transcript.duration
+    return [
+        TranscriptionDiarizedSegment(
+            id=f"seg_{index}",
+            start=_within(segment.start, duration),
+            end=_within(segment.end, duration),
+            speaker=segment.speaker,
+            text=segment.text.strip(),
+        )
+        for index, segment in enumerate(transcript.speakers.segments)
+    ]
+
+
+def diarized(transcript: Transcript) -> TranscriptionDiarized:
+    return TranscriptionDiarized(
+        duration=transcript.duration,
+        text=transcript.text,
+        segments=diarized_segments(transcript),
+        usage=usage(transcript),
+    )

@@ -1,17 +1,22 @@
 """The transcription path: probe, admit, decode, transcribe, release memory, render.
 
 The API (`routes/audio.py`, through `Pipeline`) and the batch worker (`batch/worker.py`, through
-`release_memory_after` and `render_text`) take the same steps, so a recording gets the same
-transcript, and the process gives back the same memory, whichever way it came in.
+`release_memory_after`, `with_speakers` and `render_text`) take the same steps, so a recording gets
+the same transcript, and the process gives back the same memory, whichever way it came in.
 """
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+import numpy as np
 from anyio import to_thread
 
 from whisper_api.audio import AudioError, decode_audio, duration_seconds, probe_audio, silence_non_speech
+from whisper_api.diarization.diarizer import DiarizationCancelled, Diarizer
+from whisper_api.diarization.speakers import diarize_transcript
+from whisper_api.diarization.speech import VadTuning
 from whisper_api.engines.base import Engine, SegmentCallback, TranscriptionCancelled
 from whisper_api.errors import invalid_request
 from whisper_api.formats import render
@@ -25,6 +30,15 @@ _TYPICAL_BYTES_PER_S = 16_000
 
 
 @dataclass(frozen=True)
+class DiarizationRequest:
+    """Who spoke when, asked for: the known speakers' voices (name → 16 kHz samples) and the VAD
+    tuning of `chunking_strategy=server_vad`."""
+
+    known: Mapping[str, np.ndarray] = field(default_factory=dict)
+    vad: VadTuning | None = None
+
+
+@dataclass(frozen=True)
 class AudioRequest:
     """A validated audio request, as a route hands it on: the upload and what to make of it."""
 
@@ -33,6 +47,7 @@ class AudioRequest:
     options: TranscribeOptions
     response_format: ResponseFormat = "json"
     granularities: frozenset[str] = field(default_factory=lambda: frozenset({"segment"}))
+    diarization: DiarizationRequest | None = None
 
 
 @dataclass(frozen=True)
@@ -57,13 +72,34 @@ def release_memory_after(audio_seconds: float | None) -> bool:
     return (audio_seconds or 0) >= RELEASE_AFTER_AUDIO_S and release_freed_memory()
 
 
+def with_speakers(
+    diarizer: Diarizer,
+    audio: np.ndarray,
+    transcript: Transcript,
+    request: DiarizationRequest,
+    cancel: threading.Event | None = None,
+) -> Transcript:
+    """The transcript with its speakers, from the same samples; a cancel stops it like the engine's."""
+    try:
+        return diarize_transcript(diarizer, audio, transcript, request.known, vad=request.vad, cancel=cancel)
+    except DiarizationCancelled as error:
+        raise TranscriptionCancelled(len(transcript.segments)) from error
+
+
 class Pipeline:
     """One API request's way through the steps, timed on its StepTimer (Server-Timing, log line)."""
 
     def __init__(
-        self, engine: Engine, scheduler: Scheduler, timer: StepTimer, *, max_audio_seconds: float
+        self,
+        engine: Engine,
+        scheduler: Scheduler,
+        timer: StepTimer,
+        *,
+        max_audio_seconds: float,
+        diarizer: Diarizer | None = None,
     ) -> None:
         self.engine = engine
+        self.diarizer = diarizer
         self.scheduler = scheduler
         self.timer = timer
         self.max_audio_seconds = max_audio_seconds
@@ -119,9 +155,15 @@ class Pipeline:
                         segments=[],
                     )
                 with timer.step("inference"):
-                    return self.engine.transcribe(
+                    transcript = self.engine.transcribe(
                         audio, request.options, on_segment=each_segment, cancel=cancel
                     )
+                if request.diarization is None:
+                    return transcript
+                if self.diarizer is None:
+                    raise RuntimeError("diarization asked of a pipeline without a diarizer")
+                with timer.step("diarization"):
+                    return with_speakers(self.diarizer, audio, transcript, request.diarization, cancel)
 
             def work(cancel: threading.Event) -> Transcript:
                 try:

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 Task = Literal["transcribe", "translate"]
-ResponseFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
+ResponseFormat = Literal["json", "text", "srt", "vtt", "verbose_json", "diarized_json"]
 TimestampGranularity = Literal["word", "segment"]
 
 
@@ -22,6 +22,9 @@ class TranscribeOptions(BaseModel):
     temperature: float | None = Field(None, ge=0, le=1, description="None: the fallback schedule.")
     word_timestamps: bool = False
     beam_size: int | None = Field(None, ge=1, le=10, description="None: the server's WHISPER_BEAM_SIZE.")
+    keywords: list[str] = Field(
+        default_factory=list, description="Words to favour (faster-whisper hotwords)."
+    )
 
 
 class WordOut(BaseModel):
@@ -55,11 +58,34 @@ class Segment(SegmentOut):
     words: list[Word] | None = None
 
 
+class SpeakerSegment(BaseModel):
+    """One speaker's words: a transcript segment split wherever the speaker changes."""
+
+    start: float
+    end: float
+    speaker: str = Field(description="A known speaker's name, else A, B, ... in order of first appearance.")
+    text: str
+
+
+class SpeakerTurn(BaseModel):
+    """A stretch of one speaker's voice, as diarization found it (what RTTM lists)."""
+
+    start: float
+    end: float
+    speaker: str
+
+
+class Speakers(BaseModel):
+    segments: list[SpeakerSegment]
+    turns: list[SpeakerTurn]
+
+
 class Transcript(BaseModel):
     task: Task
     language: str
     duration: float
     segments: list[Segment]
+    speakers: Speakers | None = Field(None, description="Who said what, when diarization was asked for.")
 
     @property
     def text(self) -> str:
@@ -98,7 +124,11 @@ class TranslationRequest(BaseModel):
         description="Text to guide the style or continue a previous segment; in the audio's language. "
         "Any length: as OpenAI, only its tail (the model's last 223 tokens) is used.",
     )
-    response_format: ResponseFormat = Field("json", description="json, text, srt, vtt or verbose_json.")
+    response_format: ResponseFormat = Field(
+        "json",
+        description="json, text, srt, vtt or verbose_json; diarized_json with a diarization model "
+        "(`gpt-4o-transcribe-diarize`) on transcriptions.",
+    )
     temperature: float = Field(
         0.0,
         ge=0,
@@ -128,7 +158,27 @@ class TranscriptionRequest(TranslationRequest):
         None,
         description="`auto` or `server_vad` (also as `chunking_strategy[type]`): accepted; the service "
         "always cuts the audio itself (30 s windows, voice activity detection on faster-whisper). VAD "
-        "tuning fields are refused.",
+        "tuning fields (`chunking_strategy[threshold]`, `[silence_duration_ms]`, `[prefix_padding_ms]`) "
+        "tune the speaker turns of diarized_json and are refused otherwise.",
+    )
+    keywords: list[str] = Field(
+        default_factory=list,
+        alias="keywords[]",
+        description="Words or phrases the audio contains (names, jargon), up to 100 of at most 100 "
+        "characters: faster-whisper's hotwords, given to every 30 s window (not only the first, as "
+        "`prompt`). faster-whisper only.",
+    )
+    known_speaker_names: list[str] = Field(
+        default_factory=list,
+        alias="known_speaker_names[]",
+        description="diarized_json only: up to 4 names, one per `known_speaker_references[]` entry; "
+        "segments of a matching voice carry the name instead of a letter.",
+    )
+    known_speaker_references: list[str] = Field(
+        default_factory=list,
+        alias="known_speaker_references[]",
+        description="diarized_json only: data URLs (`data:audio/wav;base64,...`) of 2 to 10 s of each "
+        "known speaker's voice, any upload format.",
     )
 
 
@@ -215,3 +265,28 @@ class TranscriptTextDone(BaseModel):
     type: Literal["transcript.text.done"] = "transcript.text.done"
     text: str
     usage: Usage
+
+
+class TranscriptionDiarizedSegment(BaseModel):
+    """A segment of `diarized_json`: one speaker's words (OpenAI's TranscriptionDiarizedSegment)."""
+
+    type: Literal["transcript.text.segment"] = "transcript.text.segment"
+    id: str = Field(description="`seg_0`, `seg_1`, ... in order.")
+    start: float
+    end: float
+    speaker: str = Field(description="A known speaker's name, else A, B, ... in order of first appearance.")
+    text: str
+
+
+class TranscriptionDiarized(BaseModel):
+    """`response_format=diarized_json`: the text, split into segments that each carry one speaker."""
+
+    task: Literal["transcribe"] = "transcribe"
+    duration: float = Field(description="Seconds of audio.")
+    text: str
+    segments: list[TranscriptionDiarizedSegment]
+    usage: Usage
+
+
+class TranscriptTextSegment(TranscriptionDiarizedSegment):
+    """A server-sent event of `stream=true` with diarized_json: one finished speaker segment."""

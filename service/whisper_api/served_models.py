@@ -19,11 +19,21 @@ OWNER = "whisper-api"
 _DATE_SUFFIX = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 
 
-def served_model_names(engine: Engine | None, settings: Settings) -> list[str]:
-    """The served model's name, then the OpenAI names (WHISPER_MODEL_ALIASES) that map to it."""
+def served_model_names(engine: Engine | None, settings: Settings, *, diarization: bool = False) -> list[str]:
+    """The served model's name, then the OpenAI names (WHISPER_MODEL_ALIASES) that map to it, then
+    (when the diarizer is loaded) the names that add speakers (WHISPER_DIARIZATION_MODEL_ALIASES)."""
     served = engine.model if engine is not None else settings.model
     aliases = [alias for alias in settings.model_aliases if alias != served]
+    if diarization:
+        aliases += [alias for alias in settings.diarization_model_aliases if alias not in (served, *aliases)]
     return [served, *aliases]
+
+
+def is_diarization_model(model: str, settings: Settings) -> bool:
+    """`model` names the served model with diarization (`gpt-4o-transcribe-diarize`, dated too)."""
+    return model in settings.diarization_model_aliases or (
+        _DATE_SUFFIX.sub("", model) in settings.diarization_model_aliases
+    )
 
 
 def is_served(model: str, names: list[str]) -> bool:

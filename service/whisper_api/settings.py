@@ -82,6 +82,16 @@ class Settings(BaseSettings):
         description="OpenAI model names served by the loaded model, comma-separated; each also with a "
         "date suffix (`-2025-03-20`).",
     )
+    diarization_model_aliases: Annotated[list[str], NoDecode] = Field(
+        ["gpt-4o-transcribe-diarize"],
+        description="OpenAI model names served by the loaded model with speaker diarization "
+        "(response_format=diarized_json), comma-separated; each also with a date suffix.",
+    )
+    diarization_model: Path | None = Field(
+        None,
+        description="The speaker-embedding network (CAM++ as ONNX, whisper_api.diarization.export); "
+        "images bake it at /models/diarization/campplus.onnx. Unset or missing: no diarization.",
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         [], description="Browser origins allowed to call the API (CORS), comma-separated; `*` for any."
     )
@@ -142,7 +152,7 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Log level.")
     log_json: bool = Field(True, description="Cloud Logging JSON lines (false: plain text).")
 
-    @field_validator("model_aliases", "cors_origins", mode="before")
+    @field_validator("model_aliases", "diarization_model_aliases", "cors_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

@@ -1,5 +1,7 @@
 """`stream=true`: the transcript as server-sent events, in the shape the official `openai` SDK parses.
 
+(diarized_json streams differently: `stream_speaker_segments`.)
+
 Each segment the engine decodes (on the inference thread) is handed to the event loop and sent at
 once as `data: {"type": "transcript.text.delta", "delta": "..."}`; the deltas add up to the text.
 The last event is `transcript.text.done` with the whole text and `usage`, as `json` would answer.
@@ -19,7 +21,7 @@ from pydantic import BaseModel
 
 from whisper_api.engines.base import SegmentCallback
 from whisper_api.errors import ApiError, internal_error
-from whisper_api.formats import usage
+from whisper_api.formats import diarized_segments, usage
 from whisper_api.scheduler import SchedulerError
 from whisper_api.schemas import (
     ErrorBody,
@@ -28,6 +30,7 @@ from whisper_api.schemas import (
     Transcript,
     TranscriptTextDelta,
     TranscriptTextDone,
+    TranscriptTextSegment,
 )
 
 logger = logging.getLogger(__name__)
@@ -82,6 +85,30 @@ async def _events(
         yield _event(ErrorResponse(error=_error_body(error)))
     finally:
         task.cancel()  # a no-op once it is done; otherwise the scheduler sets the engine's cancel
+        await on_close()
+
+
+async def stream_speaker_segments(
+    run: Callable[[], Awaitable[Transcript]], on_close: Closer
+) -> EventSourceResponse:
+    """`stream=true` with diarized_json: a `transcript.text.segment` event per speaker segment, then
+    `transcript.text.done`. Speakers are known only once the whole file is diarized (clustering
+    compares every voice with every other), so the events follow the transcription; a failure
+    before then is an ordinary HTTP error."""
+    try:
+        transcript = await run()
+    except BaseException:
+        await on_close()
+        raise
+    return EventSourceResponse(_segment_events(transcript, on_close), headers=_HEADERS)
+
+
+async def _segment_events(transcript: Transcript, on_close: Closer) -> AsyncIterator[bytes]:
+    try:
+        for segment in diarized_segments(transcript):
+            yield _event(TranscriptTextSegment.model_validate(segment.model_dump()))
+        yield _event(TranscriptTextDone(text=transcript.text, usage=usage(transcript)))
+    finally:
         await on_close()
 
 

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from whisper_api.settings import Settings
 
 # The steps a transcription goes through, in the order they happen (Server-Timing keeps this order).
-STEPS = ("read", "decode", "queue", "inference", "format")
+STEPS = ("read", "decode", "queue", "inference", "diarization", "format")
 ACCESS_LOGGER = "whisper_api.access"
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)

@@ -137,6 +137,23 @@ def test_env_matches_the_contract_and_runs_offline(dockerfile: Dockerfile, targe
     assert {contract.BUILD_ARG_ENGINE, contract.BUILD_ARG_MODEL} <= runtime_args
 
 
+def test_diarization_is_exported_in_the_model_stage_and_baked_with_the_model(dockerfile: Dockerfile) -> None:
+    # torch exports CAM++ in the model stage only; targets get the ONNX graph with /models.
+    assert dockerfile.global_args["WHISPER_DIARIZATION"] == "true"
+    stage = dockerfile.stage(MODEL_STAGE)
+    assert "WHISPER_DIARIZATION" in {arg.value.split("=")[0] for arg in stage.of("ARG")}
+    exports = [run.value for run in stage.of("RUN") if "whisper_api.diarization.export" in run.value]
+    assert len(exports) == 1
+    assert '[ "${WHISPER_DIARIZATION}" = true ]' in exports[0]
+    assert "-r requirements-diarization.txt" in exports[0]
+    assert f"--output {contract.MODEL_DIR}/diarization" in exports[0]
+    for target in TARGETS:
+        assert (
+            dockerfile.env(target)["WHISPER_DIARIZATION_MODEL"]
+            == f"{contract.MODEL_DIR}/diarization/campplus.onnx"
+        )
+
+
 def test_device_settings_are_valid_values(dockerfile: Dockerfile) -> None:
     from whisper_api.settings import Settings
 

@@ -285,6 +285,27 @@ def test_the_cpu_image_runs_the_batch_worker_as_the_cloud_run_job_does(cpu_image
     assert (transcripts / "calls" / "short.flac.srt").read_text().startswith("1\n00:00:00")
 
 
+def test_the_cpu_image_diarizes_offline_with_its_baked_network_and_no_torch(cpu_image: str, tmp_path) -> None:
+    """CAM++ was exported in the model stage; the runtime runs it on onnxruntime, never torch."""
+    from infra.batch import WORKER_COMMAND
+
+    recordings, transcripts = tmp_path / "in", tmp_path / "out"
+    recordings.mkdir()
+    (recordings / "meeting.flac").write_bytes((REPO / "bench/data/pyannote-sample/sample.flac").read_bytes())
+    transcripts.mkdir()
+    transcripts.chmod(0o777)
+    mounts = [f"--volume={recordings}:/in:ro", f"--volume={transcripts}:/out"]
+    command = [*WORKER_COMMAND, "/in", "/out", "--no-progress", "--diarize", "--formats", "json"]
+    result = images.docker("run", "--rm", "--network=none", *mounts, cpu_image, *command, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    diarized = json.loads((transcripts / "meeting.flac.diarized.json").read_text())
+    assert {segment["speaker"] for segment in diarized["segments"]} == {"A", "B"}
+    assert (transcripts / "meeting.flac.rttm").read_text().startswith("SPEAKER meeting.flac 1 ")
+    probe = "import os; print(os.path.getsize(os.environ['WHISPER_DIARIZATION_MODEL']))"
+    size = images.docker("run", "--rm", "--network=none", cpu_image, "python", "-c", probe).stdout
+    assert 20_000_000 < int(size) < 40_000_000  # CAM++ as ONNX, about 28 MB: the whole cost in the image
+
+
 def test_the_cold_start_benchmark_times_the_cpu_image_in_order(cpu_image: str) -> None:
     """scripts/bench-coldstart-image's measurements, on the image built here (no timing is asserted)."""
     from bench.coldstart_image import CONTAINER_STEPS, measure_container_start, measure_container_steps

@@ -138,12 +138,12 @@ def test_logprobs_are_refused_with_the_reason(client: openai.OpenAI) -> None:
     assert "log-probabilities" in caught.value.message
 
 
-def test_speaker_references_are_refused(client: openai.OpenAI) -> None:
+def test_speaker_references_need_diarized_json(client: openai.OpenAI) -> None:
     with (FIXTURES / "short.wav").open("rb") as audio, pytest.raises(openai.BadRequestError) as caught:
         client.audio.transcriptions.create(
             model="whisper-1", file=audio, known_speaker_names=["agent"], known_speaker_references=["data:,"]
         )
-    assert caught.value.param == "known_speaker_names[]" and "diarization" in caught.value.message
+    assert caught.value.param == "known_speaker_names[]" and "diarized_json" in caught.value.message
 
 
 @pytest.mark.parametrize("strategy", ["auto", {"type": "server_vad"}], ids=["auto", "server_vad"])

@@ -203,6 +203,7 @@ def batch_problems(batch: Any, **keys: str) -> list[str]:
         ({"serviceAccount": "x@my-whisper-dev.iam.gserviceaccount.com"}, {}, "e-mail in", "serviceAccount'"),
         ({"taskcount": 4}, {}, "whisper:batch.taskcount is not a known key", "config rm --path"),
         ({"enabled": "maybe"}, {}, "whisper:batch.enabled 'maybe'", "batch.enabled' true"),
+        ({"diarize": "yes"}, {}, "whisper:batch.diarize 'yes'", "batch.diarize' true"),
     ],
 )
 def test_each_batch_mistake_names_its_key_and_fix(
@@ -211,6 +212,18 @@ def test_each_batch_mistake_names_its_key_and_fix(
     found = batch_problems(batch, **keys)
     assert len(found) == 1, found
     assert named in found[0] and fix in found[0], found[0]
+
+
+def test_diarize_tells_the_worker_through_its_environment() -> None:
+    plan = plan_with("dev", {"diarize": True})
+    container = plan.one(JOB).inputs["template"]["template"]["containers"][0]
+    envs = {env["name"]: env["value"] for env in container["envs"]}
+    assert envs["WHISPER_BATCH_DIARIZE"] == "true"
+    # In the environment, not the args: a run's overrides replace the args (other prefixes).
+    assert container["args"] == [
+        "gs://my-whisper-dev-whisper-batch-in",
+        "gs://my-whisper-dev-whisper-batch-out",
+    ]
 
 
 def test_batch_must_be_an_object() -> None:
@@ -223,4 +236,4 @@ def test_batch_defaults() -> None:
     assert cfg is not None
     assert (cfg.task_count, cfg.parallelism, cfg.max_retries, cfg.task_timeout_seconds) == (1, 1, 1, 3600)
     assert (cfg.input_retention_days, cfg.output_retention_days, cfg.runners) == (0, 30, ())
-    assert cfg.create_input_bucket and cfg.service_account is None
+    assert cfg.create_input_bucket and cfg.service_account is None and not cfg.diarize

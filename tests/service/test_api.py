@@ -243,12 +243,13 @@ def test_openapi_documents_fields_formats_and_errors(fw_api: TestClient) -> None
     form = schema["components"]["schemas"][form_ref.rsplit("/", 1)[1]]
     fields = {"file", "model", "language", "prompt", "response_format", "temperature"}
     assert fields | {"timestamp_granularities[]"} <= form["properties"].keys()
-    assert form["properties"]["response_format"]["enum"] == ["json", "text", "srt", "vtt", "verbose_json"]
+    formats = ["json", "text", "srt", "vtt", "verbose_json", "diarized_json"]
+    assert form["properties"]["response_format"]["enum"] == formats
     assert {"200", "400", "413", "500"} <= operation["responses"].keys()
     assert "422" not in operation["responses"]
-    assert {"TranscriptionJson", "TranscriptionVerbose", "ErrorResponse"} <= schema["components"][
-        "schemas"
-    ].keys()
+    assert {"TranscriptionJson", "TranscriptionVerbose", "TranscriptionDiarized", "ErrorResponse"} <= schema[
+        "components"
+    ]["schemas"].keys()
     ok = operation["responses"]["200"]["content"]
     assert {"application/json", "text/plain"} <= ok.keys()
 

@@ -29,6 +29,7 @@ from typing import NoReturn, get_args
 from pydantic import ValidationError
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from whisper_api import contract
 from whisper_api.batch import INTERRUPTED
 from whisper_api.batch.manifest import Shard
 from whisper_api.batch.storage import StorageError, open_location
@@ -63,6 +64,13 @@ def parse_args(argv: Sequence[str] | None, environ: dict[str, str]) -> argparse.
     parser.add_argument("--prompt", help="text to guide the style, in the audio's language")
     parser.add_argument("--translate", action="store_true", help="translate into English")
     parser.add_argument("--word-timestamps", action="store_true", help="words in verbose_json")
+    parser.add_argument(
+        "--diarize",
+        action="store_true",
+        default=environ.get(contract.ENV_BATCH_DIARIZE, "").lower() in ("1", "true"),
+        help=f"who spoke when: adds diarized_json and RTTM speaker turns to --formats "
+        f"(default: {contract.ENV_BATCH_DIARIZE})",
+    )
     parser.add_argument("--force", action="store_true", help="redo recordings that are already done")
     parser.add_argument(
         "--task-index",
@@ -97,6 +105,10 @@ def build_job(args: argparse.Namespace) -> BatchJob:
     unknown = [name for name in formats if name not in FORMATS]
     if unknown or not formats:
         raise ValueError(f"--formats {args.formats!r}: use a comma-separated list of {', '.join(FORMATS)}.")
+    if args.diarize:
+        formats.append("diarized_json")
+    if args.translate and "diarized_json" in formats:
+        raise ValueError("diarized_json labels a transcription's speakers: it cannot go with --translate.")
     return BatchJob(
         formats=tuple(dict.fromkeys(formats)),  # type: ignore[arg-type]  # checked just above
         options=TranscribeOptions(
@@ -144,6 +156,11 @@ def main(
     args = parse_args(argv, dict(os.environ))
     try:
         job = build_job(args)
+        if job.diarize and not (settings.diarization_model and settings.diarization_model.is_file()):
+            raise ValueError(
+                "diarized_json needs the speaker network: WHISPER_DIARIZATION_MODEL names no file "
+                f"({settings.diarization_model}); export it with python -m whisper_api.diarization.export."
+            )
         shard = Shard(args.task_index, args.task_count, args.attempt)
         inputs, outputs = open_location(args.input), open_location(args.output)
     except (ValueError, ValidationError, StorageError) as error:

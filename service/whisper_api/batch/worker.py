@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from hashlib import sha256
+from pathlib import PurePosixPath
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -36,8 +37,11 @@ from whisper_api.batch.manifest import (
 )
 from whisper_api.batch.names import fitting_name, raw_name
 from whisper_api.batch.storage import Location, StorageError, StoredFile, is_safe_path, relative_location
+from whisper_api.diarization import load_diarizer
+from whisper_api.diarization.diarizer import Diarizer
+from whisper_api.diarization.speakers import rttm
 from whisper_api.engines.base import Engine, TranscriptionCancelled
-from whisper_api.pipeline import release_memory_after, render_text
+from whisper_api.pipeline import DiarizationRequest, release_memory_after, render_text, with_speakers
 from whisper_api.schemas import ResponseFormat, Segment, TranscribeOptions, Transcript
 from whisper_api.settings import Settings
 
@@ -50,7 +54,10 @@ OUTPUT_SUFFIXES: dict[ResponseFormat, str] = {
     "text": ".txt",
     "srt": ".srt",
     "vtt": ".vtt",
+    "diarized_json": ".diarized.json",
 }
+# With diarized_json, the speaker turns also go to NIST RTTM (what diarization tools read).
+RTTM_SUFFIX = ".rttm"
 DEFAULT_FORMATS: tuple[ResponseFormat, ...] = ("verbose_json", "srt")
 FLUSH_INTERVAL_S = 10.0
 
@@ -62,8 +69,14 @@ class BatchJob(BaseModel):
     options: TranscribeOptions = Field(default_factory=TranscribeOptions)
     force: bool = Field(False, description="Transcribe inputs whose transcripts are already there.")
 
+    @property
+    def diarize(self) -> bool:
+        return "diarized_json" in self.formats
+
     def output_paths(self, path: str) -> list[str]:
-        return [fitting_name(path, OUTPUT_SUFFIXES[response_format]) for response_format in self.formats]
+        """Every file this input gets, in the order they are written (its done marker aside)."""
+        paths = [fitting_name(path, OUTPUT_SUFFIXES[response_format]) for response_format in self.formats]
+        return [*paths, fitting_name(path, RTTM_SUFFIX)] if self.diarize else paths
 
 
 def owns(shard: Shard, path: str) -> bool:
@@ -119,7 +132,7 @@ def _without_outputs(listed: list[StoredFile], output: str | None) -> list[Store
         fitting_name(item.path, suffix)
         for item in listed
         if item.path.lower().endswith(AUDIO_SUFFIXES)
-        for suffix in OUTPUT_SUFFIXES.values()
+        for suffix in (*OUTPUT_SUFFIXES.values(), RTTM_SUFFIX)
     }
     return [
         item for item in listed if item.path not in written and not item.path.startswith(f"{MANIFEST_DIR}/")
@@ -221,6 +234,7 @@ class BatchRunner:
         self.settings = settings
         self._load_engine = load_engine
         self._engine: Engine | None = None
+        self._diarizer: Diarizer | None = None
         self.model_load_seconds = 0.0
         self.shard = shard
         self.cancel = cancel or threading.Event()
@@ -228,6 +242,21 @@ class BatchRunner:
         self.manifest = ManifestPart(outputs, manifest_part(run_id, shard), flush_interval_s)
         self.granularities = frozenset({"segment", "word"} if job.options.word_timestamps else {"segment"})
         self.summary: Summary | None = None  # once the inputs are listed; what an interrupt reports
+        # Speakers are put on words: with diarized_json the engine gives word timestamps, whichever
+        # granularity verbose_json shows.
+        self.options = (
+            job.options.model_copy(update={"word_timestamps": True}) if job.diarize else job.options
+        )
+
+    @property
+    def diarizer(self) -> Diarizer:
+        """Loaded with the engine, on the first recording (main checked that the graph exists)."""
+        if self._diarizer is None:
+            diarizer = load_diarizer(self.settings.diarization_model)
+            if diarizer is None:
+                raise _Failure("diarized_json needs WHISPER_DIARIZATION_MODEL.", "diarization_unavailable")
+            self._diarizer = diarizer
+        return self._diarizer
 
     @property
     def engine(self) -> Engine:
@@ -295,8 +324,12 @@ class BatchRunner:
             started = time.perf_counter()
             try:
                 transcript = self.engine.transcribe(
-                    audio, self.job.options, on_segment=progress.on_segment(duration), cancel=self.cancel
+                    audio, self.options, on_segment=progress.on_segment(duration), cancel=self.cancel
                 )
+                if self.job.diarize:
+                    transcript = with_speakers(
+                        self.diarizer, audio, transcript, DiarizationRequest(), self.cancel
+                    )
             finally:
                 del audio
                 release_memory_after(duration)
@@ -356,9 +389,13 @@ class BatchRunner:
 
     def _write(self, item: StoredFile, transcript: Transcript, record: FileRecord) -> None:
         """Every transcript first, then the done marker (the record): the marker commits the input."""
-        for response_format, path in zip(self.job.formats, record.outputs, strict=True):
+        for response_format, path in zip(self.job.formats, record.outputs, strict=False):
             rendered = render_text(transcript, response_format, self.granularities)
             self.outputs.write(path, rendered.body.encode(), rendered.media_type)
+        if self.job.diarize and transcript.speakers is not None:
+            turns = rttm(transcript.speakers.turns, PurePosixPath(item.path).name)
+            rttm_path = record.outputs[-1]  # output_paths puts the RTTM last
+            self.outputs.write(rttm_path, turns.encode(), "text/plain; charset=utf-8")
         marker = record.model_dump_json().encode()
         self.outputs.write(done_marker(item.path, item.version), marker, JSON_MEDIA_TYPE)
 

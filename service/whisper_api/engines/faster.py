@@ -202,6 +202,8 @@ class FasterWhisperEngine:
             "condition_on_previous_text": self.condition_on_previous_text,
             "initial_prompt": options.prompt or None,
             "word_timestamps": options.word_timestamps,
+            # Hotwords go before every window's prompt (faster-whisper keeps their first 223 tokens).
+            "hotwords": " ".join(options.keywords) or None,
         }
         if options.temperature is not None:  # otherwise faster-whisper's fallback schedule
             arguments["temperature"] = options.temperature

@@ -5,6 +5,7 @@ A route validates the form (model, language, stream, granularities), builds the 
 streams what it decodes (`streaming`).
 """
 
+from collections.abc import Mapping
 from functools import partial
 from http import HTTPStatus
 from typing import Annotated, Any
@@ -13,37 +14,44 @@ from fastapi import APIRouter, Depends, Form, Request, Response, UploadFile
 from pydantic import BaseModel, Field
 
 from whisper_api import contract
-from whisper_api.deps import PipelineDep, ServedModelsDep, SettingsDep
+from whisper_api.deps import DiarizerDep, PipelineDep, ServedModelsDep, SettingsDep
+from whisper_api.diarization_form import (
+    DIARIZED,
+    accepts_vad_field,
+    check_formats,
+    diarization_request,
+    diarization_unavailable,
+    refuse_diarized_translation,
+)
 from whisper_api.engines.base import Engine
 from whisper_api.errors import ERROR_RESPONSES, invalid_request
 from whisper_api.languages import LANGUAGE_CODES
 from whisper_api.multipart import AudioRoute
-from whisper_api.pipeline import AudioRequest, Pipeline
+from whisper_api.pipeline import AudioRequest, DiarizationRequest, Pipeline
 from whisper_api.schemas import (
     Task,
     TranscribeOptions,
+    TranscriptionDiarized,
     TranscriptionJson,
     TranscriptionRequest,
     TranscriptionVerbose,
     TranscriptTextDelta,
     TranscriptTextDone,
+    TranscriptTextSegment,
     TranslationRequest,
 )
-from whisper_api.served_models import check_served
+from whisper_api.served_models import check_served, is_diarization_model
 from whisper_api.settings import Settings
-from whisper_api.streaming import stream_transcript
+from whisper_api.streaming import stream_speaker_segments, stream_transcript
 
 AUDIO_PATHS = (contract.TRANSCRIPTIONS_PATH, contract.TRANSLATIONS_PATH)
-STREAMED_FORMATS = ("json", "text")
+STREAMED_FORMATS = ("json", "text", "diarized_json")
 
 # Fields of OpenAI's audio API that this service does not implement: refused, never ignored.
 # A list field arrives as `name[]`, an object as `name[key]`: both count under `name`.
 UNSUPPORTED_FIELDS = {
     "include": "Token log-probabilities (`include[]=logprobs`) are not available: neither engine exposes "
     "per-token log-probabilities (verbose_json segments carry `avg_logprob`).",
-    "known_speaker_names": "Speaker diarization is not available: Whisper does not tell speakers apart.",
-    "known_speaker_references": "Speaker diarization is not available: Whisper does not tell speakers apart.",
-    "keywords": "`keywords` is not available; put the words in `prompt` instead.",
     "languages": "`languages` is not available; send one `language`, or none to have it detected.",
 }
 CHUNKING_STRATEGY = "chunking_strategy"
@@ -60,18 +68,22 @@ async def refuse_unsupported_fields(request: Request) -> None:
         if base in UNSUPPORTED_FIELDS:
             raise invalid_request(UNSUPPORTED_FIELDS[base], param=name, code="unsupported_parameter")
         if base == CHUNKING_STRATEGY and key:
-            _check_chunking_object(name, key.rstrip("]"), form[name])
+            _check_chunking_object(name, key.rstrip("]"), form)
 
 
-def _check_chunking_object(name: str, key: str, value: object) -> None:
-    """`chunking_strategy[type]=server_vad` is accepted; VAD tuning fields are refused."""
-    if key == "type" and value == "server_vad":
+def _check_chunking_object(name: str, key: str, form: Mapping[str, object]) -> None:
+    """`chunking_strategy[type]=server_vad` is accepted; VAD tuning fields only where they tune
+    something (the speaker turns of diarized_json), refused otherwise."""
+    if key == "type" and form[name] == "server_vad":
         return
     if key == "type":
         message = f"Invalid value for '{name}': only server_vad is supported."
         raise invalid_request(message, param=name, code="invalid_value")
+    if accepts_vad_field(key, form):
+        return
     raise invalid_request(
-        f"'{name}' is not adjustable: this server cuts the audio with its own voice activity detection.",
+        f"'{name}' is not adjustable: this server cuts the audio with its own voice activity detection "
+        "(server_vad fields tune the speaker turns of response_format=diarized_json only).",
         param=name,
         code="unsupported_parameter",
     )
@@ -124,6 +136,7 @@ AUDIO_RESPONSES: dict[int | str, dict[str, Any]] = {
                     "oneOf": [
                         {"$ref": "#/components/schemas/TranscriptionJson"},
                         {"$ref": "#/components/schemas/TranscriptionVerbose"},
+                        {"$ref": "#/components/schemas/TranscriptionDiarized"},
                     ]
                 }
             },
@@ -142,14 +155,21 @@ AUDIO_RESPONSES: dict[int | str, dict[str, Any]] = {
     **ERROR_RESPONSES,
 }
 # Pydantic models referenced above by $ref only; listing them makes FastAPI emit their schemas.
-RESPONSE_MODELS = (TranscriptionJson, TranscriptionVerbose, TranscriptTextDelta, TranscriptTextDone)
+RESPONSE_MODELS = (
+    TranscriptionJson,
+    TranscriptionVerbose,
+    TranscriptionDiarized,
+    TranscriptTextDelta,
+    TranscriptTextSegment,
+    TranscriptTextDone,
+)
 
 
 def check_stream(form: TranslationRequest) -> None:
     if form.stream and form.response_format not in STREAMED_FORMATS:
         raise invalid_request(
-            f"stream=true sends the text as it is decoded: use response_format json or text, not "
-            f"{form.response_format} (it needs the whole transcript).",
+            f"stream=true sends the text as it is decoded: use response_format json, text or "
+            f"diarized_json, not {form.response_format} (it needs the whole transcript).",
             param="stream",
             code="invalid_value",
         )
@@ -175,6 +195,30 @@ def check_language(language: str | None, engine: Engine) -> str | None:
     return code
 
 
+MAX_KEYWORDS = 100
+MAX_KEYWORD_CHARS = 100
+
+
+def check_keywords(keywords: list[str], engine: Engine) -> list[str]:
+    """faster-whisper's hotwords; openai-whisper has none (use `prompt` there)."""
+    cleaned = [keyword.strip() for keyword in keywords if keyword.strip()]
+    if cleaned and engine.name != "faster-whisper":
+        raise invalid_request(
+            f"keywords[] needs the faster-whisper engine (this server runs {engine.name}); put the words "
+            "in `prompt` instead.",
+            param="keywords[]",
+            code="unsupported_parameter",
+        )
+    if len(cleaned) > MAX_KEYWORDS or any(len(keyword) > MAX_KEYWORD_CHARS for keyword in cleaned):
+        raise invalid_request(
+            f"keywords[] takes at most {MAX_KEYWORDS} words or phrases of at most {MAX_KEYWORD_CHARS} "
+            "characters each.",
+            param="keywords[]",
+            code="invalid_value",
+        )
+    return cleaned
+
+
 def _options(task: Task, form: TranslationRequest, settings: Settings, **extra: Any) -> TranscribeOptions:
     return TranscribeOptions(
         task=task,
@@ -186,14 +230,22 @@ def _options(task: Task, form: TranslationRequest, settings: Settings, **extra: 
     )
 
 
-def _audio_request(form: TranscriptionUpload | TranslationUpload, options: TranscribeOptions) -> AudioRequest:
+def _audio_request(
+    form: TranscriptionUpload | TranslationUpload,
+    options: TranscribeOptions,
+    diarization: DiarizationRequest | None = None,
+) -> AudioRequest:
     """What the pipeline needs of a validated form (a translation has segments only)."""
     granularities = frozenset(getattr(form, "timestamp_granularities", None) or ["segment"])
-    return AudioRequest(form.file.file, form.file.size, options, form.response_format, granularities)
+    return AudioRequest(
+        form.file.file, form.file.size, options, form.response_format, granularities, diarization
+    )
 
 
 async def _answer(pipeline: Pipeline, upload: UploadFile, request: AudioRequest, stream: bool) -> Response:
     """Transcribe and render, or stream; the upload is closed (and its spool file freed) in any case."""
+    if stream and request.diarization is not None:
+        return await stream_speaker_segments(partial(pipeline.transcribe, request), on_close=upload.close)
     if stream:
         return await stream_transcript(partial(pipeline.transcribe, request), on_close=upload.close)
     try:
@@ -210,13 +262,20 @@ async def _answer(pipeline: Pipeline, upload: UploadFile, request: AudioRequest,
     responses=AUDIO_RESPONSES,
 )
 async def create_transcription(
+    request: Request,
     form: Annotated[TranscriptionUpload, Form(media_type="multipart/form-data")],
     pipeline: PipelineDep,
     settings: SettingsDep,
     served: ServedModelsDep,
+    diarizer: DiarizerDep,
 ) -> Response:
-    """Transcribe the uploaded audio into its own language (OpenAI `audio.transcriptions.create`)."""
+    """Transcribe the uploaded audio into its own language (OpenAI `audio.transcriptions.create`);
+    with `gpt-4o-transcribe-diarize` and `diarized_json`, who said what."""
+    diarize = is_diarization_model(form.model, settings)
+    if diarize and diarizer is None:
+        raise diarization_unavailable(form.model)
     check_served(form.model, served)
+    check_formats(form, diarize, settings.diarization_model_aliases)
     check_stream(form)
     language = check_language(form.language, pipeline.engine)
     if form.timestamp_granularities and form.response_format != "verbose_json":
@@ -230,9 +289,14 @@ async def create_transcription(
         form,
         settings,
         language=language,
-        word_timestamps="word" in form.timestamp_granularities,
+        keywords=check_keywords(form.keywords, pipeline.engine),
+        # Speakers are put on words: diarized_json needs the words' timestamps.
+        word_timestamps="word" in form.timestamp_granularities or form.response_format == DIARIZED,
     )
-    return await _answer(pipeline, form.file, _audio_request(form, options), form.stream)
+    diarization = None
+    if form.response_format == DIARIZED:
+        diarization = await diarization_request(form, await request.form())
+    return await _answer(pipeline, form.file, _audio_request(form, options, diarization), form.stream)
 
 
 @router.post(
@@ -249,6 +313,7 @@ async def create_translation(
 ) -> Response:
     """Transcribe the uploaded audio into English text (OpenAI `audio.translations.create`)."""
     check_served(form.model, served)
+    refuse_diarized_translation(form.response_format)
     check_stream(form)
     options = _options("translate", form, settings)
     return await _answer(pipeline, form.file, _audio_request(form, options), form.stream)

@@ -1,0 +1,63 @@
+"""The batch worker with `--diarize`: diarized JSON and RTTM beside the transcripts, resumable."""
+
+import json
+from pathlib import Path
+
+import pytest
+from openai.types.audio import TranscriptionDiarized
+
+from tests.support.diarization import SAMPLE, diarization_model
+from tests.support.engines import FIXTURES, engine_settings
+from whisper_api.batch.__main__ import main
+
+
+def test_diarize_writes_diarized_json_and_rttm_and_resumes(
+    tmp_path: Path, engines, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, target = tmp_path / "in", tmp_path / "out"
+    (source / "calls").mkdir(parents=True)
+    (source / "calls" / "meeting.flac").write_bytes(SAMPLE.read_bytes())
+    (source / "solo.wav").write_bytes((FIXTURES / "short.wav").read_bytes())
+    settings = engine_settings("faster-whisper", diarization_model=diarization_model())
+
+    def run(*extra: str) -> int:
+        argv = [str(source), str(target), "--formats", "json", "--diarize", "--no-progress", *extra]
+        return main(argv, settings=settings, load_engine=lambda: engines["faster-whisper"])
+
+    assert run() == 0
+    assert "2 recording(s): 2 done" in capsys.readouterr().out
+    meeting = TranscriptionDiarized.model_validate_json(
+        (target / "calls" / "meeting.flac.diarized.json").read_text()
+    )
+    assert {segment.speaker for segment in meeting.segments} == {"A", "B"}
+    assert meeting.text == json.loads((target / "calls" / "meeting.flac.json").read_text())["text"]
+    rows = [line.split() for line in (target / "calls" / "meeting.flac.rttm").read_text().splitlines()]
+    assert {row[0] for row in rows} == {"SPEAKER"} and {row[1] for row in rows} == {"meeting.flac"}
+    assert {row[7] for row in rows} == {"A", "B"}
+    assert all(float(row[4]) > 0 for row in rows)
+    solo = TranscriptionDiarized.model_validate_json((target / "solo.wav.diarized.json").read_text())
+    assert {segment.speaker for segment in solo.segments} == {"A"}
+    # Resumable: a rerun finds every output (the RTTM included) and does nothing.
+    assert run() == 0
+    assert "2 skipped" in capsys.readouterr().out
+    (target / "solo.wav.rttm").unlink()
+    assert run() == 0
+    assert "1 done, 1 skipped" in capsys.readouterr().out
+    assert (target / "solo.wav.rttm").read_text().startswith("SPEAKER solo.wav 1 ")
+
+
+def test_diarize_without_the_network_or_with_translate_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "in"
+    source.mkdir()
+    (source / "solo.wav").write_bytes((FIXTURES / "short.wav").read_bytes())
+    missing = engine_settings("faster-whisper", diarization_model=tmp_path / "none.onnx")
+    assert main([str(source), str(tmp_path / "out"), "--diarize"], settings=missing) == 2
+    assert "WHISPER_DIARIZATION_MODEL" in capsys.readouterr().err
+    assert main([str(source), str(tmp_path / "out"), "--diarize", "--translate"], settings=missing) == 2
+    assert "--translate" in capsys.readouterr().err
+    # The Cloud Run Job's way to ask (whisper:batch.diarize): the environment.
+    monkeypatch.setenv("WHISPER_BATCH_DIARIZE", "true")
+    assert main([str(source), str(tmp_path / "out")], settings=missing) == 2
+    assert "WHISPER_DIARIZATION_MODEL" in capsys.readouterr().err
