@@ -8,7 +8,7 @@ from openai.types.audio import TranscriptionDiarized
 
 from tests.support.diarization import SAMPLE, diarization_model
 from tests.support.engines import FIXTURES, engine_settings
-from whisper_api.batch.__main__ import main
+from whisper_api.batch.cli import main
 
 
 def test_diarize_writes_diarized_json_and_rttm_and_resumes(
