@@ -42,7 +42,8 @@ ENV_REALTIME_MAX_SESSIONS: Final = "WHISPER_REALTIME_MAX_SESSIONS"
 ENV_REALTIME_MAX_SESSION_S: Final = "WHISPER_REALTIME_MAX_SESSION_S"
 # Inferences one instance runs at once. A GPU instance running faster-whisper shares the GPU between
 # this many CTranslate2 workers (one model replica each): on the GPU measured, 4 doubled throughput
-# at 4-8 concurrent requests over 1 (docs/benchmarks.md, "GPU"). openai-whisper runs one at a time.
+# at 4-8 concurrent requests over 1 (docs/decisions/2026-11-29-workers-per-device.md).
+# openai-whisper runs one at a time.
 ENV_WORKERS: Final = "WHISPER_WORKERS"
 GPU_WORKERS: Final = 4
 

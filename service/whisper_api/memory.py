@@ -1,6 +1,6 @@
 """How the serving process uses glibc's malloc: few arenas, and CTranslate2's large buffers kept in
-the heap (docs/benchmarks.md, Memory). Every function is a no-op returning False where the C
-library is not glibc.
+the heap (docs/decisions/2026-11-29-one-glibc-heap.md). Every function is a no-op returning False
+where the C library is not glibc.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ def cap_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     inference on another. Measured with 8 concurrent 11 s requests: peak RSS 374 → 332 MiB with 2
     arenas, at equal CPU per request. One, so that `keep_large_blocks_in_heap` reuses the
     encoder's buffers: a second arena's heaps (64 MiB each) split them, 296 instead of 278 MiB in
-    one process (docs/benchmarks.md). False where the C library is not glibc.
+    one process (docs/decisions/2026-11-29-one-glibc-heap.md). False where the C library is not
+    glibc.
     """
     if os.environ.get("MALLOC_ARENA_MAX"):  # the operator's own choice wins
         return False
@@ -60,8 +61,8 @@ def keep_large_blocks_in_heap() -> bool:
     rest: peak RSS 325-335 MiB once the service had warmed up, 53,000 page faults per request.
     From the heap they are reused: peak 280-299 MiB (in 1 run of ~20 one block more), about 15 %
     less CPU per request, a few hundred page faults; long files peak 7 % higher
-    (docs/benchmarks.md, Memory). The model loads before, with mmap, so that its conversion's
-    temporaries leave no holes between the weights. False where an operator tuned malloc through
+    (docs/decisions/2026-11-29-one-glibc-heap.md). The model loads before, with mmap, so that its
+    conversion's temporaries leave no holes between the weights. False where an operator tuned malloc through
     its environment variables, or the C library is not glibc.
     """
     if any(os.environ.get(name) for name in _MALLOC_ENV) or "glibc.malloc" in os.environ.get(
