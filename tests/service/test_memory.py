@@ -5,18 +5,16 @@ The real server (`python -m whisper_api`) runs in a subprocess on loopback; its 
 and page faults are read from /proc.
 """
 
-import io
 import statistics
 import threading
 import time
-import wave
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 
-from tests.support.engines import FIXTURES, SAMPLE_RATE, load_clip
+from tests.support.audio import long_recording
+from tests.support.engines import FIXTURES
 from tests.support.server import Server, start_server, stop
 from whisper_api.memory import keep_large_blocks_in_heap
 
@@ -81,14 +79,7 @@ def test_peak_memory_stays_bounded_and_encoder_buffers_are_reused(tmp_path: Path
 def test_a_long_request_gives_its_memory_back(tmp_path: Path) -> None:
     """Five minutes of real speech (long.ogg, seven times, as one WAV): its samples and features
     are kept in the heap while it runs, and the heap gives them back once it is answered."""
-    speech = load_clip("long.ogg")
-    samples = np.tile(speech, 7)
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(SAMPLE_RATE)
-        wav.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    recording = long_recording(tmp_path, 7)
     server = start_server(tmp_path, WHISPER_WORKERS="1")
     try:
         pid = server.process.pid
@@ -97,7 +88,7 @@ def test_a_long_request_gives_its_memory_back(tmp_path: Path) -> None:
         idle = status(pid)["VmRSS"] / 1024
         response = httpx.post(
             f"{server.url}{TRANSCRIPTIONS}",
-            files={"file": ("long.wav", out.getvalue())},
+            files={"file": ("long.wav", recording)},
             data={"model": "whisper-1"},
             timeout=600,
         )
