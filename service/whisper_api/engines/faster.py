@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -17,9 +18,12 @@ from faster_whisper.vad import VadOptions, get_speech_timestamps
 
 from whisper_api.engines import choose_compute_type, choose_device
 from whisper_api.engines.base import SAMPLE_RATE, SegmentCallback, TranscriptionCancelled, as_float32
+from whisper_api.engines.code_switching import WindowLanguages, is_repetition_loop
 from whisper_api.models import resolve_model
 from whisper_api.schemas import Segment, TranscribeOptions, Transcript, Word
 from whisper_api.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 # Silero VAD runs over this much audio at a time (a multiple of its 512-sample window).
 VAD_PIECE_SAMPLES = 5 * 60 * SAMPLE_RATE
@@ -114,7 +118,7 @@ def gather(audio: np.ndarray, chunks: list[dict[str, int]]) -> np.ndarray:
     return speech
 
 
-def to_segment(segment: FasterSegment) -> Segment:
+def to_segment(segment: FasterSegment, language: str | None = None) -> Segment:
     words = None
     if segment.words is not None:
         words = [
@@ -133,6 +137,7 @@ def to_segment(segment: FasterSegment) -> Segment:
         compression_ratio=segment.compression_ratio,
         no_speech_prob=segment.no_speech_prob,
         words=words,
+        language=language,
     )
 
 
@@ -208,7 +213,11 @@ class FasterWhisperEngine:
         return arguments
 
     def _segments(
-        self, audio: np.ndarray, arguments: dict[str, Any], cancel: threading.Event | None
+        self,
+        whisper: WhisperModel,
+        audio: np.ndarray,
+        arguments: dict[str, Any],
+        cancel: threading.Event | None,
     ) -> tuple[Iterator[FasterSegment], str]:
         """The lazy segment generator and the language; only the VAD runs before it is consumed."""
         if self._batched is not None:
@@ -224,18 +233,22 @@ class FasterWhisperEngine:
             )
             return iter(segments), info.language
         if not self.vad_filter:
-            segments, info = self._whisper.transcribe(as_float32(audio), vad_filter=False, **arguments)
+            segments, info = whisper.transcribe(as_float32(audio), vad_filter=False, **arguments)
             return iter(segments), info.language
         groups = speech_groups(speech_chunks(audio, cancel))
         if not groups:  # no speech at all: nothing to decode
             return iter(()), arguments["language"] or "en"
-        first, language = self._decode_speech(audio, groups[0], arguments)
-        # Later groups: the language found in the first, and the prompt only before the first window.
-        rest = {**arguments, "language": language, "initial_prompt": None}
-        return self._then(first, audio, groups[1:], rest), language
+        first, language = self._decode_speech(whisper, audio, groups[0], arguments)
+        # Later groups: the prompt only before the first window; the language found in the first,
+        # unless it is detected at every window (multilingual).
+        rest = {**arguments, "initial_prompt": None}
+        if not arguments.get("multilingual"):
+            rest["language"] = language
+        return self._then(whisper, first, audio, groups[1:], rest), language
 
     def _then(
         self,
+        whisper: WhisperModel,
         first: Iterator[FasterSegment],
         audio: np.ndarray,
         groups: list[list[dict[str, int]]],
@@ -245,15 +258,19 @@ class FasterWhisperEngine:
         (closing this generator closes the one in progress)."""
         yield from first
         for group in groups:
-            segments, _ = self._decode_speech(audio, group, arguments)
+            segments, _ = self._decode_speech(whisper, audio, group, arguments)
             yield from segments
 
     def _decode_speech(
-        self, audio: np.ndarray, chunks: list[dict[str, int]], arguments: dict[str, Any]
+        self,
+        whisper: WhisperModel,
+        audio: np.ndarray,
+        chunks: list[dict[str, int]],
+        arguments: dict[str, Any],
     ) -> tuple[Iterator[FasterSegment], str]:
         """One group of speech chunks, decoded with their original timestamps. faster-whisper
         computes the features of everything it is given at once, when called."""
-        segments, info = self._whisper.transcribe(gather(audio, chunks), vad_filter=False, **arguments)
+        segments, info = whisper.transcribe(gather(audio, chunks), vad_filter=False, **arguments)
         return restore_speech_timestamps(segments, chunks, SAMPLE_RATE), info.language
 
     def transcribe(
@@ -266,12 +283,23 @@ class FasterWhisperEngine:
     ) -> Transcript:
         if cancel is not None and cancel.is_set():  # cancelled before it started
             raise TranscriptionCancelled(0)
-        generator, language = self._segments(audio, self._arguments(options), cancel)
+        arguments = self._arguments(options)
+        whisper, languages = self._whisper, None
+        if self.multilingual and options.language is None and self._batched is None:
+            # Code-switched audio: the language is detected at every 30 s window, among the hints.
+            whisper, languages = WindowLanguages.around(self._whisper, options.language_hints)
+            arguments["multilingual"] = True
+        generator, language = self._segments(whisper, audio, arguments, cancel)
         # The segments are a lazy generator: consuming it is the inference, one window at a time.
         segments: list[Segment] = []
         try:
             for decoded in generator:
-                segment = to_segment(decoded)
+                if is_repetition_loop(decoded.text):
+                    logger.info(
+                        "dropped a segment that repeats itself: %.1f-%.1f s", decoded.start, decoded.end
+                    )
+                    continue
+                segment = to_segment(decoded, languages.current if languages is not None else None)
                 segments.append(segment)
                 if on_segment is not None:
                     on_segment(segment)
@@ -283,7 +311,7 @@ class FasterWhisperEngine:
                 close()
         return Transcript(
             task=options.task,
-            language=language,
+            language=segments[0].language or language if segments else language,
             duration=len(audio) / SAMPLE_RATE,
             segments=segments,
         )
