@@ -8,16 +8,17 @@ language of each window is known (segments are yielded right after their window 
 
 A decoder that lost its way repeats a phrase until the window ends ("the rest of the rest of the
 rest..."); faster-whisper's temperature fallback keeps the last try even when it still loops. Such a
-segment carries no speech and is dropped (`is_repetition_loop`).
+segment carries no speech and is dropped (`is_repetition_loop`), by both engines.
 """
 
 from __future__ import annotations
 
 import copy
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from faster_whisper import WhisperModel
+if TYPE_CHECKING:  # the openai-whisper image has no faster-whisper: it imports only is_repetition_loop
+    from faster_whisper import WhisperModel
 
 # A phrase of at most this many words, said this many times in a row, is a loop...
 _LOOP_MAX_PHRASE_WORDS = 8
