@@ -74,7 +74,7 @@ _BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9
 _BASE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 
 
-def _base_parts() -> list[Path] | None:
+def base_model_parts() -> list[Path] | None:
     """The data folders of both base packages, or None unless both are installed."""
     import importlib.util
 
@@ -99,7 +99,7 @@ def multilingual_model_path(cache_dir: Path | None = None) -> Path | None:
     into place, so that a crash or a concurrent start never leaves a partial model.bin behind.
     Later calls only compare the size. None when the packages are not installed.
     """
-    folders = _base_parts()
+    folders = base_model_parts()
     if folders is None:
         return None
     parts = [folders[0] / f"{CT2_WEIGHTS}.part1", folders[1] / f"{CT2_WEIGHTS}.part2"]
