@@ -85,9 +85,9 @@ def test_a_given_language_is_kept_for_the_whole_file(client: openai.OpenAI) -> N
 
 
 def test_code_switched_speech_is_translated_into_english_whole(client: openai.OpenAI) -> None:
-    """Both halves say the same: the translation says it twice (a person obtaining a copy)."""
+    """Both halves say the same: the English half has "copy" twice, the German half's translation more."""
     with CODE_SWITCHED.open("rb") as audio:
         translation = client.audio.translations.create(model="whisper-1", file=audio)
     heard = words(translation.text)
     assert "unentgeltlich" not in heard and "kopie" not in heard, translation.text
-    assert heard.count("person") >= 2 or heard.count("copy") + heard.count("copies") >= 3, translation.text
+    assert heard.count("copy") >= 3, translation.text
