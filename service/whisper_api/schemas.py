@@ -54,7 +54,7 @@ class SegmentOut(BaseModel):
 class Segment(SegmentOut):
     words: list[Word] | None = None
     language: str | None = Field(
-        None, description="The language it was decoded in, when detected per window."
+        None, description="The language it was decoded in, when detected run by run."
     )
 
 
@@ -194,8 +194,8 @@ class TranscriptionJson(BaseModel):
 
     text: str
     languages: list[DetectedLanguage] = Field(
-        description="The languages the speech was decoded in, in order of appearance (each 30 s window "
-        "is detected on its own when `language` is not sent)."
+        description="The languages the speech was decoded in, in order of appearance (without "
+        "`language`, a multilingual model detects it stretch by stretch)."
     )
     usage: Usage
 

@@ -18,12 +18,14 @@ from faster_whisper.vad import VadOptions, get_speech_timestamps
 
 from whisper_api.engines import choose_compute_type, choose_device
 from whisper_api.engines.base import SAMPLE_RATE, SegmentCallback, TranscriptionCancelled, as_float32
-from whisper_api.engines.code_switching import WindowLanguages, is_repetition_loop
+from whisper_api.engines.code_switching import is_repetition_loop, language_runs
 from whisper_api.models import resolve_model
 from whisper_api.schemas import Segment, TranscribeOptions, Transcript, Word
 from whisper_api.settings import Settings
 
 logger = logging.getLogger(__name__)
+# What the segment generator yields: a segment, and the language its run was detected in (or None).
+Decoded = tuple[FasterSegment, str | None]
 
 # Silero VAD runs over this much audio at a time (a multiple of its 512-sample window).
 VAD_PIECE_SAMPLES = 5 * 60 * SAMPLE_RATE
@@ -116,6 +118,18 @@ def gather(audio: np.ndarray, chunks: list[dict[str, int]]) -> np.ndarray:
         as_float32(audio[chunk["start"] : chunk["end"]], out=speech[position : position + length])
         position += length
     return speech
+
+
+def split_chunks(chunks: list[dict[str, int]], start: int, end: int) -> list[dict[str, int]]:
+    """The part of `chunks` (original offsets) that gathered speech samples [start, end) came from."""
+    part, position = [], 0
+    for chunk in chunks:
+        length = chunk["end"] - chunk["start"]
+        low, high = max(start, position), min(end, position + length)
+        if low < high:
+            part.append({"start": chunk["start"] + low - position, "end": chunk["start"] + high - position})
+        position += length
+    return part
 
 
 def to_segment(segment: FasterSegment, language: str | None = None) -> Segment:
@@ -214,12 +228,16 @@ class FasterWhisperEngine:
 
     def _segments(
         self,
-        whisper: WhisperModel,
         audio: np.ndarray,
         arguments: dict[str, Any],
         cancel: threading.Event | None,
-    ) -> tuple[Iterator[FasterSegment], str]:
-        """The lazy segment generator and the language; only the VAD runs before it is consumed."""
+        hints: tuple[str, ...] | None = None,
+    ) -> tuple[Iterator[Decoded], str]:
+        """The lazy segment generator and the language; only the VAD runs before it is consumed.
+
+        With `hints` (a multilingual model, no language given) each speech group is cut into runs
+        of one language, detected among the hints (`code_switching`), each decoded in its language.
+        """
         if self._batched is not None:
             # The batched pipeline cuts the audio into chunks with VAD, so VAD is always on here. Its
             # default, one segment per 30 s chunk without timestamps, lost a third of the words of
@@ -231,46 +249,60 @@ class FasterWhisperEngine:
                 without_timestamps=False,
                 **arguments,
             )
-            return iter(segments), info.language
+            return ((segment, None) for segment in segments), info.language
         if not self.vad_filter:
-            segments, info = whisper.transcribe(as_float32(audio), vad_filter=False, **arguments)
-            return iter(segments), info.language
+            segments, info = self._whisper.transcribe(as_float32(audio), vad_filter=False, **arguments)
+            return ((segment, None) for segment in segments), info.language
         groups = speech_groups(speech_chunks(audio, cancel))
         if not groups:  # no speech at all: nothing to decode
             return iter(()), arguments["language"] or "en"
-        first, language = self._decode_speech(whisper, audio, groups[0], arguments)
-        # Later groups: the prompt only before the first window; the language found in the first,
-        # unless it is detected at every window (multilingual).
-        rest = {**arguments, "initial_prompt": None}
-        if not arguments.get("multilingual"):
-            rest["language"] = language
-        return self._then(whisper, first, audio, groups[1:], rest), language
+        if hints is not None:
+            return self._by_language(audio, groups, arguments, hints), "en"
+        first, language = self._decode_speech(audio, groups[0], arguments)
+        # Later groups: the language found in the first, and the prompt only before the first window.
+        rest = {**arguments, "language": language, "initial_prompt": None}
+        return self._then(first, audio, groups[1:], rest), language
 
     def _then(
         self,
-        whisper: WhisperModel,
         first: Iterator[FasterSegment],
         audio: np.ndarray,
         groups: list[list[dict[str, int]]],
         arguments: dict[str, Any],
-    ) -> Iterator[FasterSegment]:
+    ) -> Iterator[Decoded]:
         """The first group's segments, then each next group's, decoded only once they are reached
         (closing this generator closes the one in progress)."""
-        yield from first
+        yield from ((segment, None) for segment in first)
         for group in groups:
-            segments, _ = self._decode_speech(whisper, audio, group, arguments)
-            yield from segments
+            segments, _ = self._decode_speech(audio, group, arguments)
+            yield from ((segment, None) for segment in segments)
+
+    def _by_language(
+        self,
+        audio: np.ndarray,
+        groups: list[list[dict[str, int]]],
+        arguments: dict[str, Any],
+        hints: tuple[str, ...],
+    ) -> Iterator[Decoded]:
+        """Each group's runs of one language, each decoded in its own (the prompt before the first)."""
+        prompt = arguments["initial_prompt"]
+        for group in groups:
+            runs = language_runs(gather(audio, group), self._detect_language, hints)
+            for start, end, language in runs:
+                run = {**arguments, "language": language, "initial_prompt": prompt}
+                segments, _ = self._decode_speech(audio, split_chunks(group, start, end), run)
+                prompt = None
+                yield from ((segment, language) for segment in segments)
+
+    def _detect_language(self, speech: np.ndarray) -> list[tuple[str, float]]:
+        return self._whisper.detect_language(audio=speech)[2]
 
     def _decode_speech(
-        self,
-        whisper: WhisperModel,
-        audio: np.ndarray,
-        chunks: list[dict[str, int]],
-        arguments: dict[str, Any],
+        self, audio: np.ndarray, chunks: list[dict[str, int]], arguments: dict[str, Any]
     ) -> tuple[Iterator[FasterSegment], str]:
         """One group of speech chunks, decoded with their original timestamps. faster-whisper
         computes the features of everything it is given at once, when called."""
-        segments, info = whisper.transcribe(gather(audio, chunks), vad_filter=False, **arguments)
+        segments, info = self._whisper.transcribe(gather(audio, chunks), vad_filter=False, **arguments)
         return restore_speech_timestamps(segments, chunks, SAMPLE_RATE), info.language
 
     def transcribe(
@@ -283,23 +315,18 @@ class FasterWhisperEngine:
     ) -> Transcript:
         if cancel is not None and cancel.is_set():  # cancelled before it started
             raise TranscriptionCancelled(0)
-        arguments = self._arguments(options)
-        whisper, languages = self._whisper, None
-        if self.multilingual and options.language is None and self._batched is None:
-            # Code-switched audio: the language is detected at every 30 s window, among the hints.
-            whisper, languages = WindowLanguages.around(self._whisper, options.language_hints)
-            arguments["multilingual"] = True
-        generator, language = self._segments(whisper, audio, arguments, cancel)
+        # Code-switched audio: a multilingual model without a language detects it run by run.
+        per_run = self.multilingual and options.language is None and self._batched is None
+        hints = options.language_hints if per_run else None
+        generator, language = self._segments(audio, self._arguments(options), cancel, hints)
         # The segments are a lazy generator: consuming it is the inference, one window at a time.
         segments: list[Segment] = []
         try:
-            for decoded in generator:
+            for decoded, run_language in generator:
                 if is_repetition_loop(decoded.text):
-                    logger.info(
-                        "dropped a segment that repeats itself: %.1f-%.1f s", decoded.start, decoded.end
-                    )
+                    logger.info("dropped a repetition loop at %.1f-%.1f s", decoded.start, decoded.end)
                     continue
-                segment = to_segment(decoded, languages.current if languages is not None else None)
+                segment = to_segment(decoded, run_language)
                 segments.append(segment)
                 if on_segment is not None:
                     on_segment(segment)
@@ -311,7 +338,7 @@ class FasterWhisperEngine:
                 close()
         return Transcript(
             task=options.task,
-            language=segments[0].language or language if segments else language,
+            language=(segments[0].language or language) if segments else language,
             duration=len(audio) / SAMPLE_RATE,
             segments=segments,
         )
