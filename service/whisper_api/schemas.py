@@ -74,9 +74,9 @@ class Transcript(BaseModel):
 
     @property
     def languages(self) -> list[str]:
-        """Every language the speech was decoded in, in order of first appearance."""
-        found = [segment.language or self.language for segment in self.segments]
-        return list(dict.fromkeys(found or [self.language]))
+        """Every language the speech was decoded in, in order of first appearance; none without
+        speech (OpenAI's empty `languages`: nothing was reliably detected)."""
+        return list(dict.fromkeys(segment.language or self.language for segment in self.segments))
 
 
 # --- HTTP models: the OpenAI audio API's requests, the error envelope, models list and probes ---
