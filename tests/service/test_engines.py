@@ -384,7 +384,7 @@ def test_a_segment_that_repeats_itself_is_dropped_and_the_speech_around_it_kept(
     audio = np.concatenate([load_clip("short.ogg"), pause, load_clip("repetition.ogg")])
     transcript = engine.transcribe(audio, TranscribeOptions(language="en"))
     assert "fox" in transcript.text.lower()
-    assert "rest of the rest" not in transcript.text.lower()
+    assert "the rest" not in transcript.text.lower()  # tiny.en hears "on the rest, on the rest, ..."
 
 
 def test_word_mode_keeps_every_word_of_minutes_of_speech(engines, tmp_path: Path) -> None:
