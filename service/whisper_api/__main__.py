@@ -1,7 +1,9 @@
 """`python -m whisper_api`: serve the API with uvicorn on HOST:PORT (default 127.0.0.1:8080).
 
 Prints the URL and the docs link once the model is loaded and warmed; exits non-zero, with the
-reason, when it cannot load (a bad WHISPER_* setting), instead of serving a never-ready server.
+reason, when it cannot load, instead of serving a never-ready server. A WHISPER_* value that is
+invalid, or an API key that cannot be used, stops the start with one line per problem and exit
+code 2 (a configuration error, not a crash).
 
 Cold start is the first request's latency on a service that scales to zero, so the model starts
 loading on a thread before anything else is imported: CTranslate2 reads and quantises the weights
@@ -18,9 +20,14 @@ import threading
 from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
+from pydantic import ValidationError
+
 from whisper_api import contract
 from whisper_api.memory import cap_malloc_arenas, keep_large_blocks_in_heap
 from whisper_api.settings import Settings, get_settings
+
+# Exit code for a configuration that cannot serve (argparse's code for a usage error).
+CONFIG_ERROR = 2
 
 if TYPE_CHECKING:
     import uvicorn
@@ -96,12 +103,40 @@ async def serve(settings: Settings, host: str, port: int, loading: Future[Engine
     return 1 if getattr(app.state, "load_error", None) is not None else 0
 
 
+def settings_problems(error: ValidationError) -> list[str]:
+    """One line per invalid WHISPER_* value, naming the variable; secrets are never echoed."""
+    lines = []
+    for problem in error.errors():
+        field = ".".join(str(part) for part in problem["loc"]) or "settings"
+        variable = f"{contract.ENV_PREFIX}{field.upper()}"
+        shown = "" if "key" in field else f" (got {problem.get('input')!r})"
+        lines.append(f"{variable}: {problem['msg']}{shown}")
+    return lines
+
+
+def _refuse(lines: list[str]) -> int:
+    for line in lines:
+        print(f"whisper_api: cannot start: {line}", file=sys.stderr, flush=True)
+    return CONFIG_ERROR
+
+
 def main() -> int:
     cap_malloc_arenas()
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as error:
+        return _refuse(settings_problems(error))
     loading = start_loading(settings)
+    from whisper_api.auth import ApiKeyAuth, ApiKeyError
     from whisper_api.telemetry import configure_logging
 
+    try:
+        ApiKeyAuth.from_settings(settings)
+    except ApiKeyError as error:
+        # The loading thread cannot be interrupted: leaving while CTranslate2 runs in it aborts
+        # the interpreter (SIGABRT, exit 134), so wait for it first.
+        loading.exception()
+        return _refuse([str(error)])
     configure_logging(settings)
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", str(contract.PORT)))

@@ -47,6 +47,9 @@ _SUPPORTED = ", ".join(ACCEPTED_EXTENSIONS)
 _GUESSED_DURATION_DEMUXERS = frozenset({"mp3"})
 # Other headers are exact; a little slack covers encoder padding.
 _DECLARED_SLACK = 1.05
+# A file that decodes to less than this share of the duration its (exact) header declares, and at
+# least a second less, was cut off (an interrupted upload or copy): refused, not transcribed in part.
+_TRUNCATED_SHARE = 0.9
 # Without a declared duration the buffer starts at this size and doubles (up to the limit).
 _INITIAL_SAMPLES = 10 * 60 * SAMPLE_RATE
 # While decoding, `progress` is called after each this many samples (the scheduler's yield points).
@@ -100,9 +103,21 @@ def decode_audio(
     with _open(source) as container:
         info = _inspect(container, max_seconds)
         samples = _resample(container, info, max_seconds, progress)
+        exact = not set(container.format.name.split(",")) & _GUESSED_DURATION_DEMUXERS
     if samples.size == 0:
         raise AudioError("The audio file contains no samples.", code="empty_audio")
+    if exact and info.declared_seconds is not None:
+        _check_complete(duration_seconds(samples), info.declared_seconds)
     return samples
+
+
+def _check_complete(decoded: float, declared: float) -> None:
+    if decoded < declared * _TRUNCATED_SHARE and declared - decoded >= 1:
+        raise AudioError(
+            f"The file is truncated: its header declares {declared:.2f} s of audio but only "
+            f"{decoded:.2f} s could be decoded. Upload the whole file.",
+            code="truncated_audio",
+        )
 
 
 def duration_seconds(audio: np.ndarray) -> float:

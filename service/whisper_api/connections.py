@@ -10,7 +10,8 @@ counted from the connection or from the end of its previous response. One that m
 closed, with a 408 in OpenAI's envelope when it had begun a request. A request being served is
 never cut: from its head on, the app's own limits apply (upload idle timeout, request deadline).
 It also answers malformed HTTP (bad request line, header or Content-Length) with a 400 in the
-envelope rather than uvicorn's plain text.
+envelope rather than uvicorn's plain text. Both answers carry an `x-request-id`, as every other
+response does, and the log line names it, so that a user can quote it.
 """
 
 from __future__ import annotations
@@ -22,16 +23,18 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from whisper_api.errors import INVALID_REQUEST
+from whisper_api.request_id import HEADER as REQUEST_ID_HEADER
+from whisper_api.request_id import new_request_id
 from whisper_api.schemas import ErrorBody, ErrorResponse
 
 
-def _error_bytes(status: HTTPStatus, message: str, code: str) -> bytes:
+def _error_bytes(status: HTTPStatus, message: str, code: str, request_id: str) -> bytes:
     """A whole HTTP/1.1 response in the envelope, closing the connection (no request to answer)."""
     error = ErrorResponse(error=ErrorBody(message=message, type=INVALID_REQUEST, code=code))
     body = error.model_dump_json().encode()
     head = (
         f"HTTP/1.1 {status.value} {status.phrase}\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        f"content-length: {len(body)}\r\n{REQUEST_ID_HEADER}: {request_id}\r\nconnection: close\r\n\r\n"
     )
     return head.encode("ascii") + body
 
@@ -96,9 +99,10 @@ class GuardedH11Protocol(H11Protocol):
             f"The request's headers did not arrive within {self.head_timeout_s:g} s "
             "(WHISPER_HEADER_TIMEOUT_S). Send the request again."
         )
-        self.logger.warning("408: %s", message)
         self._close_with(HTTPStatus.REQUEST_TIMEOUT, message, "header_timeout")
 
     def _close_with(self, status: HTTPStatus, message: str, code: str) -> None:
-        self.transport.write(_error_bytes(status, message, code))
+        request_id = new_request_id()
+        self.logger.warning("%d %s (%s): %s", status.value, code, request_id, message)
+        self.transport.write(_error_bytes(status, message, code, request_id))
         self.transport.close()

@@ -37,7 +37,13 @@ TimerDep = Annotated[StepTimer, Depends(get_timer)]
 
 
 def get_readiness(request: Request) -> Readiness:
-    return request.app.state.readiness
+    """The readiness as this caller may see it: with an API key set, the versions (what an attacker
+    would look up vulnerabilities for) only for callers that send the key."""
+    readiness: Readiness = request.app.state.readiness
+    auth = getattr(request.app.state, "auth", None)
+    if auth is not None and auth.enabled and not auth.verify(request.headers.get("authorization")):
+        return readiness.model_copy(update={"versions": {}})
+    return readiness
 
 
 ReadinessDep = Annotated[Readiness, Depends(get_readiness)]

@@ -19,9 +19,11 @@ from pydantic import BaseModel
 
 from whisper_api.languages import language_name
 from whisper_api.schemas import (
+    DetectedLanguage,
     ResponseFormat,
     Segment,
     SegmentOut,
+    TokenUsage,
     Transcript,
     TranscriptionDiarized,
     TranscriptionDiarizedSegment,
@@ -31,12 +33,31 @@ from whisper_api.schemas import (
     WordOut,
 )
 
+# Whisper's encoder turns each second of audio into 50 positions (1500 per 30 s window).
+AUDIO_TOKENS_PER_S = 50
+
 JSON_MEDIA_TYPE = "application/json"
 TEXT_MEDIA_TYPE = "text/plain; charset=utf-8"
 
 
 def usage(transcript: Transcript) -> Usage:
     return Usage(seconds=math.ceil(transcript.duration))
+
+
+def token_usage(transcript: Transcript) -> TokenUsage:
+    """The usage a streamed `transcript.text.done` carries (the SDK types it as token usage)."""
+    audio_tokens = math.ceil(transcript.duration * AUDIO_TOKENS_PER_S)
+    output_tokens = sum(len(segment.tokens) for segment in transcript.segments)
+    return TokenUsage(
+        input_tokens=audio_tokens,
+        output_tokens=output_tokens,
+        total_tokens=audio_tokens + output_tokens,
+        input_token_details={"audio_tokens": audio_tokens, "text_tokens": 0},
+    )
+
+
+def languages(transcript: Transcript) -> list[DetectedLanguage]:
+    return [DetectedLanguage(code=code) for code in transcript.languages]
 
 
 def _within(seconds: float, duration: float) -> float:
@@ -125,7 +146,10 @@ def render(
     `granularities` (`word`, `segment`) matter for verbose_json only.
     """
     if response_format == "json":
-        return TranscriptionJson(text=transcript.text, usage=usage(transcript)), JSON_MEDIA_TYPE
+        body = TranscriptionJson(
+            text=transcript.text, languages=languages(transcript), usage=usage(transcript)
+        )
+        return body, JSON_MEDIA_TYPE
     if response_format == "verbose_json":
         return verbose(transcript, granularities), JSON_MEDIA_TYPE
     if response_format == "text":

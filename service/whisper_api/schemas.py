@@ -18,6 +18,7 @@ class TranscribeOptions(BaseModel):
 
     task: Task = "transcribe"
     language: str | None = None
+    language_hints: tuple[str, ...] = Field((), description="Detect only among these (empty: any).")
     prompt: str | None = None
     temperature: float | None = Field(None, ge=0, le=1, description="None: the fallback schedule.")
     word_timestamps: bool = False
@@ -56,6 +57,9 @@ class SegmentOut(BaseModel):
 
 class Segment(SegmentOut):
     words: list[Word] | None = None
+    language: str | None = Field(
+        None, description="The language it was decoded in, when detected run by run."
+    )
 
 
 class SpeakerSegment(BaseModel):
@@ -94,6 +98,12 @@ class Transcript(BaseModel):
     @property
     def words(self) -> list[Word]:
         return [word for segment in self.segments for word in segment.words or []]
+
+    @property
+    def languages(self) -> list[str]:
+        """Every language the speech was decoded in, in order of first appearance; none without
+        speech (OpenAI's empty `languages`: nothing was reliably detected)."""
+        return list(dict.fromkeys(segment.language or self.language for segment in self.segments))
 
 
 # --- HTTP models: the OpenAI audio API's requests, the error envelope, models list and probes ---
@@ -224,10 +234,20 @@ class Usage(BaseModel):
     seconds: int = Field(description="Seconds of audio in the upload, rounded up (as OpenAI bills).")
 
 
+class DetectedLanguage(BaseModel):
+    """A language heard in the audio, as OpenAI's `languages` lists it."""
+
+    code: str = Field(description="ISO-639-1 code, e.g. `en`.")
+
+
 class TranscriptionJson(BaseModel):
-    """`response_format=json` (the default): the text and the audio's duration."""
+    """`response_format=json` (the default): the text, the languages decoded, the audio's duration."""
 
     text: str
+    languages: list[DetectedLanguage] = Field(
+        description="The languages the speech was decoded in, in order of appearance (without "
+        "`language`, a multilingual model detects it stretch by stretch)."
+    )
     usage: Usage
 
 
@@ -259,12 +279,26 @@ class TranscriptTextDelta(BaseModel):
     delta: str
 
 
+class TokenUsage(BaseModel):
+    """OpenAI's usage for models billed by token, the only usage a `transcript.text.done` event has
+    in the SDK: the audio in Whisper's encoder positions (50 a second), the text it decoded."""
+
+    type: Literal["tokens"] = "tokens"
+    input_tokens: int = Field(description="Audio tokens: 50 per second of audio (Whisper's encoder frames).")
+    output_tokens: int = Field(description="Text tokens the decoder produced.")
+    total_tokens: int
+    input_token_details: dict[str, int] = Field(
+        description="`audio_tokens` and `text_tokens` (0: the prompt is not counted)."
+    )
+
+
 class TranscriptTextDone(BaseModel):
-    """The last server-sent event of `stream=true`: the whole text, as `json` would have answered."""
+    """The last server-sent event of `stream=true`: the whole text and its languages, as `json`."""
 
     type: Literal["transcript.text.done"] = "transcript.text.done"
     text: str
-    usage: Usage
+    languages: list[DetectedLanguage]
+    usage: TokenUsage
 
 
 class TranscriptionDiarizedSegment(BaseModel):

@@ -6,6 +6,7 @@ lists the same names. One lookup for both, so a name listed is a name accepted.
 
 import re
 import time
+from datetime import date
 from http import HTTPStatus
 
 from whisper_api.engines.base import Engine
@@ -16,7 +17,7 @@ from whisper_api.settings import Settings
 # Created-at for /v1/models: when this process started (the model has no meaningful date).
 _STARTED = int(time.time())
 OWNER = "whisper-api"
-_DATE_SUFFIX = re.compile(r"-\d{4}-\d{2}-\d{2}$")
+_DATE_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2})$")
 
 
 def served_model_names(engine: Engine | None, settings: Settings, *, diarization: bool = False) -> list[str]:
@@ -38,8 +39,19 @@ def is_diarization_model(model: str, settings: Settings) -> bool:
 
 def is_served(model: str, names: list[str]) -> bool:
     """`model` is the served model or an alias, an alias with a date suffix included
-    (`gpt-4o-mini-transcribe-2025-12-15`), as OpenAI names snapshots."""
-    return model in names or _DATE_SUFFIX.sub("", model) in names[1:]
+    (`gpt-4o-mini-transcribe-2025-12-15`), as OpenAI names snapshots; the date must exist."""
+    if model in names:
+        return True
+    dated = _DATE_SUFFIX.search(model)
+    return dated is not None and _is_date(dated.group(1)) and model[: dated.start()] in names[1:]
+
+
+def _is_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def model_not_found(model: str, names: list[str], status: int = HTTPStatus.BAD_REQUEST) -> ApiError:

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
         description="Model name (resolved under model_dir, or the bundled tiny.en) or a local path.",
     )
     model_dir: Path | None = Field(None, description="Folder of models baked into the image.")
+    model_cache_dir: Path | None = Field(
+        None, description="Where `base` is assembled from its packages; default ~/.cache/whisper-api/models."
+    )
     device: Device = Field("auto", description="auto picks cuda when a GPU is visible.")
     compute_type: str = Field(
         "auto",

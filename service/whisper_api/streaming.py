@@ -4,7 +4,10 @@
 
 Each segment the engine decodes (on the inference thread) is handed to the event loop and sent at
 once as `data: {"type": "transcript.text.delta", "delta": "..."}`; the deltas add up to the text.
-The last event is `transcript.text.done` with the whole text and `usage`, as `json` would answer.
+The last event is `transcript.text.done` with the whole text and its `languages`, as `json` would
+answer, and `usage` in the shape the SDK types for this event: tokens (the audio as Whisper's encoder
+positions, the text as the tokens decoded), not json's duration. Once the stream ends, the request's
+whole step timing is logged (its Server-Timing header went out with the first event).
 
 The response starts with the first segment (or the end, for audio without speech), so that a
 request refused before then (bad audio, full queue, deadline) is still an ordinary HTTP error. An
@@ -21,7 +24,7 @@ from pydantic import BaseModel
 
 from whisper_api.engines.base import SegmentCallback
 from whisper_api.errors import ApiError, internal_error
-from whisper_api.formats import diarized_segments, usage
+from whisper_api.formats import diarized_segments, languages, token_usage
 from whisper_api.scheduler import SchedulerError
 from whisper_api.schemas import (
     ErrorBody,
@@ -80,7 +83,11 @@ async def _events(
             sent = text
             segment = await segments.get()
         transcript = task.result()
-        yield _event(TranscriptTextDone(text=transcript.text, usage=usage(transcript)))
+        yield _event(
+            TranscriptTextDone(
+                text=transcript.text, languages=languages(transcript), usage=token_usage(transcript)
+            )
+        )
     except Exception as error:  # after the first event the status is sent: the error is an event
         yield _event(ErrorResponse(error=_error_body(error)))
     finally:
@@ -107,7 +114,11 @@ async def _segment_events(transcript: Transcript, on_close: Closer) -> AsyncIter
     try:
         for segment in diarized_segments(transcript):
             yield _event(TranscriptTextSegment.model_validate(segment.model_dump()))
-        yield _event(TranscriptTextDone(text=transcript.text, usage=usage(transcript)))
+        yield _event(
+            TranscriptTextDone(
+                text=transcript.text, languages=languages(transcript), usage=token_usage(transcript)
+            )
+        )
     finally:
         await on_close()
 

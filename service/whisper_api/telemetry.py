@@ -247,6 +247,8 @@ class TelemetryMiddleware:
         fields: dict[str, Any] = {
             "httpRequest": http_request,
             "timings_ms": {step: round(s * 1000, 1) for step, s in timer.steps.items()},
+            # The whole timing, also of a stream, whose Server-Timing header left with its first event.
+            "server_timing": server_timing(timer, latency),
             **trace_fields(headers, self.project_id),
         }
         if timer.audio_seconds is not None:

@@ -274,3 +274,107 @@ def test_a_long_prompt_keeps_its_tail_not_its_head() -> None:
     options = _options("transcribe", TranscriptionRequest(model="whisper-1", prompt=prompt), settings)
     assert options.prompt is not None and len(options.prompt) == settings.max_prompt_chars
     assert options.prompt.endswith("the tail words") and prompt.endswith(options.prompt)
+
+
+# --- parameters honoured or refused, never ignored -----------------------------------------------
+
+
+def test_timestamp_granularities_without_brackets_are_honoured(server: Server) -> None:
+    response = post(
+        server, {"model": "whisper-1", "response_format": "verbose_json", "timestamp_granularities": "word"}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["words"] and "segments" not in body
+
+
+def test_an_unknown_granularity_without_brackets_is_400_naming_it(server: Server) -> None:
+    data = {"model": "whisper-1", "response_format": "verbose_json", "timestamp_granularities": "minute"}
+    assert "minute" in error_of(post(server, data), "timestamp_granularities", "invalid_value")
+
+
+@pytest.mark.parametrize(
+    ("data", "param"),
+    [
+        ({"timestamp_granularities[]": "word"}, "timestamp_granularities[]"),
+        ({"timestamp_granularities": "segment"}, "timestamp_granularities"),
+        ({"language": "en"}, "language"),
+        ({"languages[]": "en"}, "languages[]"),
+    ],
+    ids=["granularities", "granularities-bare", "language", "languages"],
+)
+def test_translations_refuse_what_only_transcriptions_take(
+    server: Server, data: dict[str, str], param: str
+) -> None:
+    response = httpx.post(
+        f"{server.url}/v1/audio/translations",
+        data={"model": "whisper-1", "response_format": "verbose_json", **data},
+        files=short_wav(),
+        timeout=120,
+    )
+    assert "Translations" in error_of(response, param, "unsupported_parameter")
+
+
+def test_the_sdk_gets_the_translation_refusal_as_a_bad_request(client: openai.OpenAI) -> None:
+    with (FIXTURES / "short.wav").open("rb") as audio, pytest.raises(openai.BadRequestError) as caught:
+        client.audio.translations.create(model="whisper-1", file=audio, extra_body={"language": "de"})
+    assert (caught.value.param, caught.value.code) == ("language", "unsupported_parameter")
+
+
+def test_languages_on_an_english_only_model_are_checked_like_language(client: openai.OpenAI) -> None:
+    with (FIXTURES / "short.wav").open("rb") as audio:
+        transcript = client.audio.transcriptions.create(model="whisper-1", file=audio, languages=["en"])
+    assert transcript.languages is not None and [item.code for item in transcript.languages] == ["en"]
+    with (FIXTURES / "short.wav").open("rb") as audio, pytest.raises(openai.BadRequestError) as caught:
+        client.audio.transcriptions.create(model="whisper-1", file=audio, languages=["en", "de"])
+    assert (caught.value.param, caught.value.code) == ("languages[]", "unsupported_language")
+
+
+@pytest.mark.parametrize(
+    "model", ["whisper-1-2025-13-45", "gpt-4o-transcribe-2025-02-30", "whisper-1-0000-00-00"]
+)
+def test_dated_aliases_with_impossible_dates_are_not_served(
+    client: openai.OpenAI, server: Server, model: str
+) -> None:
+    with (FIXTURES / "short.wav").open("rb") as audio, pytest.raises(openai.BadRequestError) as caught:
+        client.audio.transcriptions.create(model=model, file=audio)
+    assert (caught.value.param, caught.value.code) == ("model", "model_not_found")
+    assert httpx.get(f"{server.url}/v1/models/{model}", timeout=10).status_code == 404
+
+
+def test_a_real_date_still_names_a_snapshot(client: openai.OpenAI) -> None:
+    with (FIXTURES / "short.wav").open("rb") as audio:
+        assert (
+            "fox" in client.audio.transcriptions.create(model="whisper-1-2024-02-29", file=audio).text.lower()
+        )
+
+
+def test_an_mp4_that_decodes_to_far_less_than_it_declares_is_400_truncated(
+    client: openai.OpenAI, tmp_path
+) -> None:
+    """An 11 s MP4 with its index first, cut after its fifth packet (0.26 s): not an empty 200."""
+    import av
+    import numpy as np
+
+    from tests.support.engines import load_clip
+
+    path = tmp_path / "eleven.mp4"
+    samples = (load_clip("long.ogg")[: 11 * 16_000] * 32767).astype(np.int16)
+    with av.open(str(path), "w", format="mp4", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("aac", rate=16_000, layout="mono")
+        for start in range(0, len(samples), 1024):
+            frame = av.AudioFrame.from_ndarray(
+                samples[None, start : start + 1024], format="s16", layout="mono"
+            )
+            frame.sample_rate, frame.pts = 16_000, start
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    data = path.read_bytes()
+    with av.open(str(path)) as container:
+        ends = [
+            packet.pos + packet.size for packet in container.demux(container.streams.audio[0]) if packet.size
+        ]
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.audio.transcriptions.create(model="whisper-1", file=("cut.mp4", data[: ends[4]]))
+    assert (caught.value.param, caught.value.code) == ("file", "truncated_audio")
+    assert "11.00 s" in caught.value.message

@@ -3,6 +3,7 @@ per decoded segment, then the whole text with usage; refusals stay HTTP errors; 
 a stream stops its inference."""
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -31,8 +32,58 @@ def test_the_sdk_receives_a_delta_per_segment_then_the_text_and_usage(servers: S
     assert [event.type for event in deltas] == ["transcript.text.delta"] * len(deltas)
     assert verbose.segments and len(deltas) == len(verbose.segments) > 1
     assert "".join(event.delta for event in deltas) == done.text == verbose.text
-    assert done.usage is not None and done.usage.type == "duration"
-    assert done.usage.model_dump()["seconds"] == 41  # 40.85 s of audio, rounded up
+    # Token usage, the only usage the SDK types for this event: the audio as Whisper's encoder
+    # positions (50 a second of the 40.86 s), the text as the tokens decoded.
+    assert done.usage is not None and done.usage.type == "tokens"
+    assert done.usage.input_tokens == math.ceil(verbose.duration * 50)
+    assert done.usage.output_tokens == sum(len(segment.tokens) for segment in verbose.segments)
+    assert done.usage.total_tokens == done.usage.input_tokens + done.usage.output_tokens
+    assert done.languages is not None and [language.code for language in done.languages] == ["en"]
+
+
+def test_the_done_event_validates_strictly_against_the_sdk_type(server: Server) -> None:
+    """The SDK builds events without validating them; a strict validation is what a typed client does."""
+    from openai.types.audio import TranscriptionTextDoneEvent
+
+    events = sse_events(server, "/v1/audio/transcriptions", "short.wav", "json")
+    TranscriptionTextDoneEvent.model_validate(events[-1], strict=True)
+
+
+def test_a_streams_whole_timing_is_logged_once_it_ends(server: Server) -> None:
+    """Server-Timing left with the first event, before the inference ended; the log line has it all."""
+    with httpx.stream(
+        "POST",
+        f"{server.url}/v1/audio/transcriptions",
+        files={"file": ("long.ogg", (FIXTURES / "long.ogg").read_bytes())},
+        data={"model": "whisper-1", "stream": "true"},
+        timeout=120,
+    ) as response:
+        header = response.headers["server-timing"]
+        request_id = response.headers["x-request-id"]
+        list(response.iter_lines())
+    assert "inference" not in header
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = [json.loads(line) for line in server.log.read_text().splitlines() if request_id in line]
+        logged = [line["server_timing"] for line in lines if "server_timing" in line]
+        if logged:
+            break
+        time.sleep(0.1)
+    assert logged and "inference;dur=" in logged[0] and "total;dur=" in logged[0], lines
+
+
+def sse_events(server: Server, path: str, fixture: str, response_format: str) -> list[dict]:
+    with httpx.stream(
+        "POST",
+        f"{server.url}{path}",
+        files={"file": (fixture, (FIXTURES / fixture).read_bytes())},
+        data={"model": "whisper-1", "stream": "true", "response_format": response_format},
+        timeout=120,
+    ) as response:
+        assert response.status_code == 200
+        return [
+            json.loads(line[len("data: ") :]) for line in response.iter_lines() if line.startswith("data: ")
+        ]
 
 
 def test_translations_stream_too(server: Server) -> None:
@@ -52,7 +103,8 @@ def test_translations_stream_too(server: Server) -> None:
         ]
     assert [event["type"] for event in events] == ["transcript.text.delta", "transcript.text.done"]
     assert "fox" in events[-1]["text"].lower() and events[0]["delta"] == events[-1]["text"]
-    assert events[-1]["usage"] == {"type": "duration", "seconds": 6}
+    assert events[-1]["usage"]["type"] == "tokens"
+    assert events[-1]["usage"]["input_tokens"] == 259  # 5.16 s of audio, 50 a second
 
 
 def test_audio_without_speech_streams_only_the_empty_text(client: openai.OpenAI) -> None:

@@ -59,7 +59,8 @@ def test_json_is_the_default_format(api: TestClient, expected_text: dict[str, st
     assert response.headers["content-type"].startswith("application/json")
     body = response.json()
     assert body["usage"] == {"type": "duration", "seconds": 6}  # 5.17 s, rounded up as OpenAI bills
-    assert set(body) == {"text", "usage"}
+    assert set(body) == {"text", "languages", "usage"}  # as OpenAI's Transcription
+    assert body["languages"] == [{"code": "en"}]
     assert word_error_rate(expected_text["short"], body["text"]) <= 0.2
 
 

@@ -150,3 +150,20 @@ def test_dependency_refuses_on_its_own_without_the_middleware() -> None:
         assert client.get("/v1/thing", headers={"Authorization": f"Bearer {KEY}"}).json() == {"ok": True}
     schema = app.openapi()
     assert "HTTPBearer" in schema["components"]["securitySchemes"]
+
+
+def test_with_a_key_set_readyz_shows_versions_only_to_callers_with_the_key(engines) -> None:
+    """The probe stays open (Cloud Run's startup check has no key); what it reveals does not."""
+    from tests.support.apps import make_app, started_client
+
+    client = started_client(make_app(engines, api_key=KEY))
+    try:
+        anonymous = client.get("/readyz")
+        wrong = client.get("/readyz", headers={"Authorization": "Bearer wrong"})
+        keyed = client.get("/readyz", headers={"Authorization": f"Bearer {KEY}"})
+    finally:
+        client.__exit__(None, None, None)
+    assert anonymous.status_code == wrong.status_code == keyed.status_code == 200
+    assert anonymous.json()["ready"] is True
+    assert anonymous.json()["versions"] == wrong.json()["versions"] == {}
+    assert keyed.json()["versions"]["python"]

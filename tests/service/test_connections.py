@@ -221,3 +221,28 @@ def test_a_trailing_slash_is_a_404_not_a_redirect_to_the_clients_host(server: Se
     assert b"location:" not in response.lower()
     status, error = envelope(response)
     assert (status, error["code"]) == (404, "not_found")
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "code"),
+    [
+        (b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", "invalid_http"),
+        (b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Half: ", "header_timeout"),
+    ],
+    ids=["invalid-http", "header-timeout"],
+)
+def test_protocol_level_answers_carry_a_request_id_the_log_names(
+    server: Server, request_bytes: bytes, code: str
+) -> None:
+    """Answered by the connection, not the app: still an id a user can quote, and find in the log."""
+    with connect(server) as sock:
+        sock.sendall(request_bytes)
+        response = read_until_closed(sock)
+    head = response.partition(b"\r\n\r\n")[0].decode("latin-1").lower()
+    ids = [line.split(":", 1)[1].strip() for line in head.split("\r\n") if line.startswith("x-request-id:")]
+    assert len(ids) == 1 and ids[0].startswith("req_"), head
+    assert envelope(response)[1]["code"] == code
+    deadline = time.monotonic() + 5
+    while ids[0] not in server.log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ids[0] in server.log.read_text()

@@ -354,3 +354,56 @@ def test_pieces_skipped_as_digital_silence_are_ones_silero_finds_no_speech_in() 
     assert is_digital_silence(dither) and is_digital_silence(as_float32(dither))
     assert get_speech_timestamps(as_float32(dither), VadOptions()) == []
     assert not is_digital_silence(dither * 2)
+
+
+# --- what a transcript must not lose, or invent ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "loop"),
+    [
+        (" We had to focus on the rest of the rest of the rest of the rest of the rest.", True),
+        (" the the the the the the the the", True),
+        (" Thank you. Thank you. Thank you. Thank you. Thank you.", True),
+        (" No, no, no, no.", False),  # said, not looped: too few words
+        (" Permission is hereby granted, free of charge, to any person obtaining a copy.", False),
+        (" We will test it, test it again, and test it once more.", False),
+    ],
+)
+def test_a_repetition_loop_is_a_phrase_said_over_and_over(text: str, loop: bool) -> None:
+    from whisper_api.engines.code_switching import is_repetition_loop
+
+    assert is_repetition_loop(text) is loop
+
+
+def test_a_segment_that_repeats_itself_is_dropped_and_the_speech_around_it_kept(engine) -> None:
+    """repetition.ogg says what a decoder that lost its way writes ("the rest of the rest of ...")."""
+    from tests.support.engines import load_clip
+
+    pause = np.zeros(SAMPLE_RATE, dtype=np.float32)
+    audio = np.concatenate([load_clip("short.ogg"), pause, load_clip("repetition.ogg")])
+    transcript = engine.transcribe(audio, TranscribeOptions(language="en"))
+    assert "fox" in transcript.text.lower()
+    assert "the rest" not in transcript.text.lower()  # tiny.en hears "on the rest, on the rest, ..."
+
+
+def test_word_mode_keeps_every_word_of_minutes_of_speech(engines, tmp_path: Path) -> None:
+    """5.4 minutes (long.ogg 8 times, over a group boundary): asking for words loses nothing."""
+    from tests.support.engines import load_clip
+
+    engine = engines["faster-whisper"]
+    audio = np.tile(load_clip("long.ogg"), 8)
+    plain = engine.transcribe(audio, TranscribeOptions())
+    timed = engine.transcribe(audio, TranscribeOptions(word_timestamps=True))
+    # Word mode moves each next window to the last word's end, so a word may differ here and there;
+    # a lost sentence would not: the same words in order, up to the same end.
+    import jiwer
+
+    assert jiwer.wer(" ".join(words(plain.text)), " ".join(words(timed.text))) <= 0.03
+    assert abs(len(words(timed.text)) - len(words(plain.text))) <= 5
+    assert (
+        words(timed.text)[-9:]
+        == words(plain.text)[-9:]
+        == words("Thank you all for your hard work this month.")
+    )
+    assert timed.words[-1].end >= plain.segments[-1].end - 2.0

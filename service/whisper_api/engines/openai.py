@@ -24,6 +24,7 @@ from whisper.model import ModelDimensions, Whisper
 
 from whisper_api.engines import choose_compute_type, choose_device, openai_supported_compute_types
 from whisper_api.engines.base import SAMPLE_RATE, SegmentCallback, TranscriptionCancelled, as_float32
+from whisper_api.engines.code_switching import is_repetition_loop
 from whisper_api.models import ResolvedModel, StartupError, convert_ct2_to_openai, resolve_model
 from whisper_api.schemas import Segment, TranscribeOptions, Transcript, Word
 from whisper_api.settings import Settings
@@ -206,9 +207,11 @@ class OpenAIWhisperEngine:
         )
 
     def _arguments(self, options: TranscribeOptions) -> dict[str, Any]:
+        # openai-whisper detects the language once per file: a single `languages[]` hint fixes it.
+        hinted = options.language_hints[0] if len(options.language_hints) == 1 else None
         return {
             # English-only models transcribe English whatever is asked (faster-whisper does the same).
-            "language": options.language if self.multilingual else "en",
+            "language": (options.language or hinted) if self.multilingual else "en",
             "task": options.task,
             "initial_prompt": options.prompt or None,
             "word_timestamps": options.word_timestamps,
@@ -230,9 +233,14 @@ class OpenAIWhisperEngine:
     ) -> Transcript:
         audio = as_float32(audio)
         segments: list[Segment] = []
+        seen = 0
 
         def emit(decoded: list[dict[str, Any]]) -> None:
-            for segment in decoded[len(segments) :]:
+            nonlocal seen
+            for segment in decoded[seen:]:
+                seen += 1
+                if is_repetition_loop(segment["text"]):
+                    continue
                 segments.append(to_segment(segment))
                 if on_segment is not None:
                     on_segment(segments[-1])

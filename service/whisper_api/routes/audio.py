@@ -8,7 +8,7 @@ streams what it decodes (`streaming`).
 from collections.abc import Mapping
 from functools import partial
 from http import HTTPStatus
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, Depends, Form, Request, Response, UploadFile
 from pydantic import BaseModel, Field
@@ -30,6 +30,7 @@ from whisper_api.multipart import AudioRoute
 from whisper_api.pipeline import AudioRequest, DiarizationRequest, Pipeline
 from whisper_api.schemas import (
     Task,
+    TimestampGranularity,
     TranscribeOptions,
     TranscriptionDiarized,
     TranscriptionJson,
@@ -52,9 +53,15 @@ STREAMED_FORMATS = ("json", "text", "diarized_json")
 UNSUPPORTED_FIELDS = {
     "include": "Token log-probabilities (`include[]=logprobs`) are not available: neither engine exposes "
     "per-token log-probabilities (verbose_json segments carry `avg_logprob`).",
-    "languages": "`languages` is not available; send one `language`, or none to have it detected.",
 }
 CHUNKING_STRATEGY = "chunking_strategy"
+# OpenAI's translations take neither: the output is English text, timed by segment.
+NOT_FOR_TRANSLATIONS = {
+    "language": "Translations have no `language`: the spoken language is detected and the text is English.",
+    "languages": "Translations have no `languages`: the spoken language is detected and the text is English.",
+    "timestamp_granularities": "Translations have no `timestamp_granularities`: use a transcription with "
+    "response_format=verbose_json for word timestamps.",
+}
 
 
 async def refuse_unsupported_fields(request: Request) -> None:
@@ -69,6 +76,20 @@ async def refuse_unsupported_fields(request: Request) -> None:
             raise invalid_request(UNSUPPORTED_FIELDS[base], param=name, code="unsupported_parameter")
         if base == CHUNKING_STRATEGY and key:
             _check_chunking_object(name, key.rstrip("]"), form)
+
+
+async def refuse_transcription_only_fields(request: Request) -> None:
+    """400 for the transcription fields that a translation would otherwise silently ignore."""
+    for name in await request.form():
+        base = name.partition("[")[0]
+        if base in NOT_FOR_TRANSLATIONS:
+            raise invalid_request(NOT_FOR_TRANSLATIONS[base], param=name, code="unsupported_parameter")
+
+
+async def form_list(request: Request, name: str) -> list[str]:
+    """A list field as `name[]` (how the SDK sends it) or as repeated bare `name`, both honoured."""
+    form = await request.form()
+    return [value for key in (f"{name}[]", name) for value in form.getlist(key) if isinstance(value, str)]
 
 
 def _check_chunking_object(name: str, key: str, form: Mapping[str, object]) -> None:
@@ -175,21 +196,21 @@ def check_stream(form: TranslationRequest) -> None:
         )
 
 
-def check_language(language: str | None, engine: Engine) -> str | None:
+def check_language(language: str | None, engine: Engine, param: str = "language") -> str | None:
     if language is None or not language.strip():
         return None
     code = language.strip().lower()
     if code not in LANGUAGE_CODES:
         raise invalid_request(
             f"Unknown language '{language}': use an ISO-639-1 code Whisper supports, e.g. en, de, fr.",
-            param="language",
+            param=param,
             code="unsupported_language",
         )
     if code != "en" and not engine.multilingual:
         raise invalid_request(
             f"The served model '{engine.model}' is English-only and cannot transcribe language "
-            f"'{code}'; omit `language`, send `en`, or run a multilingual model.",
-            param="language",
+            f"'{code}'; omit `{param}`, send `en`, or run a multilingual model.",
+            param=param,
             code="unsupported_language",
         )
     return code
@@ -217,6 +238,36 @@ def check_keywords(keywords: list[str], engine: Engine) -> list[str]:
             code="invalid_value",
         )
     return cleaned
+
+
+def check_language_hints(hints: list[str], language: str | None, engine: Engine) -> tuple[str, ...]:
+    """`languages[]`: the languages detection may choose from (each speech group is detected alone).
+
+    With `language` too, that language must be one of them: it then fixes the language.
+    """
+    codes = tuple(
+        dict.fromkeys(code for hint in hints if (code := check_language(hint, engine, "languages[]")))
+    )
+    if language is not None and codes and language not in codes:
+        raise invalid_request(
+            f"language '{language}' is not among languages[] ({', '.join(codes)}): send one or the other.",
+            param="languages[]",
+            code="invalid_value",
+        )
+    return codes
+
+
+def check_granularities(values: list[str]) -> list[TimestampGranularity]:
+    """`timestamp_granularities` sent without `[]` (a repeated bare field): checked as the list is."""
+    known = get_args(TimestampGranularity)
+    for value in values:
+        if value not in known:
+            raise invalid_request(
+                f"Invalid value for 'timestamp_granularities': {value!r}; use {' or '.join(known)}.",
+                param="timestamp_granularities",
+                code="invalid_value",
+            )
+    return [value for value in known if value in values]  # type: ignore[misc]
 
 
 def _options(task: Task, form: TranslationRequest, settings: Settings, **extra: Any) -> TranscribeOptions:
@@ -278,10 +329,14 @@ async def create_transcription(
     check_formats(form, diarize, settings.diarization_model_aliases)
     check_stream(form)
     language = check_language(form.language, pipeline.engine)
+    hints = check_language_hints(await form_list(request, "languages"), language, pipeline.engine)
+    bare = check_granularities((await request.form()).getlist("timestamp_granularities"))  # type: ignore[arg-type]
+    if bare:
+        form = form.model_copy(update={"timestamp_granularities": [*form.timestamp_granularities, *bare]})
     if form.timestamp_granularities and form.response_format != "verbose_json":
         raise invalid_request(
             "timestamp_granularities[] requires response_format=verbose_json.",
-            param="timestamp_granularities[]",
+            param="timestamp_granularities[]" if not bare else "timestamp_granularities",
             code="invalid_value",
         )
     options = _options(
@@ -290,6 +345,7 @@ async def create_transcription(
         settings,
         language=language,
         keywords=check_keywords(form.keywords, pipeline.engine),
+        language_hints=hints,
         # Speakers are put on words: diarized_json needs the words' timestamps.
         word_timestamps="word" in form.timestamp_granularities or form.response_format == DIARIZED,
     )
@@ -304,6 +360,7 @@ async def create_transcription(
     summary="Translate audio into English",
     response_class=Response,
     responses=AUDIO_RESPONSES,
+    dependencies=[Depends(refuse_transcription_only_fields)],
 )
 async def create_translation(
     form: Annotated[TranslationUpload, Form(media_type="multipart/form-data")],
