@@ -44,7 +44,8 @@ class Settings(BaseSettings):
     condition_on_previous_text: bool = Field(
         False,
         description="Prompt each 30 s window with the text decoded before it. Off: on long audio it "
-        "made tiny.en drop and repeat sentences (docs/benchmarks.md).",
+        "made tiny.en drop and repeat sentences "
+        "(docs/decisions/2026-11-29-no-conditioning-on-previous-text.md).",
     )
     batch_size: int = Field(0, ge=0, description="faster-whisper batched inference; 0 means sequential.")
 
