@@ -46,8 +46,8 @@ def available_cpus() -> int:
 def default_cpu_threads(cpus: int) -> int:
     """All CPUs but one, which stays free for decoding uploads, VAD and the event loop.
 
-    Measured on 2 cores (docs/benchmarks.md): CTranslate2 with 1 thread answered an 11 s clip in
-    0.41 s and a minute in 1.61 s; with 2 threads 0.46 s and 1.96 s.
+    Measured on 2 cores (docs/decisions/2026-11-25-cpu-threads.md): CTranslate2 with 1 thread
+    answered an 11 s clip in 0.41 s and a minute in 1.61 s; with 2 threads 0.46 s and 1.96 s.
     """
     return max(1, cpus - 1)
 
@@ -243,7 +243,8 @@ class FasterWhisperEngine:
         if self._batched is not None:
             # The batched pipeline cuts the audio into chunks with VAD, so VAD is always on here. Its
             # default, one segment per 30 s chunk without timestamps, lost a third of the words of
-            # long audio on tiny.en (docs/benchmarks.md, "GPU"); with timestamps it loses far fewer.
+            # long audio on tiny.en; with timestamps it loses far fewer
+            # (docs/decisions/2026-11-29-no-batched-pipeline-by-default.md).
             segments, info = self._batched.transcribe(
                 as_float32(audio),
                 batch_size=self.batch_size,
@@ -349,7 +350,8 @@ class FasterWhisperEngine:
         """Before ready: Silero VAD's ONNX session, on 1 s of silence (about 30 ms of CPU).
 
         The model itself needs no warm-up to serve: the first request without one costs about
-        10 % more CPU than the next (docs/benchmarks.md), less than any decoding warm-up would.
+        10 % more CPU than the next, less than any decoding warm-up would
+        (docs/decisions/2026-11-29-ready-after-vad-warm-up.md).
         """
         self._decode_silence(1, vad_filter=True)
 
@@ -360,7 +362,7 @@ class FasterWhisperEngine:
         Not on CPU: there its only effect was to raise glibc's dynamic mmap threshold, so that
         CTranslate2's buffers stayed in the heap (10 % less CPU per request for 50 MiB more);
         `python -m whisper_api` now keeps them in the heap from the start, with less memory and
-        CPU than the warm-up gave (`keep_large_blocks_in_heap`, docs/benchmarks.md, Memory).
+        CPU than the warm-up gave (`keep_large_blocks_in_heap`, docs/decisions/2026-11-29-one-glibc-heap.md).
         """
         if self.device != "cpu":
             self._decode_silence(45, vad_filter=False)
