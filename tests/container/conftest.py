@@ -1,7 +1,8 @@
 """Fixtures for the image tests: service/Dockerfile, parsed once."""
 
 import pytest
-from dockerfile_model import DOCKERFILE, Dockerfile, parse_dockerfile
+
+from tests.container.dockerfile_model import DOCKERFILE, Dockerfile, parse_dockerfile
 
 
 @pytest.fixture(scope="session")

@@ -5,8 +5,8 @@ import re
 from pathlib import Path
 
 import pytest
-from dockerfile_model import SERVICE, Dockerfile, copied_from_context
 
+from tests.container.dockerfile_model import SERVICE, Dockerfile, copied_from_context
 from whisper_api import contract
 
 TARGETS = (contract.IMAGE_TARGET_GPU, contract.IMAGE_TARGET_CPU)

@@ -3,7 +3,8 @@
 import re
 
 import pytest
-from dockerfile_model import DOCKERIGNORE, SERVICE, Dockerfile, copied_from_context
+
+from tests.container.dockerfile_model import DOCKERIGNORE, SERVICE, Dockerfile, copied_from_context
 
 
 def _pattern_regex(pattern: str) -> re.Pattern[str]:

@@ -2,10 +2,10 @@
 traffic to, the probe paths it calls, the build target and args, and every env var it sets."""
 
 import pytest
-from dockerfile_model import Dockerfile
 from fastapi.testclient import TestClient
 
 from infra.mockrun import Plan, load_stack_config, run_program
+from tests.container.dockerfile_model import Dockerfile
 from whisper_api import contract
 from whisper_api.app import create_app
 from whisper_api.settings import Settings

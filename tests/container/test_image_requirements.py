@@ -9,8 +9,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from dockerfile_model import REPO, SERVICE
 
+from tests.container.dockerfile_model import REPO, SERVICE
 from whisper_api import contract
 
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)$")

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 
 import jiwer
 import pytest
-from dockerfile_model import REPO
 
 from bench import images
+from tests.container.dockerfile_model import REPO
 from whisper_api import contract
 
 FIXTURES = REPO / "tests" / "fixtures"
