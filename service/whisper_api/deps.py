@@ -4,7 +4,6 @@ Everything a request needs lives on `app.state` (set by `app.create_app` and its
 read it, so routes never touch `request.app.state` themselves and tests see one place to look.
 """
 
-from http import HTTPStatus
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -12,7 +11,7 @@ from starlette.requests import HTTPConnection
 
 from whisper_api.diarization.diarizer import Diarizer
 from whisper_api.engines.base import Engine
-from whisper_api.errors import ApiError
+from whisper_api.errors import model_not_ready
 from whisper_api.pipeline import Pipeline
 from whisper_api.realtime.service import RealtimeService
 from whisper_api.scheduler import Scheduler
@@ -53,13 +52,7 @@ def get_ready_engine(request: Request) -> Engine:
     """The loaded engine; 503 while the model is still loading."""
     engine: Engine | None = request.app.state.engine
     if engine is None or not request.app.state.readiness.ready:
-        raise ApiError(
-            HTTPStatus.SERVICE_UNAVAILABLE,
-            "The model is still loading; retry shortly (see /readyz).",
-            type="server_error",
-            code="model_not_ready",
-            headers={"Retry-After": "5"},
-        )
+        raise model_not_ready()
     return engine
 
 

@@ -51,6 +51,17 @@ def invalid_request(message: str, *, param: str | None = None, code: str | None 
     return ApiError(HTTPStatus.BAD_REQUEST, message, param=param, code=code)
 
 
+def model_not_ready() -> ApiError:
+    """The 503 of every route (HTTP or WebSocket) while the model is still loading."""
+    return ApiError(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "The model is still loading; retry shortly (see /readyz).",
+        type="server_error",
+        code="model_not_ready",
+        headers={"Retry-After": "5"},
+    )
+
+
 def error_response(
     status: int,
     message: str,

@@ -22,7 +22,7 @@ from starlette.websockets import WebSocketState
 
 from whisper_api import contract
 from whisper_api.deps import RealtimeDep
-from whisper_api.errors import ERROR_RESPONSES, ApiError, error_response, invalid_request
+from whisper_api.errors import ERROR_RESPONSES, ApiError, error_response, invalid_request, model_not_ready
 from whisper_api.realtime import events as ev
 from whisper_api.realtime.connection import CLOSE_RESTARTING, CLOSE_TRY_AGAIN_LATER, serve_session
 from whisper_api.realtime.inference import SchedulerTranscriber
@@ -112,13 +112,7 @@ def _refusal(websocket: WebSocket, realtime: RealtimeService) -> tuple[ApiError 
             code="invalid_value",
         ), None
     if not realtime.ready:
-        return ApiError(
-            HTTPStatus.SERVICE_UNAVAILABLE,
-            "The model is still loading; retry shortly (see /readyz).",
-            type="server_error",
-            code="model_not_ready",
-            headers={"Retry-After": "5"},
-        ), None
+        return model_not_ready(), None
     return None, grant
 
 
