@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from starlette.testclient import WebSocketDenialResponse
 
+from whisper_api import contract
 from whisper_api.app import create_app
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -212,6 +214,14 @@ def test_readyz_is_503_until_the_model_is_loaded(make_settings) -> None:
             code="model_not_ready",
         )
         assert error["type"] == "server_error"
+        # The realtime handshake says the same, before any WebSocket is accepted.
+        with (
+            pytest.raises(WebSocketDenialResponse) as denied,
+            client.websocket_connect(f"{contract.REALTIME_PATH}?intent=transcription"),
+        ):
+            pass
+        assert denied.value.status_code == 503 and denied.value.headers["retry-after"] == "5"
+        assert denied.value.json()["error"]["code"] == "model_not_ready"
         release.set()
         deadline = time.monotonic() + 10
         while (ready := client.get("/readyz")).status_code != 200:
