@@ -12,6 +12,8 @@ from bench.audio import Clip, clip_seconds, clip_upload, find_clips, word_error_
 from bench.cli_http import main, parse_args
 from bench.http_bench import Auth, parse_serve, parse_target, resolve_token
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
 # ---- targets and credentials ------------------------------------------------------------------
 
 
@@ -190,15 +192,18 @@ def test_run_against_a_loopback_server_writes_the_report(
     assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_real_service_run(tmp_path: Path, tone: Path) -> None:
-    """The real service (bundled tiny.en) started by --serve, measured, stopped."""
+def test_real_service_run(tmp_path: Path) -> None:
+    """The real service (bundled tiny.en) started by --serve, measured, stopped.
+
+    Speech, not the tone: the gate sets a tone to silence and the server then runs no inference.
+    """
     out = tmp_path / "real"
     code = main(
         [
             "--serve",
             "local:WHISPER_BEAM_SIZE=1",
             "--audio",
-            str(tone),
+            str(FIXTURES / "short.wav"),
             "--requests",
             "2",
             "--concurrency",

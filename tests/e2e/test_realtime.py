@@ -23,7 +23,7 @@ from websockets.sync.client import connect as ws_connect
 from websockets.typing import Subprotocol
 
 from tests.support.engines import FIXTURES
-from tests.support.realtime import CHUNK_S, RATE, chunks, pcm24
+from tests.support.realtime import CHUNK_S, RATE, chunks, pcm24, word_edits, words
 from tests.support.server import Server, start_server, stop
 from tests.support.servers import sdk
 
@@ -49,10 +49,6 @@ API_KEY = "realtime-test-key"
 def receive(connection: Any) -> Any:
     """The next server event (the SDK's union of every Realtime event, read here as what it is)."""
     return connection.recv()
-
-
-def words(text: str) -> list[str]:
-    return re.sub(r"[^\w\s']", "", text.lower()).split()
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +87,7 @@ def check_turn(events: list[Any], http_transcript: str) -> None:
     deltas = [event for event in events if event.type == DELTA]
     assert deltas and all(delta.item_id == started.item_id for delta in deltas)
     assert kinds.index(DELTA) < kinds.index(COMPLETED)
-    assert words(completed.transcript) == words(http_transcript)
+    assert word_edits(completed.transcript, http_transcript) <= 1
     assert completed.usage.type == "duration" and completed.usage.seconds > 4
 
 

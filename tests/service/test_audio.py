@@ -165,7 +165,9 @@ def test_a_header_that_says_nothing_still_stops_at_the_limit() -> None:
 # --- The gate in front of VAD: what cannot be speech becomes digital silence -------------------
 
 SPEECH_FIXTURES = sorted(
-    path.name for path in FIXTURES.glob("*.*") if path.suffix != ".json" and path.name != "not_audio.wav"
+    path.name
+    for path in FIXTURES.glob("*.*")
+    if path.suffix not in {".json", ".md"} and path.name != "not_audio.wav"
 )
 
 

@@ -4,10 +4,12 @@ to 24 kHz mono PCM16 with PyAV, padded with silence so that server VAD sees spee
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Iterator
 from functools import cache
 
 import av
+import jiwer
 import numpy as np
 
 from tests.support.engines import FIXTURES
@@ -40,3 +42,20 @@ def chunks(audio: bytes, seconds: float = CHUNK_S) -> Iterator[str]:
 
 def duration_s(audio: bytes) -> float:
     return len(audio) / 2 / RATE
+
+
+def words(text: str) -> list[str]:
+    """A transcript's words, lower-cased, without punctuation."""
+    return re.sub(r"[^\w\s']", "", text.lower()).split()
+
+
+def word_edits(hypothesis: str, reference: str) -> int:
+    """Words substituted, inserted or deleted between two transcripts.
+
+    A server-VAD turn is a slice of the recording (from the prefix padding to the end of the
+    silence that stopped it), not the whole file, and tiny.en may hear one word of it differently
+    from the file ("jump" for "jumps" in short.wav on some CPUs); a manual commit of the whole
+    buffer must match exactly.
+    """
+    counts = jiwer.process_words(" ".join(words(reference)), " ".join(words(hypothesis)))
+    return counts.substitutions + counts.insertions + counts.deletions
