@@ -50,6 +50,7 @@ class Session(BaseModel):
     start_to_first_delta_s: list[float]
     deltas_before_stop: int  # items that had a delta while still being spoken
     wer: float | None
+    transcript: str  # the completed items, joined in order
 
 
 class Run(BaseModel):
@@ -159,6 +160,7 @@ async def one_session(url: str, audio: bytes, reference: str | None, timeout_s: 
         start_to_first_delta_s=[first_delta[i] - started[i] for i in started if i in first_delta],
         deltas_before_stop=sum(1 for i in stopped if i in first_delta and first_delta[i] < stopped[i]),
         wer=word_error_rate(reference, text) if reference and text else None,
+        transcript=text,
     )
 
 

@@ -164,6 +164,17 @@ def diarization(report: Report) -> str:
     )
 
 
+def realtime(report: Report) -> str:
+    runs = {run["sessions"]: run for run in report["runs"]}
+    one, most = runs[min(runs)], runs[max(runs)]
+    return (
+        f"speech_stopped → completed p50 **{one['stop_to_completed_p50_s']:.2f} s** "
+        f"({_pct(one['items_within_target'])} within {report['target_s']:g} s) at {min(runs)} session, "
+        f"{most['stop_to_completed_p50_s']:.1f} s at {max(runs)}; deltas while spoken on "
+        f"{_pct(one['items_with_deltas_while_spoken'])} of items at {min(runs)}"
+    )
+
+
 ROWS: tuple[Row, ...] = (
     ("process start → first transcription (jfk.flac)", "coldstart/coldstart.json", cold_start),
     ("the same in the `cpu` image", "coldstart-image/coldstart-image.json", image_cold_start),
@@ -177,6 +188,7 @@ ROWS: tuple[Row, ...] = (
     ("`make batch` over a folder", "batch/results.json", batch),
     ("GPU, in-process (faster-whisper float16)", "gpu/gpu.json", gpu),
     ("speaker diarization (diarized_json)", "diarization/diarization.json", diarization),
+    ("live transcription (Realtime sessions, 41 s of speech)", "realtime/results.json", realtime),
 )
 
 

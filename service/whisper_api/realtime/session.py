@@ -9,7 +9,11 @@ Transcription goes through a `Transcriber` (the scheduler's inference slots in t
 pass at a time per session, so a session's events stay in order: committed items are finalised in
 the order they were committed (`delta`s, then `completed`, per `item_id`), and while an utterance is
 still being spoken it is re-transcribed after each `delta_interval_s` of new audio, so that captions
-appear as people talk (`captions.Captions` sends only words two passes agree on). Such interim
+appear as people talk (`captions.Captions` sends only words two passes agree on). Once the speaker
+has paused for `early_final_after_ms`, the final pass is run over the utterance so far, before server
+VAD has heard the whole `silence_duration_ms` that ends the turn: when the turn does stop in that same
+pause, that pass is the item's transcript (the audio it did not see is the rest of the silence), so
+`completed` follows `speech_stopped` at once instead of one final pass later. Interim and early
 passes are the first thing dropped under load: the transcriber may decline them.
 """
 
@@ -50,6 +54,7 @@ class SessionLimits:
     max_append_bytes: int = 1 << 20  # one append's decoded audio
     max_utterance_s: float = 30.0  # server VAD commits a longer utterance in pieces (one Whisper window)
     delta_interval_s: float = 1.0  # new audio between interim passes over an utterance being spoken
+    early_final_after_ms: int = 200  # a pause this long starts the final pass (server VAD)
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,9 @@ class _Item:
     item_id: str
     captions: Captions = field(default_factory=Captions)
     audio: np.ndarray | None = None  # set once committed
+    pause_from: int | None = None  # where the silence that made server VAD commit it began
+    early_pause_from: int | None = None  # the pause the early final pass was run in
+    early: Transcript | None = None  # that pass's transcript (None if declined or not run)
 
 
 class SessionError(Exception):
@@ -276,6 +284,7 @@ class RealtimeSession:
             self.emit(
                 ev.SpeechStopped(audio_end_ms=turn.sample * 1000 // SAMPLE_RATE, item_id=self._open.item_id)
             )
+            self._open.pause_from = turn.pause_from
             self._commit_until(turn.sample)
 
     def _split_long_utterance(self) -> None:
@@ -349,7 +358,13 @@ class RealtimeSession:
 
     def _reset_vad(self) -> None:
         vad = self.turn_detection
-        self._vad = None if vad is None else StreamingVad(vad.threshold, vad.silence_duration_ms)
+        self._vad = (
+            None
+            if vad is None
+            else StreamingVad(
+                vad.threshold, vad.silence_duration_ms, start=self._buffer_start + self._buffered
+            )
+        )
         if self._vad is not None:
             # Whatever was buffered for a manual commit is now outside any utterance.
             self._open = None
@@ -368,17 +383,42 @@ class RealtimeSession:
             return False  # speech may be ending: keep the slot free for the final pass
         return self._open is not None and self._buffered - self._interim_at >= step
 
+    def _early_due(self) -> bool:
+        vad, item = self._vad, self._open
+        if vad is None or item is None or vad.pause_from is None or not vad.speaking:
+            return False
+        paused = self._buffer_start + self._buffered - vad.pause_from
+        return (
+            item.early_pause_from != vad.pause_from
+            and paused * 1000 >= self.limits.early_final_after_ms * SAMPLE_RATE
+        )
+
+    def _due(self) -> bool:
+        return bool(self._finals) or self._early_due() or self._interim_due()
+
     async def run(self) -> None:
-        """The transcription loop: finals first, in commit order; interim passes when due."""
+        """The transcription loop: finals first, in commit order; then early and interim passes."""
         while True:
             if self._finals:
                 await self._finalise(self._finals.popleft())
+            elif self._early_due():
+                await self._early_final()
             elif self._interim_due():
                 await self._interim()
             else:
                 self._wake = anyio.Event()
-                if not self._finals and not self._interim_due():
+                if not self._due():
                     await self._wake.wait()
+
+    async def _early_final(self) -> None:
+        item, vad = self._open, self._vad
+        assert item is not None and vad is not None
+        item.early_pause_from = vad.pause_from
+        audio = self._buffer()[-int(self.limits.max_utterance_s * SAMPLE_RATE) :]
+        try:
+            item.early = await self.transcriber(audio, self._options(), interim=True)
+        except Exception:  # the final pass runs instead, and reports a failure on the item
+            item.early = None
 
     async def _interim(self) -> None:
         item = self._open
@@ -397,8 +437,11 @@ class RealtimeSession:
     async def _finalise(self, item: _Item) -> None:
         assert item.audio is not None
         seconds = item.audio.size / SAMPLE_RATE
+        early = (
+            item.early if item.pause_from is not None and item.early_pause_from == item.pause_from else None
+        )
         try:
-            transcript = await self.transcriber(item.audio, self._options(), interim=False)
+            transcript = early or await self.transcriber(item.audio, self._options(), interim=False)
         except Exception as error:  # reported on the item; the session goes on
             self.emit(
                 ev.TranscriptionFailed(

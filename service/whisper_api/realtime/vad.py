@@ -7,6 +7,9 @@ samples are carried from one append to the next, so each window is scored once, 
 context as in a whole-file run. Turns follow OpenAI's `server_vad`: speech starts at the first
 window above `threshold` (the item's audio begins `prefix_padding_ms` earlier) and stops once
 `silence_duration_ms` have stayed below the lower threshold Silero uses to end speech.
+
+Sample offsets count from the start of the session (`start` is where this VAD's first sample lies:
+a VAD made after a session.update begins mid-session), so that the session can cut its buffer at them.
 """
 
 from __future__ import annotations
@@ -30,12 +33,15 @@ class Turn:
 
     kind: str  # "started" | "stopped"
     sample: int
+    pause_from: int | None = None  # "stopped": where the silence that ended the speech began
 
 
 class StreamingVad:
     """Scores 16 kHz audio window by window and reports where speech starts and stops."""
 
-    def __init__(self, threshold: float, silence_duration_ms: int, sample_rate: int = 16_000) -> None:
+    def __init__(
+        self, threshold: float, silence_duration_ms: int, sample_rate: int = 16_000, start: int = 0
+    ) -> None:
         self.threshold = threshold
         self.end_threshold = max(threshold - END_MARGIN, 0.01)
         self.silence_samples = silence_duration_ms * sample_rate // 1000
@@ -43,9 +49,9 @@ class StreamingVad:
         self._state = np.zeros((2, 1, 1, 128), dtype=np.float32)
         self._context = np.zeros(CONTEXT, dtype=np.float32)
         self._pending = np.zeros(0, dtype=np.float32)
-        self._scored = 0  # samples scored so far (whole windows)
+        self._scored = start  # the offset of the next window to score
         self.speaking = False
-        self._silence_from: int | None = None
+        self.pause_from: int | None = None  # in speech: where the current silence began, if any
 
     def feed(self, samples: np.ndarray) -> list[Turn]:
         """Score every whole window now available; the turns they reveal, in order."""
@@ -67,12 +73,12 @@ class StreamingVad:
     @property
     def pausing(self) -> bool:
         """In speech, but the last windows were silent: it may be about to stop."""
-        return self.speaking and self._silence_from is not None
+        return self.speaking and self.pause_from is not None
 
     def reset(self) -> None:
         """Forget the current turn (the buffer was cleared or committed by the client)."""
         self.speaking = False
-        self._silence_from = None
+        self.pause_from = None
 
     def _score(self, audio: np.ndarray) -> np.ndarray:
         windows = audio.reshape(-1, WINDOW)
@@ -89,19 +95,20 @@ class StreamingVad:
         if not self.speaking:
             if probability >= self.threshold:
                 self.speaking = True
-                self._silence_from = None
+                self.pause_from = None
                 return Turn("started", start)
             return None
         if probability >= self.threshold:
-            self._silence_from = None
+            self.pause_from = None
         elif probability < self.end_threshold:
-            if self._silence_from is None:
-                self._silence_from = start
+            if self.pause_from is None:
+                self.pause_from = start
             end = start + WINDOW
-            if end - self._silence_from >= self.silence_samples:
+            if end - self.pause_from >= self.silence_samples:
+                turn = Turn("stopped", end, pause_from=self.pause_from)
                 self.speaking = False
-                self._silence_from = None
-                return Turn("stopped", end)
+                self.pause_from = None
+                return turn
         return None
 
 

@@ -17,7 +17,7 @@ from openai.types.realtime import RealtimeServerEvent
 from pydantic import TypeAdapter
 
 from tests.support.engines import FIXTURES
-from tests.support.realtime import chunks, pcm24, word_edits, words
+from tests.support.realtime import RATE, chunks, pcm24, word_edits, words
 from whisper_api.engines.base import Engine
 from whisper_api.realtime import events as ev
 from whisper_api.realtime.audio import InputDecoder
@@ -70,18 +70,34 @@ class Client:
 
 
 class RecordingTranscriber(SchedulerTranscriber):
-    """The scheduler's transcriber, keeping the audio of each final pass to compare with what was sent."""
+    """The scheduler's transcriber, keeping the audio of each final pass (to compare with what was
+    sent) and counting the early final passes (final options, declinable as captions are)."""
 
     def __init__(self, engine: Engine, scheduler: Scheduler) -> None:
         super().__init__(engine, scheduler)
-        self.finals: list[np.ndarray] = []
+        self.finals: list[np.ndarray] = []  # the audio of each final pass
+        self.final_quality: list[np.ndarray] = []  # ... and of each early one
+        self.early_passes = 0
+        self._counted = anyio.Event()
 
     async def __call__(
         self, audio: np.ndarray, options: TranscribeOptions, *, interim: bool
     ) -> Transcript | None:
         if not interim:
             self.finals.append(audio)
-        return await super().__call__(audio, options, interim=interim)
+        if options.beam_size != 1:
+            self.final_quality.append(audio)
+        transcript = await super().__call__(audio, options, interim=interim)
+        if interim and options.beam_size != 1 and transcript is not None:
+            self.early_passes += 1
+            self._counted.set()
+        return transcript
+
+    async def wait_for_early_passes(self, count: int, timeout_s: float = 60) -> None:
+        with anyio.fail_after(timeout_s):
+            while self.early_passes < count:
+                self._counted = anyio.Event()
+                await self._counted.wait()
 
 
 @pytest.fixture
@@ -133,10 +149,11 @@ async def test_server_vad_turns_speech_into_an_item_with_deltas_and_its_transcri
     assert deltas and all(delta["item_id"] == item_id for delta in deltas)
     assert "".join(delta["delta"] for delta in deltas) == completed["transcript"]
     assert word_edits(completed["transcript"], http_transcript) <= 1
-    # Nothing lost: the item's audio is the stream, decoded, from speech_started to speech_stopped.
+    # Nothing lost: the transcript's audio is the stream, decoded, from speech_started to the pause
+    # that ended it (an early pass sees up to 500 ms less of that pause than the committed item).
     decoder = InputDecoder(ev.AudioFormat())
     stream = np.concatenate([decoder.decode(base64.b64decode(piece)) for piece in chunks(pcm24("short.wav"))])
-    (turn,) = client.transcriber.finals
+    turn = client.transcriber.final_quality[-1]
     start = next(
         (
             offset
@@ -146,8 +163,64 @@ async def test_server_vad_turns_speech_into_an_item_with_deltas_and_its_transcri
         None,
     )
     assert start is not None, "the item's audio is not the stream's samples"
-    assert (start + turn.size) // 16 == stopped["audio_end_ms"]
+    assert stopped["audio_end_ms"] - 500 <= (start + turn.size) // 16 <= stopped["audio_end_ms"]
     assert completed["usage"]["type"] == "duration" and 4 < completed["usage"]["seconds"] < 7
+
+
+LONG_PAUSES = {
+    "type": "session.update",
+    "session": {
+        "type": "transcription",
+        "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 2000}}},
+    },
+}
+
+
+async def stream(client: Client, audio: bytes) -> None:
+    for piece in chunks(audio):
+        await client.send({"type": "input_audio_buffer.append", "audio": piece})
+        await anyio.sleep(0.01)
+
+
+async def test_a_pause_runs_the_final_pass_before_the_turn_stops(
+    client: Client, http_transcript: str
+) -> None:
+    """The final pass runs early in the pause; when the turn stops in that pause, it is the transcript,
+    and no pass runs after speech_stopped."""
+    await client.send(LONG_PAUSES)
+    await stream(client, pcm24("short.wav", tail_s=0.5))
+    await client.transcriber.wait_for_early_passes(1)
+    await stream(client, bytes(2 * RATE * 2))  # the rest of the 2 s of silence
+    completed = (await client.until("conversation.item.input_audio_transcription.completed"))[0]
+    assert client.transcriber.finals == []
+    assert word_edits(completed["transcript"], http_transcript) <= 1
+    assert 6 < completed["usage"]["seconds"] < 9  # the committed audio, the whole pause included
+
+
+async def test_speech_after_an_early_pass_is_in_the_transcript(client: Client, http_transcript: str) -> None:
+    """Speech resumed after an early pass: that pass is stale, and the transcript has both sentences."""
+    await client.send(LONG_PAUSES)
+    await stream(client, pcm24("short.wav", tail_s=0.3))
+    await client.transcriber.wait_for_early_passes(1)
+    await stream(client, pcm24("short.wav", lead_s=0, tail_s=2.5))
+    completed = await client.until("conversation.item.input_audio_transcription.completed")
+    assert len(completed) == 1  # one turn: the first pause was shorter than 2 s
+    assert word_edits(completed[0]["transcript"], f"{http_transcript} {http_transcript}") <= 2
+
+
+async def test_server_vad_turned_on_mid_session_finds_turns_in_the_audio_after_it(
+    client: Client, http_transcript: str
+) -> None:
+    """The VAD's offsets continue the session's: audio committed before it came does not shift them."""
+    await client.send(MANUAL)
+    await stream(client, pcm24("short.wav"))
+    await client.send({"type": "input_audio_buffer.commit"})
+    await client.until("conversation.item.input_audio_transcription.completed")
+    server_vad = {"audio": {"input": {"turn_detection": {"type": "server_vad"}}}}
+    await client.send({"type": "session.update", "session": {"type": "transcription", **server_vad}})
+    await stream(client, pcm24("short.wav"))
+    completed = await client.until("conversation.item.input_audio_transcription.completed", count=2)
+    assert word_edits(completed[1]["transcript"], http_transcript) <= 1
 
 
 async def test_manual_commits_make_items_in_order(client: Client, http_transcript: str) -> None:
