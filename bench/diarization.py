@@ -283,7 +283,11 @@ def markdown(report: DiarizationReport) -> str:
         "## Speaker diarization (Silero VAD + CAM++ on onnxruntime, spectral clustering)",
         "",
         report.machine.describe(report.load_average_after[0]),
-        "Shared machine: other engineers' work ran meanwhile, so times are upper bounds.",
+        *(
+            ["Shared machine: other work ran meanwhile (load above the cores), so times are upper bounds."]
+            if max(report.machine.load_average[0], report.load_average_after[0]) > report.machine.cores
+            else []
+        ),
         f"DER with a {report.collar_s:g} s collar, overlapping speech scored. Time is diarization alone "
         "(no transcription), one process, all cores.",
         "",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -164,14 +165,16 @@ async def one_session(url: str, audio: bytes, reference: str | None, timeout_s: 
     )
 
 
-async def probe(url: str, stop: asyncio.Event, interval_s: float = 0.05) -> list[float]:
+def probe(url: str, stop: threading.Event, interval_s: float = 0.05) -> list[float]:
+    """`/healthz` latencies, from a thread of its own: the sessions' clients share the event loop,
+    and a probe among them would time their work too, not only the server's."""
     latencies: list[float] = []
-    async with httpx.AsyncClient(timeout=10) as client:
+    with httpx.Client(timeout=10) as client:
         while not stop.is_set():
             begin = time.perf_counter()
-            await client.get(url + HEALTH_PATH)
+            client.get(url + HEALTH_PATH)
             latencies.append(time.perf_counter() - begin)
-            await asyncio.sleep(interval_s)
+            stop.wait(interval_s)
     return latencies
 
 
@@ -186,8 +189,8 @@ def _p(values: list[float], q: int) -> float | None:
 async def measure(
     service: RunningService, sessions: int, audio: bytes, reference: str | None, target_s: float
 ) -> Run:
-    stop = asyncio.Event()
-    prober = asyncio.create_task(probe(service.url, stop))
+    stop = threading.Event()
+    prober = asyncio.create_task(asyncio.to_thread(probe, service.url, stop))
     results = await asyncio.gather(
         *(one_session(service.url, audio, reference, 180) for _ in range(sessions))
     )

@@ -306,6 +306,42 @@ def test_the_cpu_image_diarizes_offline_with_its_baked_network_and_no_torch(cpu_
     assert 20_000_000 < int(size) < 40_000_000  # CAM++ as ONNX, about 28 MB: the whole cost in the image
 
 
+def test_the_diarization_build_arg_adds_the_speaker_network_alone(cpu_image: str, base: str) -> None:
+    """WHISPER_DIARIZATION=false builds the same cpu image less campplus.onnx: the sizes with and
+    without it, measured here, are the ones docs/images.md states."""
+    without = images.build(
+        contract.IMAGE_TARGET_CPU,
+        f"cpu-{ENGINE}-no-diarization",
+        base,
+        {**BUILD_ARGS, "WHISPER_DIARIZATION": "false"},
+    )
+    with images.in_docker(without):
+        size = {
+            image: int(images.docker("image", "inspect", "--format", "{{.Size}}", image).stdout)
+            for image in (cpu_image, without)
+        }
+        listing = images.docker(
+            "run", "--rm", "--network=none", without, "ls", "-A", "/models/diarization"
+        ).stdout
+    network = int(
+        images.docker(
+            "run",
+            "--rm",
+            "--network=none",
+            cpu_image,
+            "stat",
+            "-c",
+            "%s",
+            "/models/diarization/campplus.onnx",
+        ).stdout
+    )
+    added = size[cpu_image] - size[without]
+    measured = f"with diarization {size[cpu_image]:,} B, without {size[without]:,} B, the graph {network:,} B"
+    print(measured)  # pytest -s shows it: the figures docs/images.md states
+    assert listing.strip() == ""  # the directory is there (the image's env names it), the graph is not
+    assert network <= added <= network + 1_000_000, measured
+
+
 def test_the_cold_start_benchmark_times_the_cpu_image_in_order(cpu_image: str) -> None:
     """scripts/bench-coldstart-image's measurements, on the image built here (no timing is asserted)."""
     from bench.coldstart_image import CONTAINER_STEPS, measure_container_start, measure_container_steps
