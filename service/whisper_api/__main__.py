@@ -77,7 +77,7 @@ async def serve(settings: Settings, host: str, port: int, loading: Future[Engine
     import uvicorn
 
     from whisper_api.app import create_app
-    from whisper_api.connections import GuardedH11Protocol
+    from whisper_api.connections import DenialAwareWebSocketProtocol, GuardedH11Protocol
     from whisper_api.lifecycle import GracefulServer, uvicorn_options
 
     app = create_app(settings, load_engine=None if loading is None else lambda _settings: loading.result())
@@ -87,7 +87,7 @@ async def serve(settings: Settings, host: str, port: int, loading: Future[Engine
         port=port,
         proxy_headers=True,
         http=GuardedH11Protocol.with_head_timeout(settings.header_timeout_s),
-        ws="websockets-sansio",
+        ws=DenialAwareWebSocketProtocol,
         # A realtime append up to twice the limit still gets its `error` event; larger frames are cut (1009).
         ws_max_size=2 * (settings.realtime_max_append_bytes * 4 // 3 + 4096),
         **uvicorn_options(settings),

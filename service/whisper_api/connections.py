@@ -12,15 +12,23 @@ never cut: from its head on, the app's own limits apply (upload idle timeout, re
 It also answers malformed HTTP (bad request line, header or Content-Length) with a 400 in the
 envelope rather than uvicorn's plain text. Both answers carry an `x-request-id`, as every other
 response does, and the log line names it, so that a user can quote it.
+
+`DenialAwareWebSocketProtocol` is uvicorn's websockets-sansio protocol that counts a refused
+upgrade (a 401 or 503 sent as a denial response) as a finished handshake, as uvicorn's wsproto
+protocol does; without it every refused session logs `ASGI callable returned without completing
+handshake.` at ERROR, which alerting on error logs would page on (Kludex/uvicorn#3138, open: drop
+the class once a uvicorn release has the fix).
 """
 
 from __future__ import annotations
 
 import asyncio
 from http import HTTPStatus
+from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from whisper_api.errors import INVALID_REQUEST
 from whisper_api.request_id import HEADER as REQUEST_ID_HEADER
@@ -106,3 +114,12 @@ class GuardedH11Protocol(H11Protocol):
         self.logger.warning("%d %s (%s): %s", status.value, code, request_id, message)
         self.transport.write(_error_bytes(status, message, code, request_id))
         self.transport.close()
+
+
+class DenialAwareWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets-sansio protocol; a denial response completes the handshake (see above)."""
+
+    async def send(self, message: Any) -> None:  # uvicorn's ASGISendEvent (a private module)
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body", False):
+            self.handshake_complete = True

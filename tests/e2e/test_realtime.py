@@ -317,11 +317,16 @@ def test_an_idle_session_is_closed_with_an_error_event(small: Server) -> None:
 
 
 def test_a_wrong_key_is_refused_before_the_upgrade(small: Server) -> None:
+    logged = len(small.log.read_bytes())
     wrong = keyed(small, "wrong").realtime.connect(extra_query=INTENT)
     with pytest.raises(websockets.InvalidStatus) as refused, wrong as connection:
         receive(connection)
     assert refused.value.response.status_code == 401
     assert json.loads(refused.value.response.body)["error"]["code"] == "invalid_api_key"
+    # A refusal is the client's error, not the server's: nothing at ERROR (uvicorn logged one).
+    time.sleep(0.5)
+    since = small.log.read_bytes()[logged:].decode()
+    assert '" 401' in since and '"ERROR"' not in since, since
 
 
 def test_a_browser_opens_a_session_with_a_client_secret_never_the_key(small: Server) -> None:
