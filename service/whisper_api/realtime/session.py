@@ -76,6 +76,8 @@ class _Item:
     pause_from: int | None = None  # where the silence that made server VAD commit it began
     early_pause_from: int | None = None  # the pause the early final pass was run in
     early: Transcript | None = None  # that pass's transcript (None if declined or not run)
+    caption_from: int = 0  # where in the buffer the caption passes start (past 30 s: manual commits)
+    last_pass: tuple[int, Transcript] | None = None  # the last caption pass: (its start, transcript)
 
 
 class SessionError(Exception):
@@ -424,13 +426,35 @@ class RealtimeSession:
         item = self._open
         assert item is not None
         self._interim_at = self._buffered
-        audio = self._buffer()[-int(self.limits.max_utterance_s * SAMPLE_RATE) :]
+        buffer = self._buffer()
+        window = int(self.limits.max_utterance_s * SAMPLE_RATE)
+        if buffer.size - item.caption_from > window:
+            self._advance_captions(item, buffer.size - window)
+        start = item.caption_from
         # Greedy, one temperature: a caption pass costs a fraction of the final one (beam search).
         options = self._options().model_copy(update={"beam_size": 1, "temperature": 0.0})
-        transcript = await self.transcriber(audio, options, interim=True)
+        transcript = await self.transcriber(buffer[start:], options, interim=True)
         if transcript is None:
             return
+        item.last_pass = (start, transcript)
         delta = item.captions.interim(transcript.text)
+        if delta:
+            self.emit(ev.TranscriptionDelta(item_id=item.item_id, delta=delta))
+
+    def _advance_captions(self, item: _Item, needed: int) -> None:
+        """Start the caption window at or after buffer sample `needed`: past the last pass's first
+        segments (never its last, which may end mid-word); where no segment ends late enough, the
+        window jumps there, and the words it skips are left to the final pass."""
+        finished: list[str] = []
+        end = item.caption_from
+        if item.last_pass is not None and item.last_pass[0] == item.caption_from:
+            for segment in item.last_pass[1].segments[:-1]:
+                finished.append(segment.text)
+                end = item.caption_from + int(segment.end * SAMPLE_RATE)
+                if end >= needed:
+                    break
+        item.caption_from = max(end, needed)
+        delta = item.captions.advance(" ".join(finished))
         if delta:
             self.emit(ev.TranscriptionDelta(item_id=item.item_id, delta=delta))
 

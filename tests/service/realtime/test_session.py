@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -78,6 +78,7 @@ class RecordingTranscriber(SchedulerTranscriber):
         self.finals: list[np.ndarray] = []  # the audio of each final pass
         self.final_quality: list[np.ndarray] = []  # ... and of each early one
         self.early_passes = 0
+        self.caption_passes = 0
         self._counted = anyio.Event()
 
     async def __call__(
@@ -88,14 +89,23 @@ class RecordingTranscriber(SchedulerTranscriber):
         if options.beam_size != 1:
             self.final_quality.append(audio)
         transcript = await super().__call__(audio, options, interim=interim)
-        if interim and options.beam_size != 1 and transcript is not None:
-            self.early_passes += 1
+        if interim and transcript is not None:
+            if options.beam_size == 1:
+                self.caption_passes += 1
+            else:
+                self.early_passes += 1
             self._counted.set()
         return transcript
 
     async def wait_for_early_passes(self, count: int, timeout_s: float = 60) -> None:
+        await self._wait(lambda: self.early_passes >= count, timeout_s)
+
+    async def wait_for_caption_passes(self, count: int, timeout_s: float = 60) -> None:
+        await self._wait(lambda: self.caption_passes >= count, timeout_s)
+
+    async def _wait(self, done: Callable[[], bool], timeout_s: float) -> None:
         with anyio.fail_after(timeout_s):
-            while self.early_passes < count:
+            while not done():
                 self._counted = anyio.Event()
                 await self._counted.wait()
 
@@ -167,6 +177,7 @@ async def test_server_vad_turns_speech_into_an_item_with_deltas_and_its_transcri
     assert completed["usage"]["type"] == "duration" and 4 < completed["usage"]["seconds"] < 7
 
 
+DELTA = "conversation.item.input_audio_transcription.delta"
 LONG_PAUSES = {
     "type": "session.update",
     "session": {
@@ -221,6 +232,26 @@ async def test_server_vad_turned_on_mid_session_finds_turns_in_the_audio_after_i
     await stream(client, pcm24("short.wav"))
     completed = await client.until("conversation.item.input_audio_transcription.completed", count=2)
     assert word_edits(completed[1]["transcript"], http_transcript) <= 1
+
+
+async def test_manual_commits_are_captioned_past_one_whisper_window(client: Client) -> None:
+    """41 s in one manual item: captions go on after the first 30 s (the window moves on)."""
+    client.session.limits = SessionLimits(max_buffer_s=60, max_append_bytes=200_000)
+    await client.send(MANUAL)
+    audio, step = pcm24("long.ogg", lead_s=0.5, tail_s=0), 2 * RATE * 2  # 2 s at a time
+    captioned_by_30s = ""
+    for start in range(0, len(audio), step):
+        passes = client.transcriber.caption_passes
+        for piece in chunks(audio[start : start + step]):
+            await client.send({"type": "input_audio_buffer.append", "audio": piece})
+        await client.transcriber.wait_for_caption_passes(passes + 1)
+        if start < 30 * RATE * 2:
+            captioned_by_30s = "".join(event["delta"] for event in client.of(DELTA))
+    captioned = "".join(event["delta"] for event in client.of(DELTA))
+    assert len(words(captioned)) >= len(words(captioned_by_30s)) + 10, (captioned_by_30s, captioned)
+    await client.send({"type": "input_audio_buffer.commit"})
+    completed = (await client.until("conversation.item.input_audio_transcription.completed"))[0]
+    assert word_edits("".join(event["delta"] for event in client.of(DELTA)), completed["transcript"]) <= 4
 
 
 async def test_manual_commits_make_items_in_order(client: Client, http_transcript: str) -> None:
