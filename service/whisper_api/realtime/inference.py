@@ -17,8 +17,8 @@ class SchedulerTranscriber:
     """Runs a session's passes through the scheduler that uploads use: same slots, same queue.
 
     Sessions are admitted at their own door (`SessionSlots`), so their passes do not take the
-    uploads' queue places; an interim pass is declined whenever every slot is busy, so captions
-    never delay a final transcript or an upload.
+    uploads' queue places; an interim pass (captions, an early final) is declined whenever every
+    slot is busy, so it never delays a final transcript or an upload.
     """
 
     def __init__(self, engine: Engine, scheduler: Scheduler) -> None:

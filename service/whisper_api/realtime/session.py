@@ -44,7 +44,8 @@ class Transcriber(Protocol):
     async def __call__(
         self, audio: np.ndarray, options: TranscribeOptions, *, interim: bool
     ) -> Transcript | None:
-        """16 kHz int16 audio → its transcript; None when an interim pass is declined (load)."""
+        """16 kHz int16 audio → its transcript. `interim` passes (captions, early finals) may be
+        declined under load: None."""
         ...
 
 
