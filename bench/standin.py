@@ -25,8 +25,9 @@ import resource
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from pydantic import BaseModel
@@ -37,6 +38,7 @@ from bench.machine import Machine, describe, load_average
 from bench.report import write_results
 
 CACHE = REPO / ".cache" / "standin"
+T = TypeVar("T")
 LONG_RECORDING = REPO / "tests" / "fixtures" / "long.ogg"
 WINDOW_S = 30.0
 BATCH = 4
@@ -54,25 +56,18 @@ class Shape(BaseModel):
 
 
 # OpenAI's published dimensions (whisper/__init__.py _MODELS; large-v3-turbo: 4 decoder layers).
+TURBO = Shape(
+    name="large-v3-turbo",
+    encoder_layers=32,
+    decoder_layers=4,
+    width=1280,
+    heads=20,
+    mels=128,
+    vocabulary=51866,
+)
 SHAPES = {
-    "large-v3-turbo": Shape(
-        name="large-v3-turbo",
-        encoder_layers=32,
-        decoder_layers=4,
-        width=1280,
-        heads=20,
-        mels=128,
-        vocabulary=51866,
-    ),
-    "large-v3": Shape(
-        name="large-v3",
-        encoder_layers=32,
-        decoder_layers=32,
-        width=1280,
-        heads=20,
-        mels=128,
-        vocabulary=51866,
-    ),
+    "large-v3-turbo": TURBO,
+    "large-v3": TURBO.model_copy(update={"name": "large-v3", "decoder_layers": 32}),
 }
 
 
@@ -191,7 +186,7 @@ def measure(shape: Shape, folder: Path, tokens: int, threads: int) -> Measured:
     end_of_text = 50257
     prompt = [50258, 50259, 50360]  # <|startoftranscript|><|en|><|transcribe|> in the base vocabulary
 
-    def timed(call):  # type: ignore[no-untyped-def]
+    def timed(call: Callable[[], T]) -> tuple[T, float]:
         begin = time.perf_counter()
         result = call()
         return result, time.perf_counter() - begin
@@ -200,7 +195,7 @@ def measure(shape: Shape, folder: Path, tokens: int, threads: int) -> Measured:
     one, encode_s = timed(lambda: model.encode(ctranslate2.StorageView.from_array(features[:1])))
     batch, encode_batch_s = timed(lambda: model.encode(ctranslate2.StorageView.from_array(features)))
 
-    def decode(encoded, streams: int) -> None:  # type: ignore[no-untyped-def]
+    def decode(encoded: ctranslate2.StorageView, streams: int) -> None:
         results = model.generate(
             encoded,
             [prompt] * streams,

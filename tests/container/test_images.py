@@ -323,18 +323,8 @@ def test_the_diarization_build_arg_adds_the_speaker_network_alone(cpu_image: str
         listing = images.docker(
             "run", "--rm", "--network=none", without, "ls", "-A", "/models/diarization"
         ).stdout
-    network = int(
-        images.docker(
-            "run",
-            "--rm",
-            "--network=none",
-            cpu_image,
-            "stat",
-            "-c",
-            "%s",
-            "/models/diarization/campplus.onnx",
-        ).stdout
-    )
+    graph = ["stat", "-c", "%s", "/models/diarization/campplus.onnx"]
+    network = int(images.docker("run", "--rm", "--network=none", cpu_image, *graph).stdout)
     added = size[cpu_image] - size[without]
     measured = f"with diarization {size[cpu_image]:,} B, without {size[without]:,} B, the graph {network:,} B"
     print(measured)  # pytest -s shows it: the figures docs/images.md states

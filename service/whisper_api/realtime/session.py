@@ -361,13 +361,8 @@ class RealtimeSession:
 
     def _reset_vad(self) -> None:
         vad = self.turn_detection
-        self._vad = (
-            None
-            if vad is None
-            else StreamingVad(
-                vad.threshold, vad.silence_duration_ms, start=self._buffer_start + self._buffered
-            )
-        )
+        start = self._buffer_start + self._buffered  # the VAD counts samples as the session does
+        self._vad = None if vad is None else StreamingVad(vad.threshold, vad.silence_duration_ms, start=start)
         if self._vad is not None:
             # Whatever was buffered for a manual commit is now outside any utterance.
             self._open = None
@@ -438,7 +433,9 @@ class RealtimeSession:
         if transcript is None:
             return
         item.last_pass = (start, transcript)
-        delta = item.captions.interim(transcript.text)
+        self._send_delta(item, item.captions.interim(transcript.text))
+
+    def _send_delta(self, item: _Item, delta: str | None) -> None:
         if delta:
             self.emit(ev.TranscriptionDelta(item_id=item.item_id, delta=delta))
 
@@ -455,9 +452,7 @@ class RealtimeSession:
                 if end >= needed:
                     break
         item.caption_from = max(end, needed)
-        delta = item.captions.advance(" ".join(finished))
-        if delta:
-            self.emit(ev.TranscriptionDelta(item_id=item.item_id, delta=delta))
+        self._send_delta(item, item.captions.advance(" ".join(finished)))
 
     async def _finalise(self, item: _Item) -> None:
         assert item.audio is not None
@@ -481,8 +476,7 @@ class RealtimeSession:
             return
         assert transcript is not None
         delta, text = item.captions.final(transcript.text)
-        if delta:
-            self.emit(ev.TranscriptionDelta(item_id=item.item_id, delta=delta))
+        self._send_delta(item, delta)
         self.emit(
             ev.TranscriptionCompleted(
                 item_id=item.item_id, transcript=text, usage=ev.DurationUsage(seconds=round(seconds, 3))
