@@ -88,6 +88,7 @@ def default_configs() -> list[LongformConfig]:
     fw, ow = "faster-whisper", "openai-whisper"
     return [
         LongformConfig(name="service-default", engine="service"),
+        LongformConfig(name="service-words", engine="service", word_timestamps=True),
         LongformConfig(name="fw-vad-cond", engine=fw),
         LongformConfig(name="fw-novad-cond", engine=fw, vad=False),
         LongformConfig(name="fw-vad-nocond", engine=fw, condition_on_previous_text=False),
@@ -161,7 +162,8 @@ def _transcriber(config: LongformConfig):  # type: ignore[no-untyped-def]
 
         os.environ.update(config.settings)
         engine = load_engine(Settings())
-        return lambda audio: " ".join(s.text for s in engine.transcribe(audio, TranscribeOptions()).segments)
+        options = TranscribeOptions(word_timestamps=config.word_timestamps)
+        return lambda audio: " ".join(s.text for s in engine.transcribe(audio, options).segments)
     if config.engine == "faster-whisper":
         from faster_whisper import WhisperModel
 
@@ -249,7 +251,8 @@ class LongformReport(BaseModel):
 
 def _options(config: LongformConfig) -> str:
     if config.engine == "service":
-        return ", ".join(f"{k}={v}" for k, v in config.settings.items()) or "the service's defaults"
+        parts = [f"{k}={v}" for k, v in config.settings.items()] or ["the service's defaults"]
+        return ", ".join(parts + ["word timestamps"] * config.word_timestamps)
     parts = [config.compute_type, f"beam {config.beam_size}", "VAD" if config.vad else "no VAD"]
     parts.append("condition on previous text" if config.condition_on_previous_text else "no conditioning")
     if config.word_timestamps:

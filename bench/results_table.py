@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from whisper_api.contract import HEALTH_PATH
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks"
 PAGE = REPO / "docs" / "benchmarks.md"
@@ -85,7 +87,7 @@ def break_even(report: Report) -> str:
 
 
 def concurrency(report: Report) -> str:
-    probe = report["probe_latency"]["/healthz"]
+    probe = report["probe_latency"][HEALTH_PATH]
     return (
         f"**{report['wall_s']:.2f} s** for {report['requests_answered']} of {report['requests_planned']}; "
         f"worst `/healthz` {probe['max_s']:.3f} s; peak RSS {report['server_peak_rss_mib']:.0f} MiB"
@@ -120,9 +122,11 @@ def read_speech(report: Report) -> str:
 
 def long_form(report: Report) -> str:
     ours = _named(report["results"], "service-default")["alignment"]
+    words = _named(report["results"], "service-words")["alignment"]
     return (
         f"WER **{_pct(ours['wer'])}** on {report['audio_seconds'] / 60:.1f} min, "
-        f"{ours['deletions']} of {ours['reference_words']} words deleted"
+        f"{ours['deletions']} of {ours['reference_words']} words deleted; with word timestamps "
+        f"{_pct(words['wer'])}, {words['deletions']} deleted"
     )
 
 

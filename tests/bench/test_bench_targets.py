@@ -84,16 +84,32 @@ def test_short_clip_memory_and_probe() -> None:
     assert probe({"probe_latency": {"/healthz": {"max_s": 0.2}}}).met is False
 
 
-def test_completeness_compares_the_service_with_the_best_configuration() -> None:
-    def row(name: str, engine: str, errors: int) -> dict:
+def test_completeness_compares_each_service_mode_with_the_best_other_configuration_of_that_mode() -> None:
+    def row(name: str, engine: str, errors: int, words: bool = False) -> dict:
         alignment = {"deletions": errors, "reference_words": 800, "wer": errors / 800}
-        return {"config": {"name": name, "engine": engine}, "alignment": alignment}
+        return {"config": {"name": name, "engine": engine, "word_timestamps": words}, "alignment": alignment}
 
-    rows = [row("service-default", "service", 16), row("fw-a", "faster-whisper", 8)]
-    missed = completeness({"results": rows})
+    plain, timed = row("fw-a", "faster-whisper", 8), row("fw-a-words", "faster-whisper", 16, words=True)
+    missed = completeness({"results": [row("service-default", "service", 16), plain, timed]})
     assert missed.met is False and missed.margin == "+1.0 points"
-    assert completeness({"results": [row("service-default", "service", 8), *rows[1:]]}).met is True
-    assert completeness({"results": rows[1:]}).met is None
+    words_missed = completeness(
+        {
+            "results": [
+                row("service-default", "service", 8),
+                row("service-words", "service", 24, True),
+                plain,
+                timed,
+            ]
+        }
+    )
+    assert words_missed.met is False and words_missed.margin == "+1.0 points"
+    assert "service-words WER 3.0 % (24 of 800 words deleted) vs fw-a-words 2.0 %" in words_missed.measured
+    both_met = [row("service-default", "service", 8), row("service-words", "service", 16, True), plain, timed]
+    assert completeness({"results": both_met}).met is True
+    assert (
+        completeness({"results": [row("service-default", "service", 8), timed]}).met is True
+    )  # no plain rival
+    assert completeness({"results": [plain]}).met is None
 
 
 def test_read_speech_wer_must_match_the_best_of_speaches_in_both_passes() -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,12 @@ VAD_PIECE_SAMPLES = 5 * 60 * SAMPLE_RATE
 SPEECH_GROUP_SAMPLES = 5 * 60 * SAMPLE_RATE
 # The loudest int16 sample of a piece skipped as digital silence (dither, a DC-free zero signal).
 DIGITAL_SILENCE = 8
+# A stretch of speech-only audio at least this long, with fewer words than this per second, holds
+# speech the decoder skipped (see FasterWhisperEngine._redecode_skipped_speech). It skips at most
+# the rest of one window, so longer stretches without words are what the decoder heard as silence.
+SKIPPED_SPEECH_MIN_S = 5.0
+SKIPPED_SPEECH_MAX_S = 30.0
+SKIPPED_SPEECH_WORDS_PER_S = 0.5
 
 
 def available_cpus() -> int:
@@ -130,6 +138,38 @@ def split_chunks(chunks: list[dict[str, int]], start: int, end: int) -> list[dic
             part.append({"start": chunk["start"] + low - position, "end": chunk["start"] + high - position})
         position += length
     return part
+
+
+def skips_speech(start: float, end: float, window: list[FasterSegment]) -> bool:
+    """Whether `window`, the segments decoded from `start`..`end` s of speech-only audio, leaves a
+    stretch without words or has a segment with far too few words for its time."""
+    return bool(unsaid(start, end, window)) or any(
+        segment.end - segment.start >= SKIPPED_SPEECH_MIN_S
+        and word_count([segment]) < (segment.end - segment.start) * SKIPPED_SPEECH_WORDS_PER_S
+        for segment in window
+    )
+
+
+def unsaid(start: float, end: float, segments: list[FasterSegment]) -> list[tuple[float, float]]:
+    """The stretches of `start`..`end` s that no segment covers, long enough to hold skipped speech."""
+    stretches, said_until = [], start
+    for segment in segments:
+        stretches.append((said_until, segment.start))
+        said_until = max(said_until, segment.end)
+    stretches.append((said_until, end))
+    return [(a, b) for a, b in stretches if SKIPPED_SPEECH_MIN_S <= b - a <= SKIPPED_SPEECH_MAX_S]
+
+
+def word_count(segments: Iterable[FasterSegment]) -> int:
+    return sum(len(segment.text.split()) for segment in segments)
+
+
+def shifted(segment: FasterSegment, seconds: float) -> FasterSegment:
+    """`segment` (decoded from audio starting `seconds` in) on the timeline of the whole audio."""
+    words = segment.words and [
+        replace(word, start=word.start + seconds, end=word.end + seconds) for word in segment.words
+    ]
+    return replace(segment, start=segment.start + seconds, end=segment.end + seconds, words=words)
 
 
 def to_segment(segment: FasterSegment, language: str | None = None) -> Segment:
@@ -305,8 +345,77 @@ class FasterWhisperEngine:
     ) -> tuple[Iterator[FasterSegment], str]:
         """One group of speech chunks, decoded with their original timestamps. faster-whisper
         computes the features of everything it is given at once, when called."""
-        segments, info = self._whisper.transcribe(gather(audio, chunks), vad_filter=False, **arguments)
-        return restore_speech_timestamps(segments, chunks, SAMPLE_RATE), info.language
+        speech = gather(audio, chunks)
+        segments, info = self._whisper.transcribe(speech, vad_filter=False, **arguments)
+        redo = {**arguments, "language": info.language, "initial_prompt": None}
+        checked = self._redecode_skipped_speech(segments, speech, redo)
+        return restore_speech_timestamps(checked, chunks, SAMPLE_RATE), info.language
+
+    def _redecode_skipped_speech(
+        self, segments: Iterable[FasterSegment], speech: np.ndarray, arguments: dict[str, Any]
+    ) -> Iterator[FasterSegment]:
+        """Segments of `speech` as they come, except from a segment that skips speech
+        (`skips_speech`) to the end of its window: that stretch, and the end after the last
+        window, are decoded again alone (`_checked`).
+
+        faster-whisper can write one short segment over seconds of speech and go on after them: on
+        the long-form bench tiny.en wrote "the software." for 7-12 s that held an 11 s sentence (in
+        json the segment claims the time; with word timestamps it shrinks to its words and leaves a
+        gap before the next). Decoded alone, without the prompt, the stretch gives the sentence.
+        A window is known whole once the next one's first segment arrives, so only such a window
+        comes a window late; a redo decodes its stretch once and that redo's gaps once, so all redos
+        together cost at most twice the audio's decoding again (rare on speech).
+        """
+        held: list[FasterSegment] = []  # from a segment that skips speech to the end of its window
+        said_until = held_until = 0.0
+        for segment in segments:
+            if held and segment.seek != held[0].seek:
+                yield from self._checked(said_until, held_until, held, speech, arguments)
+                said_until, held = held_until, []
+            end = segment.end  # read now: restore_speech_timestamps moves what it is given
+            if held or skips_speech(said_until, end, [segment]):
+                held.append(segment)
+                held_until = max(held_until, end)
+            else:
+                yield segment
+                said_until = max(said_until, end)
+        if held:
+            yield from self._checked(said_until, held_until, held, speech, arguments)
+            said_until = held_until
+        yield from self._checked(said_until, len(speech) / SAMPLE_RATE, [], speech, arguments)
+
+    def _checked(
+        self,
+        start: float,
+        end: float,
+        decoded: list[FasterSegment],
+        speech: np.ndarray,
+        arguments: dict[str, Any],
+    ) -> list[FasterSegment]:
+        """`decoded`, the segments of `start`..`end` s, or, where it skips speech and decoding again
+        finds more words, the stretch decoded again alone with each stretch that leaves unsaid."""
+        if not skips_speech(start, end, decoded):
+            return decoded
+        redone = self._decoded_alone(start, end, speech, arguments)
+        for since, until in unsaid(start, end, redone):
+            redone += self._decoded_alone(since, until, speech, arguments)
+        if word_count(redone) <= word_count(decoded):
+            return decoded
+        logger.info(
+            "decoded %.1f-%.1f s of speech again: %d words where the decoder wrote %d",
+            start,
+            end,
+            word_count(redone),
+            word_count(decoded),
+        )
+        return sorted(redone, key=attrgetter("start"))
+
+    def _decoded_alone(
+        self, start: float, end: float, speech: np.ndarray, arguments: dict[str, Any]
+    ) -> list[FasterSegment]:
+        stretch = speech[round(start * SAMPLE_RATE) : round(end * SAMPLE_RATE)]
+        segments, _ = self._whisper.transcribe(stretch, vad_filter=False, **arguments)
+        return [shifted(segment, start) for segment in segments]
 
     def transcribe(
         self,
