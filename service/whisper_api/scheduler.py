@@ -55,6 +55,11 @@ _PRIOR_WEIGHT_S = 5.0
 _DECAY = 0.8
 # Speech shorter than this says too little about the speed of inference to learn from.
 _MIN_SPEECH_TO_LEARN_S = 1.0
+# An inference costs as much again as this much more speech, whatever its length (the first
+# window's encoder and prompt, the VAD): tiny.en on 2 cores took 1.3 s for 5 s of speech, 3.7 s for
+# 41 s and 13 s for 163 s, 0.07-0.09 s per second of (speech + 10 s) alike. Learnt per speech
+# second alone, a short clip made a long file's prediction three times too long.
+_FIXED_WORK_SPEECH_S = 10.0
 # A running request yields its slot to a waiting one with at most this share of its remaining work.
 _YIELD_SHARE = 0.5
 # Requests that gave up their slot and wait to resume, per worker: each holds its decoded audio
@@ -169,6 +174,11 @@ class _Job:
         return self.used_s + (now - self.resumed if self.resumed is not None else 0.0)
 
 
+def _inference_work(speech_s: float) -> float:
+    """What an inference of `speech_s` seconds of speech costs, in seconds of speech: none without."""
+    return speech_s + _FIXED_WORK_SPEECH_S if speech_s > 0 else 0.0
+
+
 @dataclass
 class _Speed:
     """Decayed sums of slot seconds and of the seconds they were for: their ratio is the speed."""
@@ -239,7 +249,8 @@ class Scheduler:
 
     @property
     def real_time_factor(self) -> float:
-        """Slot seconds of inference per second of speech, as measured here."""
+        """Slot seconds of inference per second of speech (each inference counting
+        `_FIXED_WORK_SPEECH_S` more), as measured here."""
         return self._inference.per_second
 
     @property
@@ -256,7 +267,7 @@ class Scheduler:
         speech = job.speech_seconds
         if speech is None:
             speech = 0.0 if certain else job.audio_seconds
-        return decode + speech * self.real_time_factor
+        return decode + _inference_work(speech) * self.real_time_factor
 
     def _remaining_s(self, job: _Job, now: float, *, certain: bool = False) -> float:
         return max(self._predicted_s(job, certain=certain) - job.slot_s(now), 0.0)
@@ -435,10 +446,11 @@ class Scheduler:
     def _learn(self, job: _Job, slot_s: float) -> None:
         if job.speech_seconds is None:  # not decoded here (`decoded` not called): all of it as speech
             if job.audio_seconds > 0:
-                self._inference.learn(slot_s, job.audio_seconds)
+                self._inference.learn(slot_s, _inference_work(job.audio_seconds))
             return
         if job.speech_seconds >= _MIN_SPEECH_TO_LEARN_S:
-            self._inference.learn(max(slot_s - (job.decode_s or 0.0), 0.0), job.speech_seconds)
+            inference_s = max(slot_s - (job.decode_s or 0.0), 0.0)
+            self._inference.learn(inference_s, _inference_work(job.speech_seconds))
 
     # --- called from the inference thread ------------------------------------------------------
 
