@@ -316,6 +316,30 @@ def test_an_idle_session_is_closed_with_an_error_event(small: Server) -> None:
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
 
 
+@pytest.fixture(scope="module")
+def short_sessions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_server(
+        tmp_path_factory.mktemp("realtime-short"), WHISPER_API_KEY=API_KEY, WHISPER_REALTIME_MAX_SESSION_S="2"
+    )
+    yield server
+    stop(server)
+
+
+def test_a_session_ends_at_its_maximum_length_with_an_error_event(short_sessions: Server) -> None:
+    """The length limit (2 s here) ends a session long before its idle timeout (60 s), closed normally."""
+    opened = time.monotonic()
+    key = {"Authorization": f"Bearer {API_KEY}"}
+    with ws_connect(ws_url(short_sessions), additional_headers=key) as session:
+        assert json.loads(session.recv(timeout=10))["type"] == "session.created"
+        error = json.loads(session.recv(timeout=10))
+        lasted = time.monotonic() - opened
+        assert error["type"] == "error" and error["error"]["code"] == "session_expired", error
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            session.recv(timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
+    assert 2 <= lasted < 10, lasted
+
+
 def test_a_wrong_key_is_refused_before_the_upgrade(small: Server) -> None:
     logged = len(small.log.read_bytes())
     wrong = keyed(small, "wrong").realtime.connect(extra_query=INTENT)
