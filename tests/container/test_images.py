@@ -31,7 +31,7 @@ TORCH_CPU = re.search(
     r"^torch==(\S+)$", (REPO / "service" / "requirements-image-openai-whisper-cpu.txt").read_text(), re.M
 )
 SERVICE_UID = "10001"
-# Issue 12's budget for the gpu image with tiny.en, uncompressed (docs/images.md has the measured sizes).
+# The size the gpu image with tiny.en must stay under, uncompressed (docs/images.md has the measured sizes).
 GPU_TINY_BUDGET_BYTES = 2_500_000_000
 READY_TIMEOUT_S = 180
 

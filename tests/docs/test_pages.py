@@ -1,4 +1,4 @@
-"""The README indexes every page and folder; decision pages keep their shape; no tracker numbers in docs."""
+"""The README indexes every page and folder; decision pages keep their shape; no tracker numbers anywhere."""
 
 import re
 import subprocess
@@ -15,6 +15,11 @@ SECTIONS = ("## Context", "## Decision", "## Evidence", "## Consequences")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s#]+)(#[^)\s]*)?\)")
 # "issue 7", "issues 7 and 10", "the issue's targets", "#16"; not a Markdown anchor (page.md#4-...).
 TRACKER = re.compile(r"\bissues?\b|(?<![\w/])#\d+\b", re.IGNORECASE)
+
+
+def _tracked() -> list[str]:
+    listing = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True)
+    return listing.stdout.splitlines()
 
 
 def _table_rows(text: str, heading: str) -> list[str]:
@@ -37,8 +42,7 @@ def test_each_index_row_says_for_whom_and_what_it_answers() -> None:
 
 
 def test_the_readme_layout_table_names_every_top_level_folder() -> None:
-    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    folders = {line.split("/", 1)[0] for line in tracked.splitlines() if "/" in line}
+    folders = {name.split("/", 1)[0] for name in _tracked() if "/" in name}
     layout = "\n".join(_table_rows(README.read_text(), "## Architecture"))
     named = set(re.findall(r"`\.?([\w.-]+)/", layout)) | set(re.findall(r"`(\.[\w-]+)/", layout))
     missing = {folder for folder in folders if folder.lstrip(".") not in named and folder not in named}
@@ -88,8 +92,10 @@ def test_links_from_decision_pages_resolve(page: Path) -> None:
             assert (page.parent / target).exists(), f"{page.name}: link to {target} does not resolve"
 
 
-def test_no_tracker_references_in_the_docs() -> None:
-    pages = [README, *DOCS.rglob("*.md"), *REPO.glob("bench/data/**/*.md")]
+def test_no_tracker_references_in_the_docs_or_the_code() -> None:
+    code = [REPO / name for name in _tracked() if name.endswith(".py") or name.startswith("scripts/")]
+    code.remove(Path(__file__))  # its examples of what it looks for
+    pages = [README, *DOCS.rglob("*.md"), *REPO.glob("bench/data/**/*.md"), *code]
     found = [
         f"{page.relative_to(REPO)}:{number}: {line.strip()}"
         for page in pages

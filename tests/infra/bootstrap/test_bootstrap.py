@@ -200,7 +200,7 @@ def test_the_bound_workflow_on_another_ref_gets_no_deployer(plan: Plan) -> None:
 
 @pytest.mark.parametrize(("workflow", "event"), PROD_RUNS)
 def test_only_the_prod_environment_gets_the_prod_deployer(plan: Plan, workflow: str, event: str) -> None:
-    # GitHub issues the `environment` claim only after the environment's protection rules passed.
+    # GitHub puts the `environment` claim in the token only after the environment's protection rules passed.
     prod_job = token(ref="refs/heads/main", environment="prod", workflow=workflow, event=event)
     assert impersonable(plan, prod_job) == {PREVIEWER, PROD_DEPLOYER}
     for environment in ("production", "dev", None):
