@@ -188,6 +188,8 @@ def main(
         return USAGE_ERROR
     if summary is None:  # stopped while the run was still at work
         _exit_now(_abandon(runner, time.perf_counter() - started))
+    if cancel.is_set():  # stopped in time; leave now all the same (see _exit_now)
+        _exit_now(summary.describe())
     print(summary.describe(), flush=True)
     return summary.exit_code
 
@@ -239,7 +241,9 @@ def _abandon(runner: BatchRunner, wall_seconds: float) -> str:
 
 def _exit_now(report: str) -> NoReturn:
     """Print the report and leave without joining the threads still at work (a decoder, the
-    engine, a storage call): whatever they had not committed is redone by the next run."""
+    engine, a storage call): whatever they had not committed is redone by the next run. Nor
+    through Python's exit, which puts the signal handlers back to their defaults: a second Ctrl-C
+    then killed the process with SIGINT instead of letting it exit 130."""
     print(report, flush=True)
     for handler in logging.getLogger().handlers:
         handler.flush()
