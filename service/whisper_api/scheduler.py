@@ -471,7 +471,7 @@ class Scheduler:
         remaining = job.ticket.remaining()
         if remaining is None or not refuse_too_long:
             return
-        needed = speech_seconds * self.real_time_factor
+        needed = _inference_work(speech_seconds) * self.real_time_factor
         if job.ticket.timeout_s is not None and needed > job.ticket.timeout_s:
             raise AudioTooLongForDeadlineError(speech_seconds, needed, job.ticket.timeout_s)
         ahead = self._ahead_s(needed, now, exclude=job)
