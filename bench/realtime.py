@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import threading
 import time
@@ -50,6 +51,7 @@ class Session(BaseModel):
     stop_to_completed_s: list[float]
     start_to_first_delta_s: list[float]
     deltas_before_stop: int  # items that had a delta while still being spoken
+    delta_gaps_while_spoken_s: list[float]  # between an item's deltas before its speech_stopped
     wer: float | None
     transcript: str  # the completed items, joined in order
 
@@ -64,6 +66,8 @@ class Run(BaseModel):
     items_within_target: float | None  # share of items (all <= 10 s here) completed within the target
     start_to_first_delta_p50_s: float | None
     items_with_deltas_while_spoken: float
+    delta_gap_while_spoken_p50_s: float | None = None  # results before 2026-12-08 lack the cadence
+    delta_gap_while_spoken_max_s: float | None = None
     healthz_p95_s: float
     healthz_max_s: float
     peak_rss_mib: float | None
@@ -98,7 +102,7 @@ async def one_session(url: str, audio: bytes, reference: str | None, timeout_s: 
     client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="bench", max_retries=0)
     started: dict[str, float] = {}
     stopped: dict[str, float] = {}
-    first_delta: dict[str, float] = {}
+    deltas: dict[str, list[float]] = {}
     completed: dict[str, tuple[float, str]] = {}
     errors: list[str] = []
     done_sending = asyncio.Event()  # the recording is sent (silence follows)
@@ -145,7 +149,7 @@ async def one_session(url: str, audio: bytes, reference: str | None, timeout_s: 
             elif event.type == "input_audio_buffer.speech_stopped":
                 stopped[item] = now
             elif event.type == "conversation.item.input_audio_transcription.delta":
-                first_delta.setdefault(item, now)
+                deltas.setdefault(item, []).append(now)
             elif event.type == COMPLETED:
                 completed[item] = (now, event.transcript)
             elif event.type == "error":
@@ -158,11 +162,20 @@ async def one_session(url: str, audio: bytes, reference: str | None, timeout_s: 
         completed=sum(item in completed for item in stopped),
         errors=errors,
         stop_to_completed_s=[completed[i][0] - stopped[i] for i in stopped if i in completed],
-        start_to_first_delta_s=[first_delta[i] - started[i] for i in started if i in first_delta],
-        deltas_before_stop=sum(1 for i in stopped if i in first_delta and first_delta[i] < stopped[i]),
+        start_to_first_delta_s=[deltas[i][0] - started[i] for i in started if i in deltas],
+        deltas_before_stop=sum(1 for i in stopped if i in deltas and deltas[i][0] < stopped[i]),
+        delta_gaps_while_spoken_s=[
+            gap for i in stopped for gap in gaps_before(deltas.get(i, []), stopped[i])
+        ],
         wer=word_error_rate(reference, text) if reference and text else None,
         transcript=text,
     )
+
+
+def gaps_before(times: list[float], stopped_at: float) -> list[float]:
+    """Seconds between consecutive deltas sent before `stopped_at` (the captions' cadence)."""
+    spoken = [time for time in times if time < stopped_at]
+    return [later - earlier for earlier, later in itertools.pairwise(spoken)]
 
 
 def probe(url: str, stop: threading.Event, interval_s: float = 0.05) -> list[float]:
@@ -198,6 +211,7 @@ async def measure(
     health = await prober
     latencies = [s for result in results for s in result.stop_to_completed_s]
     first = [s for result in results for s in result.start_to_first_delta_s]
+    gaps = [s for result in results for s in result.delta_gaps_while_spoken_s]
     items = sum(result.items for result in results)
     wers = [result.wer for result in results if result.wer is not None]
     return Run(
@@ -210,6 +224,8 @@ async def measure(
         items_within_target=sum(s <= target_s for s in latencies) / len(latencies) if latencies else None,
         start_to_first_delta_p50_s=median(first) if first else None,
         items_with_deltas_while_spoken=sum(r.deltas_before_stop for r in results) / items if items else 0.0,
+        delta_gap_while_spoken_p50_s=median(gaps) if gaps else None,
+        delta_gap_while_spoken_max_s=max(gaps) if gaps else None,
         healthz_p95_s=_p(health, 95) or 0.0,
         healthz_max_s=max(health),
         peak_rss_mib=service.peak_rss_mib(),
@@ -234,8 +250,9 @@ def markdown(report: RealtimeReport) -> str:
         f"speaker stopped. Target: completed within {report.target_s:g} s of speech_stopped.",
         "",
         "| sessions | complete | items | stopped → completed p50 / p95 / max | within target | "
-        "first delta p50 | items with deltas while spoken | /healthz p95 / max | peak RSS | WER |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "first delta p50 | items with deltas while spoken | between deltas while spoken p50 / max | "
+        "/healthz p95 / max | peak RSS | WER |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in report.runs:
         within = "-" if run.items_within_target is None else f"{run.items_within_target:.0%}"
@@ -243,7 +260,8 @@ def markdown(report: RealtimeReport) -> str:
             f"| {run.sessions} | {run.sessions_complete}/{run.sessions} | {run.items} | "
             f"{_s(run.stop_to_completed_p50_s)} / {_s(run.stop_to_completed_p95_s)} / "
             f"{_s(run.stop_to_completed_max_s)} s | {within} | {_s(run.start_to_first_delta_p50_s)} s | "
-            f"{run.items_with_deltas_while_spoken:.0%} | {run.healthz_p95_s * 1000:.0f} / "
+            f"{run.items_with_deltas_while_spoken:.0%} | {_s(run.delta_gap_while_spoken_p50_s)} / "
+            f"{_s(run.delta_gap_while_spoken_max_s)} s | {run.healthz_p95_s * 1000:.0f} / "
             f"{run.healthz_max_s * 1000:.0f} ms | {_s(run.peak_rss_mib)} MiB | "
             f"{'-' if run.wer_mean is None else f'{run.wer_mean:.1%}'} |"
         )

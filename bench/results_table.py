@@ -171,12 +171,14 @@ def diarization(report: Report) -> str:
 def realtime(report: Report) -> str:
     runs = {run["sessions"]: run for run in report["runs"]}
     one, most = runs[min(runs)], runs[max(runs)]
-    return (
+    summary = (
         f"speech_stopped → completed p50 **{one['stop_to_completed_p50_s']:.2f} s** "
         f"({_pct(one['items_within_target'])} within {report['target_s']:g} s) at {min(runs)} session, "
         f"{most['stop_to_completed_p50_s']:.1f} s at {max(runs)}; deltas while spoken on "
         f"{_pct(one['items_with_deltas_while_spoken'])} of items at {min(runs)}"
     )
+    cadence = one.get("delta_gap_while_spoken_p50_s")  # measured since 2026-12-08
+    return summary if cadence is None else f"{summary}, {cadence:.2f} s apart (p50)"
 
 
 ROWS: tuple[Row, ...] = (
