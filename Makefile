@@ -27,14 +27,16 @@ run: $(VENV)/.service ## Serve the API on the bundled tiny.en model (WHISPER_* v
 	HOST=$(HOST) PORT=$(PORT) WHISPER_LOG_JSON=$${WHISPER_LOG_JSON:-false} $(BIN)/python -m whisper_api
 
 # make itself exits only 0 or 2, so the CLI's status is named, and an interrupted run (130) makes
-# make die of SIGINT as Ctrl-C at a terminal does: the calling shell then sees 130.
+# make die of SIGINT as Ctrl-C at a terminal does: the calling shell then sees 130. The recipe's
+# shell outlives that signal by a second: make, signalled as its child left, failed "wait: No child
+# processes" and exited 2.
 batch: $(VENV)/.service ## Transcribe every recording under IN (folder or gs://) into OUT; ARGS="--formats srt,vtt" etc.
 	@test -n "$(IN)" -a -n "$(OUT)" || { echo 'usage: make batch IN=folder-or-gs://bucket/prefix OUT=folder-or-gs://bucket/prefix [ARGS="--formats srt"]' >&2; exit 2; }
 	@WHISPER_LOG_JSON=$${WHISPER_LOG_JSON:-false} $(BIN)/python -m whisper_api.batch "$(IN)" "$(OUT)" $(ARGS); \
 	status=$$?; case $$status in \
 	  0) ;; \
 	  1) echo "make batch: exit status 1: some recordings failed (see the manifest)" >&2 ;; \
-	  130) kill -INT $$PPID ;; \
+	  130) kill -INT $$PPID; sleep 1 & wait $$! ;; \
 	  *) echo "make batch: exit status $$status" >&2 ;; \
 	esac; exit $$status
 
