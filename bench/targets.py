@@ -283,22 +283,25 @@ def completeness(longform: dict[str, Any] | None) -> Verdict:
     if not ours or len(ours) == len(results):
         return _missing("long-form completeness", goal, "longform")
 
+    others = [r for r in results if r["config"]["engine"] != "service"]
+
     def wer(row: dict[str, Any]) -> float:
         return float(row["alignment"]["wer"])
 
     def rival(row: dict[str, Any]) -> dict[str, Any]:
+        """The best other configuration with word timestamps as `row` has them (any, if none)."""
         words = row["config"].get("word_timestamps", False)
-        others = [r for r in results if r["config"]["engine"] != "service"]
         alike = [r for r in others if r["config"].get("word_timestamps", False) == words]
         return min(alike or others, key=wer)
 
+    pairs = [(r, rival(r)) for r in ours]
     measured = "; ".join(
         f"{r['config']['name']} WER {wer(r) * 100:.1f} % ({r['alignment']['deletions']} of "
         f"{r['alignment']['reference_words']} words deleted) vs "
-        f"{rival(r)['config']['name']} {wer(rival(r)) * 100:.1f} %"
-        for r in ours
+        f"{best['config']['name']} {wer(best) * 100:.1f} %"
+        for r, best in pairs
     )
-    margin = max(wer(r) - wer(rival(r)) for r in ours)
+    margin = max(wer(r) - wer(best) for r, best in pairs)
     return Verdict(
         target="long-form completeness",
         goal=goal,
