@@ -79,10 +79,12 @@ class AudioError(ValueError):
 
 @dataclass(frozen=True)
 class AudioInfo:
-    """What the header says: the source sample rate, and the duration when the container gives one."""
+    """What the header says: the source sample rate, the channels, and the duration when the
+    container gives one."""
 
     sample_rate: int
     declared_seconds: float | None
+    channels: int = 1
 
 
 def probe_audio(source: AudioSource, max_seconds: float) -> AudioInfo:
@@ -93,16 +95,22 @@ def probe_audio(source: AudioSource, max_seconds: float) -> AudioInfo:
 
 
 def decode_audio(
-    source: AudioSource, max_seconds: float, progress: Callable[[], None] | None = None
+    source: AudioSource,
+    max_seconds: float,
+    progress: Callable[[], None] | None = None,
+    channel: int | None = None,
 ) -> np.ndarray:
     """Decode a whole file to 16 kHz mono int16 PCM; raise AudioError when it is unusable.
 
     `source`: the file's bytes, a seekable binary file object (read from its start), or a path.
     `progress` is called after every PROGRESS_SAMPLES decoded (it may block, or raise to stop).
+    `channel`: that channel alone (0 is the first), instead of all of them mixed down.
     """
     with _open(source) as container:
         info = _inspect(container, max_seconds)
-        samples = _resample(container, info, max_seconds, progress)
+        if channel is not None and not 0 <= channel < info.channels:
+            raise ValueError(f"channel {channel} of audio with {info.channels} channels")
+        samples = _resample(container, info, max_seconds, progress, channel)
         exact = not set(container.format.name.split(",")) & _GUESSED_DURATION_DEMUXERS
     if samples.size == 0:
         raise AudioError("The audio file contains no samples.", code="empty_audio")
@@ -173,7 +181,7 @@ def _inspect(container: av.container.InputContainer, max_seconds: float) -> Audi
     exact = not demuxers & _GUESSED_DURATION_DEMUXERS
     if exact and declared is not None and declared > max_seconds * _DECLARED_SLACK:
         raise _too_long(max_seconds, declared)
-    return AudioInfo(sample_rate=rate, declared_seconds=declared)
+    return AudioInfo(sample_rate=rate, declared_seconds=declared, channels=len(stream.layout.channels) or 1)
 
 
 def _declared_seconds(container: av.container.InputContainer, stream: av.audio.AudioStream) -> float | None:
@@ -189,19 +197,30 @@ def _resample(
     info: AudioInfo,
     max_seconds: float,
     progress: Callable[[], None] | None = None,
+    channel: int | None = None,
 ) -> np.ndarray:
-    """Decode the first audio stream into one buffer, stopping as soon as it passes `max_seconds`."""
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+    """Decode the first audio stream (mixed down, or one `channel` of it) into one buffer,
+    stopping as soon as it passes `max_seconds`."""
+    stream = container.streams.audio[0]
+    if channel is None:
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+    else:  # planar: one row per channel
+        resampler = av.AudioResampler(format="s16p", layout=stream.layout, rate=SAMPLE_RATE)
     buffer = _SampleBuffer(int(max_seconds * SAMPLE_RATE), info.declared_seconds, max_seconds)
+
+    def append(frame: av.AudioFrame) -> None:
+        samples = frame.to_ndarray()
+        buffer.append(samples.reshape(-1) if channel is None else samples[channel])
+
     reported = 0
-    for frame in container.decode(container.streams.audio[0]):
+    for frame in container.decode(stream):
         for resampled in resampler.resample(frame):
-            buffer.append(resampled)
+            append(resampled)
         if progress is not None and buffer.size - reported >= PROGRESS_SAMPLES:
             reported = buffer.size
             progress()
     for resampled in resampler.resample(None):  # flush what the resampler still holds
-        buffer.append(resampled)
+        append(resampled)
     return buffer.samples()
 
 
@@ -222,8 +241,7 @@ class _SampleBuffer:
         self.array = np.empty(min(size, limit), dtype=np.int16)
         self.size = 0
 
-    def append(self, frame: av.AudioFrame) -> None:
-        samples = frame.to_ndarray().reshape(-1)
+    def append(self, samples: np.ndarray) -> None:
         end = self.size + samples.shape[0]
         if end > self.limit:
             raise _too_long(self.max_seconds)

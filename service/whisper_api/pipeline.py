@@ -6,14 +6,23 @@ the same transcript, and the process gives back the same memory, whichever way i
 """
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import numpy as np
 from anyio import to_thread
 
-from whisper_api.audio import AudioError, decode_audio, duration_seconds, probe_audio, silence_non_speech
+from whisper_api.audio import (
+    AudioError,
+    AudioInfo,
+    AudioSource,
+    decode_audio,
+    duration_seconds,
+    probe_audio,
+    silence_non_speech,
+)
+from whisper_api.diarization.channels import ChannelDecoder
 from whisper_api.diarization.diarizer import DiarizationCancelled, Diarizer
 from whisper_api.diarization.speakers import diarize_transcript
 from whisper_api.diarization.speech import VadTuning
@@ -78,12 +87,32 @@ def with_speakers(
     transcript: Transcript,
     request: DiarizationRequest,
     cancel: threading.Event | None = None,
+    channel: ChannelDecoder | None = None,
 ) -> Transcript:
-    """The transcript with its speakers, from the same samples; a cancel stops it like the engine's."""
+    """The transcript with its speakers, from the same samples (and from a stereo upload's
+    `channel`s, each alone); a cancel stops it like the engine's."""
     try:
-        return diarize_transcript(diarizer, audio, transcript, request.known, vad=request.vad, cancel=cancel)
+        return diarize_transcript(
+            diarizer, audio, transcript, request.known, vad=request.vad, cancel=cancel, channel=channel
+        )
     except DiarizationCancelled as error:
         raise TranscriptionCancelled(len(transcript.segments)) from error
+
+
+def stereo_channels(
+    source: AudioSource, info: AudioInfo, max_seconds: float, progress: Callable[[], None] | None = None
+) -> ChannelDecoder | None:
+    """A two-channel upload's channels, each decoded alone and gated like the mix, for diarization
+    (a call's parties are usually recorded one per channel); None for any other layout."""
+    if info.channels != 2:
+        return None
+
+    def decode(channel: int) -> np.ndarray:
+        samples = decode_audio(source, max_seconds, progress, channel=channel)
+        silence_non_speech(samples)
+        return samples
+
+    return decode
 
 
 class Pipeline:
@@ -162,8 +191,11 @@ class Pipeline:
                     return transcript
                 if self.diarizer is None:
                     raise RuntimeError("diarization asked of a pipeline without a diarizer")
+                channels = stereo_channels(request.file, info, limit, lambda: pause(cancel))
                 with timer.step("diarization"):
-                    return with_speakers(self.diarizer, audio, transcript, request.diarization, cancel)
+                    return with_speakers(
+                        self.diarizer, audio, transcript, request.diarization, cancel, channels
+                    )
 
             def work(cancel: threading.Event) -> Transcript:
                 try:

@@ -13,6 +13,7 @@ import openai
 import pytest
 from openai.types.audio import TranscriptionDiarized
 
+from tests.support.audio import call_recording
 from tests.support.diarization import SAMPLE, diarization_model, reference_turns
 from tests.support.engines import FIXTURES
 from tests.support.server import Server, start_server, stop
@@ -105,6 +106,23 @@ def test_a_known_speaker_names_that_speakers_segments(client: openai.OpenAI) -> 
         reference = _reference_speaker(segment.start, segment.end)
         if reference is not None and segment.end - segment.start >= 1.0:
             assert (segment.speaker == "Sheila") == (reference == "speaker91"), segment
+
+
+def test_a_call_recorded_one_party_per_channel_has_both_parties(client: openai.OpenAI) -> None:
+    """The right channel's reader speaks 4.0-10.6 s, all of it over the left's reader: mixed down
+    that is one voice's stretch, and the second party was lost; each channel diarized alone, the
+    words said at once go to the louder channel."""
+    result = client.audio.transcriptions.create(
+        model=DIARIZE,
+        file=("call.wav", call_recording(delay_s=4.0)),
+        response_format="diarized_json",
+    )
+    assert isinstance(result, TranscriptionDiarized)
+    assert [segment.speaker for segment in result.segments][:1] == ["A"]
+    assert {segment.speaker for segment in result.segments} == {"A", "B"}
+    right = [segment for segment in result.segments if segment.speaker == "B"]
+    assert all(segment.start >= 3.6 and segment.end <= 11.1 for segment in right), right
+    assert "heaven" in result.segments[-1].text and result.segments[-1].speaker == "A"
 
 
 def test_server_timing_shows_the_diarization_step_after_inference(client: openai.OpenAI) -> None:

@@ -1,10 +1,12 @@
 """The real server (`python -m whisper_api`, uvicorn on a free loopback port) called by the official
 `openai` SDK, as a user would: every response format, translations, and errors as SDK exceptions."""
 
+import numpy as np
 import openai
 import pytest
 
-from tests.support.engines import FIXTURES
+from tests.support.audio import pcm_wav
+from tests.support.engines import FIXTURES, SAMPLE_RATE, load_clip
 from tests.support.server import Server
 from tests.support.servers import UPLOAD_LIMIT_MB
 
@@ -82,3 +84,30 @@ def test_an_upload_over_the_limit_is_413(client: openai.OpenAI) -> None:
         client.audio.transcriptions.create(model="whisper-1", file=too_big)
     assert caught.value.status_code == 413
     assert caught.value.code == "file_too_large"
+
+
+def _fox_then_a_loop() -> bytes:
+    """short.ogg, a second's pause, then repetition.ogg: a voice saying what a decoder that lost
+    its way writes ("on the rest of the rest of the rest..."), which must not reach a transcript."""
+    pause = np.zeros(SAMPLE_RATE, dtype=np.float32)
+    audio = np.concatenate([load_clip("short.ogg"), pause, load_clip("repetition.ogg")])
+    return pcm_wav(audio)
+
+
+@pytest.mark.parametrize("path", ["json", "verbose_json with words", "stream"])
+def test_a_repetition_loop_never_reaches_the_transcript(client: openai.OpenAI, path: str) -> None:
+    upload = ("loop.wav", _fox_then_a_loop())
+    if path == "stream":
+        events = list(client.audio.transcriptions.create(model="whisper-1", file=upload, stream=True))
+        text = events[-1].text
+        assert "the rest" not in "".join(event.delta for event in events[:-1]).lower()
+    elif path == "json":
+        text = client.audio.transcriptions.create(model="whisper-1", file=upload).text
+    else:
+        verbose = client.audio.transcriptions.create(
+            model="whisper-1", file=upload, response_format="verbose_json", timestamp_granularities=["word"]
+        )
+        text = verbose.text
+        assert not any(word.word.strip(" ,.").lower() == "rest" for word in verbose.words or [])
+    assert "fox" in text.lower()
+    assert "the rest" not in text.lower(), text

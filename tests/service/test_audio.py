@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.support.audio import flac_of_constant, flac_of_silence, wav_bytes, wav_of_pattern
+from tests.support.audio import flac_of_constant, flac_of_silence, pcm_wav, wav_bytes, wav_of_pattern
 from whisper_api.audio import (
     SAMPLE_RATE,
     AudioError,
@@ -51,8 +51,9 @@ def test_a_file_object_and_a_path_decode_like_the_bytes() -> None:
 
 def test_probe_reads_the_header_only() -> None:
     info = probe_audio(FIXTURES / "stereo_44k.mp3", max_seconds=60)
-    assert info.sample_rate == 44_100
+    assert info.sample_rate == 44_100 and info.channels == 2
     assert info.declared_seconds == pytest.approx(SHORT_SECONDS, abs=0.1)
+    assert probe_audio(FIXTURES / "short.wav", max_seconds=60).channels == 1
 
 
 def test_containers_decode_to_the_same_signal() -> None:
@@ -67,6 +68,19 @@ def test_stereo_44k_is_resampled_and_downmixed() -> None:
     audio = decode_audio(read("stereo_44k.mp3"), max_seconds=60)
     assert audio.ndim == 1
     assert duration_seconds(audio) == pytest.approx(SHORT_SECONDS, abs=0.1)
+
+
+def test_one_channel_decodes_alone() -> None:
+    """A WAV whose left channel is short.wav and whose right is silent: each channel alone, at
+    16 kHz like the mix."""
+    mono = decode_audio(read("short.wav"), max_seconds=60)
+    stereo = pcm_wav(as_float32(mono), np.zeros(10, np.float32))
+    left = decode_audio(stereo, max_seconds=60, channel=0)
+    right = decode_audio(stereo, max_seconds=60, channel=1)
+    assert left.shape == right.shape == mono.shape
+    assert np.abs(left.astype(np.int32) - mono).max() <= 1 and not right.any()
+    with pytest.raises(ValueError, match="channel 2 of audio with 2 channels"):
+        decode_audio(stereo, max_seconds=60, channel=2)
 
 
 def test_long_clip_decodes_whole() -> None:

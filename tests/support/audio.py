@@ -76,3 +76,40 @@ def wav_of_pattern(seconds: float, rate: int = 4_000) -> bytes:
         wav.setframerate(rate)
         wav.writeframes((pattern * (samples // len(pattern) + 1))[:samples])
     return out.getvalue()
+
+
+LIBRISPEECH = Path(__file__).resolve().parents[2] / "bench" / "data" / "librispeech"
+
+
+def librispeech(utterance: str) -> np.ndarray:
+    """A committed LibriSpeech clip (bench/data/librispeech, CC BY 4.0) as 16 kHz float32."""
+    with av.open(str(LIBRISPEECH / f"{utterance}.wav")) as container:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        frames = [
+            resampled.to_ndarray().reshape(-1)
+            for frame in container.decode(audio=0)
+            for resampled in resampler.resample(frame)
+        ]
+    return np.concatenate(frames)
+
+
+def pcm_wav(*channels: np.ndarray) -> bytes:
+    """16 kHz 16-bit WAV of float32 channels (the shorter ones padded with silence)."""
+    length = max(len(channel) for channel in channels)
+    interleaved = np.stack([np.pad(channel, (0, length - len(channel))) for channel in channels], axis=1)
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(len(channels))
+        wav.setsampwidth(2)
+        wav.setframerate(SAMPLE_RATE)
+        wav.writeframes((np.clip(interleaved, -1, 1) * 32767).astype("<i2").tobytes())
+    return out.getvalue()
+
+
+def call_recording(delay_s: float) -> bytes:
+    """Two LibriSpeech readers, one per channel, as a call is recorded: reader 1221 on the left from
+    0 s (16.7 s), reader 1089 on the right from `delay_s` (6.6 s)."""
+    right = np.concatenate(
+        [np.zeros(round(delay_s * SAMPLE_RATE), np.float32), librispeech("1089-134686-0001")]
+    )
+    return pcm_wav(librispeech("1221-135766-0001"), right)

@@ -32,6 +32,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from whisper_api import contract
 from whisper_api.batch import INTERRUPTED
 from whisper_api.batch.manifest import Shard
+from whisper_api.batch.names import shown_name
 from whisper_api.batch.storage import StorageError, open_location
 from whisper_api.batch.worker import DEFAULT_FORMATS, BatchJob, BatchRunner, Summary
 from whisper_api.engines.base import Engine
@@ -164,7 +165,7 @@ def main(
         shard = Shard(args.task_index, args.task_count, args.attempt)
         inputs, outputs = open_location(args.input), open_location(args.output)
     except (ValueError, ValidationError, StorageError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {shown_name(str(error))}", file=sys.stderr)
         return USAGE_ERROR
     cancel = threading.Event()
     _stop_on_signals(cancel)
@@ -184,7 +185,7 @@ def main(
         with logging_redirect_tqdm():  # log lines above the progress bar, not through it
             summary = run_until_stopped(runner, cancel)
     except StorageError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {shown_name(str(error))}", file=sys.stderr)
         return USAGE_ERROR
     if summary is None:  # stopped while the run was still at work
         _exit_now(_abandon(runner, time.perf_counter() - started))
@@ -225,7 +226,7 @@ def _abandon(runner: BatchRunner, wall_seconds: float) -> str:
     if summary is None:
         return (
             f"interrupted before the inputs were listed: nothing was done\n"
-            f"manifest: {runner.outputs.url_of(runner.manifest.name)}\n"
+            f"manifest: {shown_name(runner.outputs.url_of(runner.manifest.name))}\n"
             "interrupted: rerun the same command to resume"
         )
     summary.interrupted = True

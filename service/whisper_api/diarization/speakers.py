@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from whisper_api.diarization.channels import ChannelDecoder, diarize_stereo, loudest
 from whisper_api.diarization.diarizer import Diarization, Diarizer, Turn
 from whisper_api.diarization.speech import VadTuning
 from whisper_api.schemas import Segment, Speakers, SpeakerSegment, SpeakerTurn, Transcript, Word
@@ -23,13 +24,17 @@ from whisper_api.schemas import Segment, Speakers, SpeakerSegment, SpeakerTurn, 
 KNOWN_SPEAKER_SIMILARITY = 0.6
 
 
-def speaker_of(start: float, end: float, turns: list[Turn]) -> int | None:
-    """The speaker overlapping [start, end] most; in a gap, the nearest turn's; None without turns."""
+def speaker_of(start: float, end: float, turns: list[Turn], levels: np.ndarray | None = None) -> int | None:
+    """The speaker overlapping [start, end] most, or where channels were diarized alone
+    (`levels`), the loudest of those heard then; in a gap, the nearest turn's; None without turns."""
     if not turns:
         return None
     overlaps = [min(end, turn.end) - max(start, turn.start) for turn in turns]
     best = int(np.argmax(overlaps))
     if overlaps[best] > 0:
+        heard = [turn for turn, overlap in zip(turns, overlaps, strict=True) if overlap > 0]
+        if levels is not None and len({turn.channel for turn in heard}) > 1:
+            return loudest(heard, levels, start, end).speaker
         return turns[best].speaker
     middle = (start + end) / 2
     distances = [max(turn.start - middle, middle - turn.end, 0.0) for turn in turns]
@@ -60,14 +65,17 @@ def _letters() -> "list[str]":
     return single + [first + second for first in single for second in single]
 
 
-def _pieces(segment: Segment, turns: list[Turn]) -> list[tuple[int | None, float, float, str]]:
+def _pieces(segment: Segment, diarization: Diarization) -> list[tuple[int | None, float, float, str]]:
     """(speaker, start, end, text) runs of one segment's words, split where the speaker changes."""
+    turns, levels = diarization.turns, diarization.levels
     words: list[Word] = segment.words or []
     if not words:
-        return [(speaker_of(segment.start, segment.end, turns), segment.start, segment.end, segment.text)]
+        return [
+            (speaker_of(segment.start, segment.end, turns, levels), segment.start, segment.end, segment.text)
+        ]
     runs: list[tuple[int | None, float, float, str]] = []
     for word in words:
-        speaker = speaker_of(word.start, word.end, turns)
+        speaker = speaker_of(word.start, word.end, turns, levels)
         if runs and runs[-1][0] == speaker:
             previous = runs[-1]
             runs[-1] = (speaker, previous[1], word.end, previous[3] + word.word)
@@ -87,9 +95,7 @@ def speaker_segments(
 ) -> SpeakerTranscript:
     """The transcript's segments split by speaker and labelled (see the module's docstring)."""
     names = names or {}
-    pieces = [
-        piece for segment in segments for piece in _pieces(segment, diarization.turns) if piece[3].strip()
-    ]
+    pieces = [piece for segment in segments for piece in _pieces(segment, diarization) if piece[3].strip()]
     letters = iter(_letters())
     labels: dict[int | None, str] = {}
     # In order of first appearance: in the words first, then speakers who said no word.
@@ -123,10 +129,15 @@ def diarize_transcript(
     *,
     vad: VadTuning | None = None,
     cancel: threading.Event | None = None,
+    channel: ChannelDecoder | None = None,
 ) -> Transcript:
     """Diarize `audio` (16 kHz, the transcript's own) and label its words; `known`: name → 2-10 s
-    of that voice. Runs on the inference thread, after the transcription, on the same samples."""
-    diarization = diarizer.diarize(audio, vad=vad, cancel=cancel)
+    of that voice; `channel`: a stereo upload's channels, each diarized alone (`channels.py`). Runs
+    on the inference thread, after the transcription, on the same samples."""
+    if channel is None:
+        diarization = diarizer.diarize(audio, vad=vad, cancel=cancel)
+    else:
+        diarization = diarize_stereo(diarizer, audio, channel, vad=vad, cancel=cancel)
     references = {name: diarizer.embed_voice(sample) for name, sample in (known or {}).items()}
     return with_speakers(transcript, diarization, match_known_speakers(diarization.centroids, references))
 

@@ -123,8 +123,9 @@ def summary_line(output: str) -> str:
 
 
 def hostile_folder(root: Path) -> dict[bytes, str]:
-    """Every kind of entry that is not a readable file, beside two good recordings (one of them
-    under a name that is not UTF-8): raw relative name → the reason the manifest must give."""
+    """Every kind of entry that is not a readable file, beside three good recordings (two of them
+    under names that are not UTF-8, one in a folder so named): raw relative name → the reason the
+    manifest must give."""
     root.mkdir()
     shutil.copy(FIXTURES / "short.wav", root / "good.wav")
     os.makedirs(os.fsencode(root) + b"/dossier-\xff")
@@ -144,8 +145,6 @@ def hostile_folder(root: Path) -> dict[bytes, str]:
     shutil.copy(FIXTURES / "short.wav", root / "closed" / "inside.wav")
     (root / "closed").chmod(0)
     return {
-        b"dossier-\xff/r\xe9union.mp3": "name_not_utf8",
-        b"caf\xe9.flac": "name_not_utf8",
         b"gone.wav": "dangling_symlink",
         b"loop.wav": "symlink_loop",
         b"a/b": "symlink_to_folder",
@@ -170,16 +169,19 @@ def test_entries_that_are_not_readable_files_are_skipped_with_their_reason_and_t
 
     assert code == 0, output
     assert "Traceback" not in output
-    assert f"{len(expected) + 1} recording(s): 1 done" in summary_line(output), output
+    assert f"{len(expected) + 3} recording(s): 3 done" in summary_line(output), output
     assert f"{len(expected)} skipped (not a readable file)" in summary_line(output)
     assert {"good.wav.verbose.json", "good.wav.srt"} <= {path.name for path in target.iterdir()}
+    assert (target / "caf\\xe9.flac.srt").is_file()
+    assert (target / "dossier-\\xff" / "r\\xe9union.mp3.srt").is_file()
 
     records = {
         base64.b64decode(record.path_bytes) if record.path_bytes else record.path.encode(): record
         for record in local_manifest(target)
     }
-    assert set(records) == {*expected, b"good.wav"}
-    assert records[b"good.wav"].status == "done"
+    transcribed = {b"good.wav", b"caf\xe9.flac", b"dossier-\xff/r\xe9union.mp3"}
+    assert set(records) == {*expected, *transcribed}
+    assert {records[raw].status for raw in transcribed} == {"done"}
     for raw, reason in expected.items():
         record = records[raw]
         assert (record.status, record.reason) == ("skipped", reason), raw
@@ -210,6 +212,91 @@ def test_opening_a_fifo_never_blocks(tmp_path: Path) -> None:
         os.close(os.open(tmp_path / "late.wav", os.O_WRONLY | os.O_NONBLOCK))
         pytest.fail("opening a FIFO blocked")
     assert isinstance(outcome[0], NotAFile)
+
+
+# --- names that are not UTF-8 ------------------------------------------------------------------
+
+
+def names_under(folder: Path) -> set[bytes]:
+    """Every file's relative name under `folder`, as the file system has it."""
+    root = os.fsencode(folder)
+    return {
+        os.path.relpath(os.path.join(parent, name), root)
+        for parent, _, files in os.walk(root)
+        for name in files
+    }
+
+
+def test_a_name_that_is_not_utf8_is_transcribed_under_its_escaped_name_and_a_rerun_skips_it(
+    tmp_path: Path,
+) -> None:
+    source, target = tmp_path / "in", tmp_path / "out"
+    raw_source = os.fsencode(source)
+    source.mkdir()
+    shutil.copy(FIXTURES / "short.wav", source / "good.wav")
+    shutil.copy(FIXTURES / "short.wav", raw_source + b"/caf\xe9.wav")
+    os.mkdir(raw_source + b"/dossier-\xff")
+    shutil.copy(FIXTURES / "short.mp3", raw_source + b"/dossier-\xff/r\xe9union.mp3")
+    with open(raw_source + b"/bad\xe9.mp3", "wb") as bad:
+        bad.write(b"ID3 but nothing else")
+    # Printing or logging the raw name would raise here (strict UTF-8, the logs as JSON).
+    env = {"PYTHONIOENCODING": "utf-8:strict", "WHISPER_LOG_JSON": "true"}
+
+    code, output = run_cli(str(source), str(target), env=env)
+
+    assert code == 1, output  # bad\xe9.mp3 is not audio
+    assert "Traceback" not in output and "Logging error" not in output, output
+    assert "4 recording(s): 3 done, 0 skipped (already done), 1 failed" in summary_line(output)
+    assert "failed: bad\\xe9.mp3: " in output  # the summary shows the name as the manifest does
+    logged = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    assert any(entry["message"].startswith("failed: bad\\xe9.mp3: ") for entry in logged), output
+    written = names_under(target)
+    for name in written:
+        name.decode("utf-8")  # everything written is named in UTF-8
+    assert {
+        b"caf\\xe9.wav.verbose.json",
+        b"caf\\xe9.wav.srt",
+        b"dossier-\\xff/r\\xe9union.mp3.verbose.json",
+        b"dossier-\\xff/r\\xe9union.mp3.srt",
+    } <= written
+    version = os.stat(raw_source + b"/caf\xe9.wav").st_mtime_ns
+    assert (target / "_manifest" / "done" / f"caf\\xe9.wav@{version}.json").is_file()
+    # The very bytes were read: the same audio as good.wav, the same transcript.
+    assert (target / "caf\\xe9.wav.verbose.json").read_text() == (
+        target / "good.wav.verbose.json"
+    ).read_text()
+    assert json.loads((target / "dossier-\\xff" / "r\\xe9union.mp3.verbose.json").read_text())["text"]
+
+    records = {record.path: record for record in local_manifest(target)}
+    latin1 = records["caf\\xe9.wav"]
+    assert (latin1.status, latin1.path_bytes, latin1.outputs) == (
+        "done",
+        base64.b64encode(b"caf\xe9.wav").decode(),
+        ["caf\\xe9.wav.verbose.json", "caf\\xe9.wav.srt"],
+    )
+    folder = records["dossier-\\xff/r\\xe9union.mp3"]
+    assert (folder.status, base64.b64decode(folder.path_bytes or "")) == (
+        "done",
+        b"dossier-\xff/r\xe9union.mp3",
+    )
+    assert (records["bad\\xe9.mp3"].status, records["good.wav"].path_bytes) == ("failed", None)
+    marker = FileRecord.model_validate_json(
+        (target / "_manifest" / "done" / f"caf\\xe9.wav@{version}.json").read_text()
+    )
+    assert (marker.path, marker.name_bytes) == ("caf\\xe9.wav", b"caf\xe9.wav")
+
+    before = {name: os.stat(os.fsencode(target) + b"/" + name).st_mtime_ns for name in written}
+    code, output = run_cli(str(source), str(target), "--run-id", "again", env=env)
+
+    assert code == 1, output
+    assert "4 recording(s): 0 done, 3 skipped (already done), 1 failed" in summary_line(output), output
+    assert "loading faster-whisper" not in output  # nothing was redone
+    after = {name: os.stat(os.fsencode(target) + b"/" + name).st_mtime_ns for name in written}
+    assert after == before
+    (part,) = (target / "_manifest" / "runs" / "again").glob("*.jsonl")
+    again = {record.path: record for record in read_records(part.read_text())}
+    assert (again["caf\\xe9.wav"].status, again["caf\\xe9.wav"].reason) == ("skipped", "already_done")
+    assert again["caf\\xe9.wav"].path_bytes == latin1.path_bytes
 
 
 # --- long names ---------------------------------------------------------------------------------
@@ -253,6 +340,7 @@ def test_an_output_inside_the_input_is_not_counted_as_input(tmp_path: Path, insi
     source = tmp_path / "in"
     (source / "calls").mkdir(parents=True)
     shutil.copy(FIXTURES / "short.wav", source / "calls" / "one.wav")
+    shutil.copy(FIXTURES / "short.mp3", os.fsencode(source) + b"/calls/caf\xe9.mp3")  # outputs: caf\xe9.mp3.*
     (source / "notes.txt").write_text("a file of the user's: ignored")
     target = source / inside if inside else source
 
@@ -260,8 +348,9 @@ def test_an_output_inside_the_input_is_not_counted_as_input(tmp_path: Path, insi
     second_code, second = run_cli(str(source), str(target), "--run-id", "again")
 
     assert (first_code, second_code) == (0, 0), first + second
+    assert "2 recording(s): 2 done" in summary_line(first)
     assert "1 file(s) ignored" in first
-    assert "1 recording(s): 0 done, 1 skipped (already done), 0 failed" in summary_line(second)
+    assert "2 recording(s): 0 done, 2 skipped (already done), 0 failed" in summary_line(second)
     assert "1 file(s) ignored" in second, second  # the transcripts and manifests are not inputs
 
 

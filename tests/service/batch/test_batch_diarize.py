@@ -1,11 +1,13 @@
 """The batch worker with `--diarize`: diarized JSON and RTTM beside the transcripts, resumable."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 from openai.types.audio import TranscriptionDiarized
 
+from tests.support.audio import call_recording
 from tests.support.diarization import SAMPLE, diarization_model
 from tests.support.engines import FIXTURES, engine_settings
 from whisper_api.batch.cli import main
@@ -18,6 +20,9 @@ def test_diarize_writes_diarized_json_and_rttm_and_resumes(
     (source / "calls").mkdir(parents=True)
     (source / "calls" / "meeting.flac").write_bytes(SAMPLE.read_bytes())
     (source / "solo.wav").write_bytes((FIXTURES / "short.wav").read_bytes())
+    with open(os.fsencode(source) + b"/caf\xe9.wav", "wb") as latin1:  # a name that is not UTF-8
+        latin1.write((FIXTURES / "short.wav").read_bytes())
+    (source / "calls" / "call.wav").write_bytes(call_recording(delay_s=4.0))  # one party per channel
     settings = engine_settings("faster-whisper", diarization_model=diarization_model())
 
     def run(*extra: str) -> int:
@@ -25,7 +30,7 @@ def test_diarize_writes_diarized_json_and_rttm_and_resumes(
         return main(argv, settings=settings, load_engine=lambda: engines["faster-whisper"])
 
     assert run() == 0
-    assert "2 recording(s): 2 done" in capsys.readouterr().out
+    assert "4 recording(s): 4 done" in capsys.readouterr().out
     meeting = TranscriptionDiarized.model_validate_json(
         (target / "calls" / "meeting.flac.diarized.json").read_text()
     )
@@ -35,14 +40,21 @@ def test_diarize_writes_diarized_json_and_rttm_and_resumes(
     assert {row[0] for row in rows} == {"SPEAKER"} and {row[1] for row in rows} == {"meeting.flac"}
     assert {row[7] for row in rows} == {"A", "B"}
     assert all(float(row[4]) > 0 for row in rows)
+    # A turn spoken over the other party's, found on its own channel: the turns overlap.
+    call = [line.split() for line in (target / "calls" / "call.wav.rttm").read_text().splitlines()]
+    turns = {row[7]: (float(row[3]), float(row[3]) + float(row[4])) for row in call}
+    assert sorted(turns) == ["A", "B"]
+    assert turns["A"][0] < 0.5 and turns["A"][1] > 16 and 3.6 < turns["B"][0] < turns["B"][1] < 11.1
     solo = TranscriptionDiarized.model_validate_json((target / "solo.wav.diarized.json").read_text())
     assert {segment.speaker for segment in solo.segments} == {"A"}
+    # Named in text, the file id of its RTTM too.
+    assert (target / "caf\\xe9.wav.rttm").read_text().startswith("SPEAKER caf\\xe9.wav 1 ")
     # Resumable: a rerun finds every output (the RTTM included) and does nothing.
     assert run() == 0
-    assert "2 skipped" in capsys.readouterr().out
+    assert "4 skipped" in capsys.readouterr().out
     (target / "solo.wav.rttm").unlink()
     assert run() == 0
-    assert "1 done, 1 skipped" in capsys.readouterr().out
+    assert "1 done, 3 skipped" in capsys.readouterr().out
     assert (target / "solo.wav.rttm").read_text().startswith("SPEAKER solo.wav 1 ")
 
 

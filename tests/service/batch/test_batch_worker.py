@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -372,17 +373,115 @@ def test_object_names_that_would_leave_the_output_folder_fail_and_write_nothing_
     gcs, make_bucket, engines, tmp_path: Path
 ) -> None:
     source = make_bucket("in")
-    hostile = ["a/../../escape.wav", "b//double.wav", "./dot.wav"]
-    upload_fixtures(gcs, source, {name: "short.wav" for name in [*hostile, "fine/ok.wav"]})
+    hostile = ["a/../../escape.wav", "b//double.wav", "./dot.wav", "c\\..\\..\\climb.wav"]
+    fine = ["fine/ok.wav", "fine/back\\slash.wav"]  # a backslash alone is a plain character
+    upload_fixtures(gcs, source, {name: "short.wav" for name in [*hostile, *fine]})
     listed = {blob.name for blob in gcs.list_blobs(source)}
     output = tmp_path / "deep" / "out"
 
     summary = run_task(engines, f"gs://{source}", str(output))
 
-    assert summary.done == 1
-    assert {record.path for record in summary.failures} == listed - {"fine/ok.wav"}
+    assert summary.done == 2
+    assert {record.path for record in summary.failures} == listed - set(fine)
+    assert (output / "fine" / "back\\slash.wav.srt").is_file()
     assert {record.error_code for record in summary.failures} == {"invalid_name"}
     written = {path.relative_to(tmp_path).as_posix() for path in tmp_path.rglob("*") if path.is_file()}
     assert all(path.startswith("deep/out/") for path in written), written
     with pytest.raises(StorageError, match="not a relative path"):
         LocalFolder(output).write("../x.srt", b"", "text/plain")
+
+
+# --- names whose outputs would be the same ------------------------------------------------------
+
+
+def put(folder: Path, raw: bytes, fixture: str) -> bytes:
+    """A copy of the fixture at `folder`/`raw` (a name as bytes); its full path as bytes."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.fsencode(folder) + b"/" + raw
+    shutil.copy(FIXTURES / fixture, path)
+    return path
+
+
+def done_markers(target: Path) -> list[FileRecord]:
+    return [FileRecord.model_validate_json(path.read_text()) for path in (target / DONE_DIR).rglob("*.json")]
+
+
+def local_records(target: Path, run_id: str) -> list[FileRecord]:
+    return [
+        record
+        for part in sorted((target / "_manifest" / "runs" / run_id).glob("*.jsonl"))
+        for record in read_records(part.read_text())
+    ]
+
+
+def test_of_two_names_with_the_same_outputs_the_first_by_bytes_keeps_them_and_every_task_agrees(
+    tmp_path: Path, engines
+) -> None:
+    def shard_of(raw: bytes) -> bool:
+        return owns(Shard(0, 2), os.fsdecode(raw))
+
+    # b"x3\xe9.wav" is shown as x3\xe9.wav, which a file may really be named: a pair in different tasks.
+    literal, latin1 = next(
+        pair
+        for index in range(100)
+        if shard_of((pair := (b"x%d\\xe9.wav" % index, b"x%d\xe9.wav" % index))[0]) != shard_of(pair[1])
+    )
+    source, target = tmp_path / "in", tmp_path / "out"
+    put(source, latin1, "short.mp3")
+    put(source, literal, "short.wav")
+
+    summaries = [run_task(engines, str(source), str(target), shard=Shard(index, 2)) for index in range(2)]
+
+    assert sorted((summary.done, summary.failed) for summary in summaries) == [(0, 1), (1, 0)]
+    (failure,) = [record for summary in summaries for record in summary.failures]
+    assert (failure.name_bytes, failure.error_code, failure.outputs) == (latin1, "name_collision", [])
+    assert failure.path == literal.decode()  # shown alike: the message names the other by its bytes
+    assert repr(literal) in (failure.error or "") and "rename one of the two" in (failure.error or "")
+    (marker,) = done_markers(target)
+    assert (marker.name_bytes, marker.path_bytes) == (literal, None)
+    shown = literal.decode()
+    assert marker.outputs == [f"{shown}.verbose.json", f"{shown}.srt"]
+    assert all((target / output).is_file() for output in marker.outputs)
+    records = {(record.name_bytes, record.status) for record in local_records(target, "run-1")}
+    assert records == {(literal, "done"), (latin1, "failed")}
+
+    again = run_task(engines, str(source), str(target), run_id="run-2", load_engine=never_load)
+
+    assert (again.done, again.skipped, again.failed) == (0, 1, 1)
+    assert {(record.name_bytes, record.status) for record in local_records(target, "run-2")} == {
+        (literal, "skipped"),
+        (latin1, "failed"),
+    }
+
+
+def test_a_name_that_collides_with_one_already_done_never_takes_its_outputs(tmp_path: Path, engines) -> None:
+    """The recording done first keeps its transcripts, even when the newcomer comes first by bytes
+    and has the same version, so that the done marker's name is the same for both."""
+    source, target = tmp_path / "in", tmp_path / "out"
+    latin1 = put(source, b"caf\xe9.wav", "short.wav")
+    first = run_task(engines, str(source), str(target))
+    assert (first.done, first.failed) == (1, 0)
+    written = {
+        path: (path.read_bytes(), path.stat().st_mtime_ns) for path in target.rglob("*") if path.is_file()
+    }
+    transcripts = {path: state for path, state in written.items() if "_manifest" not in path.parts}
+    assert {path.name for path in transcripts} == {"caf\\xe9.wav.verbose.json", "caf\\xe9.wav.srt"}
+
+    literal = put(source, b"caf\\xe9.wav", "short.mp3")  # a file really named caf\xe9.wav
+    version = os.stat(latin1).st_mtime_ns
+    os.utime(literal, ns=(version, version))
+    for force in (False, True):
+        again = run_task(
+            engines, str(source), str(target), run_id=f"again-{force}", job=BatchJob(force=force)
+        )
+
+        (failure,) = again.failures
+        assert (failure.name_bytes, failure.error_code) == (b"caf\\xe9.wav", "name_collision")
+        assert repr(b"caf\xe9.wav") in (failure.error or "")
+        if force:  # the keeper is redone; its outputs stay its own
+            assert again.done == 1
+        else:
+            assert (again.done, again.skipped) == (0, 1)
+            assert {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in transcripts} == transcripts
+        (marker,) = done_markers(target)
+        assert marker.name_bytes == b"caf\xe9.wav"
