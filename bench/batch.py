@@ -6,6 +6,10 @@ the next request sent when the previous answered). The worker (`python -m whispe
 --formats verbose_json`) is started cold for every round: its interpreter, imports and model load
 are counted in `process` and left out of `run`, which starts once the model is loaded. Throughput is
 audio seconds per wall second; each figure is the median of the rounds.
+
+Each round also interrupts a run as Ctrl-C does (one SIGINT): once while it loads the model, once
+while it transcribes (the second recording's done marker written, then 0.3 s): how long the
+process takes to exit, and whether it exits 130.
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,11 +38,14 @@ from bench.report import write_results
 from bench.serve import REPO, serve, service_env
 from whisper_api.contract import TRANSCRIPTIONS_PATH
 
+INTERRUPTED_STATES = ("loading the model", "transcribing")
+
 
 class Round(BaseModel):
     api_s: float
     batch_process_s: float
     batch_run_s: float
+    ctrl_c_stop_s: dict[str, float] = {}  # state -> seconds from SIGINT to the process's exit
 
 
 class BatchBenchReport(BaseModel):
@@ -48,6 +57,7 @@ class BatchBenchReport(BaseModel):
     api_s: float
     batch_process_s: float
     batch_run_s: float
+    ctrl_c_stop_s: dict[str, float] = {}  # the rounds' worst, per state
 
     def throughput(self, seconds: float) -> float:
         return self.audio_seconds / seconds
@@ -86,6 +96,37 @@ def batch_folder(folder: Path, output: Path, env: dict[str, str]) -> tuple[float
     return process_s, float(summary["wall"]) - float(summary["load"])
 
 
+def interrupted_run(folder: Path, output: Path, env: dict[str, str], state: str) -> float:
+    """Seconds from one SIGINT, sent in `state`, until the worker exited (130, or this raises)."""
+    shutil.rmtree(output, ignore_errors=True)
+    command = [sys.executable, "-m", "whisper_api.batch", str(folder), str(output), "--no-progress"]
+    process = subprocess.Popen(
+        command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout or ()), daemon=True)
+    reader.start()
+    second = sorted(folder.iterdir())[1]
+    marker = output / "_manifest" / "done" / f"{second.name}@{second.stat().st_mtime_ns}.json"
+    deadline = time.monotonic() + 300
+    while not ("loading" in "".join(lines) if state == "loading the model" else marker.exists()):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"the batch worker never reached {state}: {''.join(lines)[-1000:]}")
+        time.sleep(0.01)
+    if state == "transcribing":
+        time.sleep(0.3)
+    sent = time.perf_counter()
+    process.send_signal(signal.SIGINT)
+    code = process.wait(timeout=60)
+    stopped_s = time.perf_counter() - sent
+    reader.join(timeout=10)
+    if code != 130:
+        raise RuntimeError(f"interrupted while {state}, the worker exited {code}: {''.join(lines)[-1000:]}")
+    return stopped_s
+
+
 def markdown(report: BatchBenchReport) -> str:
     shape, prices = InstanceShape(), PriceTable()
     hourly = shape.cost_per_hour(prices)
@@ -116,6 +157,12 @@ def markdown(report: BatchBenchReport) -> str:
         f"(OpenAI: ${prices.openai_whisper_per_audio_minute * 60:.2f}).",
         "",
     ]
+    if report.ctrl_c_stop_s:
+        stops = ", ".join(f"{seconds:.2f} s while {state}" for state, seconds in report.ctrl_c_stop_s.items())
+        lines += [
+            f"Ctrl-C (one SIGINT), worst of the rounds, from the signal to the exit (130): {stops}.",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -149,7 +196,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             for _ in range(args.rounds):
                 api_s = api_one_by_one(service.url, clips)
                 process_s, run_s = batch_folder(folder, Path(scratch) / "out", env)
-                rounds.append(Round(api_s=api_s, batch_process_s=process_s, batch_run_s=run_s))
+                stops = {
+                    state: interrupted_run(folder, Path(scratch) / "out", env, state)
+                    for state in INTERRUPTED_STATES
+                }
+                rounds.append(
+                    Round(api_s=api_s, batch_process_s=process_s, batch_run_s=run_s, ctrl_c_stop_s=stops)
+                )
     report = BatchBenchReport(
         machine=machine,
         load_average_after=os.getloadavg()[0],
@@ -159,6 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         api_s=median(r.api_s for r in rounds),
         batch_process_s=median(r.batch_process_s for r in rounds),
         batch_run_s=median(r.batch_run_s for r in rounds),
+        ctrl_c_stop_s={state: max(r.ctrl_c_stop_s[state] for r in rounds) for state in INTERRUPTED_STATES},
     )
     write_results(args.out, "results", report, markdown(report))
     print(markdown(report))

@@ -12,11 +12,12 @@ against a case computed by hand (tests/bench).
 import argparse
 import itertools
 import multiprocessing
-import resource
 import sys
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from pydantic import BaseModel
@@ -139,6 +140,7 @@ class Config(BaseModel):
     differs: str
     embedding_relu: bool = False
     merge_similarity: float = 0.8
+    by_channel: bool = True  # a stereo recording diarized channel by channel, as the service does
 
 
 CONFIGS = [
@@ -149,6 +151,7 @@ CONFIGS = [
         embedding_relu=True,
         merge_similarity=0.875,
     ),
+    Config(name="mixed-down", differs="a stereo recording mixed down to mono first", by_channel=False),
 ]
 
 
@@ -184,19 +187,24 @@ def _decode(path: Path) -> np.ndarray:
         return decode_audio(file, 4 * 3600)
 
 
-def _stereo_channels(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    import av
+def _channel(path: Path, channel: int) -> np.ndarray:
+    from whisper_api.audio import decode_audio
 
-    with av.open(str(path)) as container:
-        frames = [frame.to_ndarray() for frame in container.decode(audio=0)]
-    samples = np.concatenate(frames, axis=1).reshape(-1, 2).T
-    return samples[0], samples[1]
+    return decode_audio(path, 4 * 3600, channel=channel)
 
 
-def _recordings() -> list[tuple[str, str, np.ndarray, Turns | None, int]]:
-    """(name, source, audio, reference turns or None, reference speaker count)."""
-    found: list[tuple[str, str, np.ndarray, Turns | None, int]] = [
-        (
+class _Recording(NamedTuple):
+    name: str
+    source: str
+    audio: np.ndarray  # the mix, as the service transcribes it
+    reference: Turns | None
+    speakers: int
+    stereo: Path | None = None  # a two-channel file, diarized by channel where the config says so
+
+
+def _recordings() -> list[_Recording]:
+    found = [
+        _Recording(
             "pyannote-sample",
             "pyannote.audio 3.3.2 sample (MIT), turns by its authors",
             _decode(SAMPLE / "sample.flac"),
@@ -205,26 +213,24 @@ def _recordings() -> list[tuple[str, str, np.ndarray, Turns | None, int]]:
         )
     ]
     if STEREO.exists():
-        left, right = _stereo_channels(STEREO)
-        mono = ((left.astype(np.int32) + right.astype(np.int32)) // 2).astype(np.int16)
         found.append(
-            (
-                "stereo-mixed",
-                "shared stereo_diarization.wav, channels mixed; turns derived from energy",
-                mono,
-                stereo_reference(left, right),
+            _Recording(
+                "stereo",
+                "shared stereo_diarization.wav: two speakers, one per channel, as its README says; "
+                "turns derived from each channel's energy here (not a published reference)",
+                _decode(STEREO),
+                stereo_reference(_channel(STEREO, 0), _channel(STEREO, 1)),
                 2,
+                STEREO,
             )
         )
     for path in [FIXTURES / "short.wav", FIXTURES / "long.ogg", *sorted(LIBRISPEECH.glob("*.wav"))]:
         found.append(
-            (path.name, "one reader (tests/fixtures, LibriSpeech CC BY 4.0)", _decode(path), None, 1)
+            _Recording(
+                path.name, "one reader (tests/fixtures, LibriSpeech CC BY 4.0)", _decode(path), None, 1
+            )
         )
     return found
-
-
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_config(config: Config, long_minutes: float) -> ConfigResult:
@@ -233,10 +239,17 @@ def run_config(config: Config, long_minutes: float) -> ConfigResult:
 
     diarizer = Diarizer(ensure_exported(MODEL_CACHE), embedding_relu=config.embedding_relu)
     diarizer.diarize(_decode(FIXTURES / "short.wav"))  # onnxruntime's first run allocates its arenas
+    from whisper_api.diarization.channels import diarize_stereo
+
     recordings = []
-    for name, source, audio, reference, speakers in _recordings():
+    for name, source, audio, reference, speakers, stereo in _recordings():
         started = time.perf_counter()
-        result = diarizer.diarize(audio, merge_similarity=config.merge_similarity)
+        if stereo is not None and config.by_channel:
+            result = diarize_stereo(
+                diarizer, audio, partial(_channel, stereo), merge_similarity=config.merge_similarity
+            )
+        else:
+            result = diarizer.diarize(audio, merge_similarity=config.merge_similarity)
         seconds = time.perf_counter() - started
         hypothesis = [(turn.start, turn.end, str(turn.speaker)) for turn in result.turns]
         recordings.append(
@@ -264,7 +277,10 @@ def run_config(config: Config, long_minutes: float) -> ConfigResult:
 
 def long_run(config: Config, minutes: float) -> tuple[float, float, float]:
     """In a fresh process: (audio s, diarization s, peak RSS growth in MiB while diarizing), the peak
-    measured from the moment the model is loaded, warmed, and the audio decoded."""
+    measured from the moment the model is loaded, warmed, and the audio decoded. The peak is VmHWM,
+    which a new process starts afresh (getrusage's maximum is inherited from the parent across exec,
+    so a parent larger than the run hid the growth)."""
+    from bench.engines import peak_rss_mib
     from whisper_api.diarization.diarizer import Diarizer
     from whisper_api.diarization.export import ensure_exported
 
@@ -272,10 +288,10 @@ def long_run(config: Config, minutes: float) -> tuple[float, float, float]:
     diarizer.diarize(_decode(FIXTURES / "short.wav"))
     sample = _decode(SAMPLE / "sample.flac")
     audio = np.tile(sample, max(1, round(minutes * 60 / (len(sample) / SAMPLE_RATE))))
-    before = _peak_rss_mib()
+    before = peak_rss_mib()
     started = time.perf_counter()
     diarizer.diarize(audio, merge_similarity=config.merge_similarity)
-    return len(audio) / SAMPLE_RATE, time.perf_counter() - started, max(0.0, _peak_rss_mib() - before)
+    return len(audio) / SAMPLE_RATE, time.perf_counter() - started, max(0.0, peak_rss_mib() - before)
 
 
 def markdown(report: DiarizationReport) -> str:

@@ -131,10 +131,35 @@ def long_form(report: Report) -> str:
 
 
 def batch(report: Report) -> str:
-    return (
+    summary = (
         f"{report['audio_seconds'] / report['batch_run_s']:.1f} audio s per s after the model loaded "
         f"(API one file at a time {report['audio_seconds'] / report['api_s']:.1f}); "
         f"median of {len(report['rounds'])} rounds"
+    )
+    stops = report.get("ctrl_c_stop_s")  # measured since 2026-12-08
+    if not stops:
+        return summary
+    return f"{summary}; Ctrl-C stops it in at most {max(stops.values()):.2f} s"
+
+
+def fairness(report: Report) -> str:
+    fresh = report.get("fresh_burst")  # measured since 2026-12-08
+    bursts = [run["burst_ok"] for run in report["runs"]]
+    summary = (
+        f"{report['clip']} behind three 3-hour constant-value files: median "
+        f"**{report['short_latency_median_s']:.2f} s**, worst {report['short_latency_max_s']:.2f} s; "
+        f"bursts of 32 after them: at least {min(bursts)}/32"
+    )
+    return summary if fresh is None else f"{summary}, on a fresh server {fresh['ok']}/32"
+
+
+def code_switching(report: Report) -> str:
+    service = report["paths"][0]
+    alone = report["paths"][1]
+    return (
+        f"multilingual.mp3 on `base`: languages {', '.join(service['languages'])}, German half WER "
+        f"**{_pct(service['german_wer'])}** (faster-whisper alone: {', '.join(alone['languages'])}, "
+        f"{_pct(alone['german_wer'])}), English half {_pct(service['english_wer'])}"
     )
 
 
@@ -191,6 +216,8 @@ ROWS: tuple[Row, ...] = (
     ("this service vs whisper.cpp, same run", "whispercpp/whispercpp.json", versus_whispercpp),
     ("WER, 10 LibriSpeech clips (ours; speaches' defaults)", "wer/wer.json", read_speech),
     ("long-form completeness", "longform/longform.json", long_form),
+    ("code-switched speech (English, then German)", "codeswitch/codeswitch.json", code_switching),
+    ("a short request behind cheap long files", "fairness/fairness.json", fairness),
     ("`make batch` over a folder", "batch/results.json", batch),
     ("GPU, in-process (faster-whisper float16)", "gpu/gpu.json", gpu),
     ("speaker diarization (diarized_json)", "diarization/diarization.json", diarization),

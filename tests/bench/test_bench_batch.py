@@ -29,3 +29,19 @@ def test_the_report_shows_each_path_and_the_cost_per_audio_hour() -> None:
     assert "| `make batch`, after the model loaded | 8.00 | 10.0 |" in text
     assert "1.25x the API's throughput" in text
     assert "$0.1047 per audio hour" in text  # $1.0465/h at 10 audio s per wall s
+
+
+def test_the_report_shows_how_soon_ctrl_c_stopped_the_worker() -> None:
+    stops = {"loading the model": 0.21, "transcribing": 0.4}
+    report = BatchBenchReport(
+        machine=describe(with_gpu=False),
+        load_average_after=1.0,
+        files=["a.wav"],
+        audio_seconds=80.0,
+        rounds=[Round(api_s=10.0, batch_process_s=12.0, batch_run_s=8.0, ctrl_c_stop_s=stops)],
+        api_s=10.0,
+        batch_process_s=12.0,
+        batch_run_s=8.0,
+        ctrl_c_stop_s=stops,
+    )
+    assert "to the exit (130): 0.21 s while loading the model, 0.40 s while transcribing." in markdown(report)
