@@ -24,6 +24,7 @@ from whisper_api.engines.base import Engine
 from whisper_api.errors import install_error_handlers
 from whisper_api.lifecycle import warm_up_when_idle
 from whisper_api.limits import MIB, UploadLimitMiddleware
+from whisper_api.memory import upload_budget_bytes
 from whisper_api.readiness import describe_ready, not_ready
 from whisper_api.request_id import RequestIdMiddleware
 from whisper_api.routes import audio, health
@@ -57,7 +58,12 @@ def create_app(settings: Settings | None = None, *, load_engine: EngineLoader | 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.scheduler = Scheduler(settings.workers, settings.queue_size, settings.request_timeout_s)
+        app.state.scheduler = Scheduler(
+            settings.workers,
+            settings.queue_size,
+            settings.request_timeout_s,
+            queue_bytes=settings.queue_bytes or upload_budget_bytes(),
+        )
         app.state.metrics.bind_scheduler(app.state.scheduler)
         app.state.load_finished.clear()
         app.state.loading = asyncio.create_task(_load(app, settings, loader))

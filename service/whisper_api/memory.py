@@ -6,7 +6,10 @@ where the C library is not glibc.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 # glibc's mallopt parameters (malloc.h).
@@ -88,3 +91,31 @@ def release_freed_memory() -> bool:
     """
     libc = _glibc()
     return libc is not None and bool(libc.malloc_trim(0))
+
+
+# Of the memory this process may use, the share that queued uploads may hold: the rest is the model,
+# the decoded audio in the slots (up to 330 MiB per 3-hour file) and the heap's slack.
+UPLOAD_MEMORY_SHARE = 0.25
+# Of the free space where uploads are spooled (a tmpfs on Cloud Run: memory again), the share.
+UPLOAD_DISK_SHARE = 0.5
+_CGROUP_LIMITS = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+
+
+def memory_limit_bytes() -> int:
+    """What this process may use: its cgroup's limit (v2, else v1), else the machine's memory."""
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for path in _CGROUP_LIMITS:
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            return min(int(text), physical)  # v1 says "no limit" with a huge number
+    return physical
+
+
+def upload_budget_bytes(spool_dir: str | None = None) -> int:
+    """What the uploads of queued requests may hold at once: a quarter of the memory limit, at most
+    half the free space of the folder they are spooled to (`tempfile.gettempdir()`)."""
+    free = shutil.disk_usage(spool_dir or tempfile.gettempdir()).free
+    return int(min(memory_limit_bytes() * UPLOAD_MEMORY_SHARE, free * UPLOAD_DISK_SHARE))

@@ -203,6 +203,8 @@ class Pipeline:
                 finally:
                     release_memory_after(timer.audio_seconds)
 
-            return await self.scheduler.run(timer, work, audio_seconds=min(expected_s, limit))
+            return await self.scheduler.run(
+                timer, work, audio_seconds=min(expected_s, limit), upload_bytes=request.size or 0
+            )
         except AudioError as error:
             raise invalid_request(str(error), param="file", code=error.code) from error

@@ -3,9 +3,10 @@
 Two gates. At the door (`enter`/`admit`, which `admission.AdmissionMiddleware` calls before a
 byte of the upload is read) a full or draining instance answers 429/503 at once; a request let in
 holds nothing while its body arrives, however slowly. Once the body is complete the pipeline asks
-`Scheduler.run` for a place in the queue: at most `queue_size` requests waiting or inferring (what
-memory and disk allow: each holds its upload), and only when its predicted completion fits its
-deadline; then for one of `workers` inference slots. Decoding and inference both run in that slot,
+`Scheduler.run` for a place in the queue: only while the uploads of the requests waiting or
+inferring fit `queue_bytes` (what memory and disk allow: each holds its upload; the first always
+fits), at most `queue_size` of them, and only when its predicted completion fits its deadline;
+then for one of `workers` inference slots. Decoding and inference both run in that slot,
 on an inference thread.
 
 Slots go to the request with the least work left (shortest first), and a long one gives its slot
@@ -164,6 +165,7 @@ class _Job:
     decode_s: float | None = None  # slot seconds spent decoding and gating
     started: float | None = None  # when it first got a slot
     holds_own_place: bool = False  # a realtime session's pass: not counted against queue_size
+    upload_bytes: int = 0  # what its upload holds while it is queued or running
     used_s: float = 0.0  # slot seconds before its current turn
     resumed: float | None = None  # when its current turn in a slot began (None: holds no slot)
     grant: asyncio.Future[None] | None = None  # while it waits for a slot
@@ -215,10 +217,12 @@ class Scheduler:
         queue_size: int,
         request_timeout_s: float | None = None,
         *,
+        queue_bytes: int | None = None,
         jitter: random.Random | None = None,
     ) -> None:
         self.workers = workers
         self.queue_size = max(queue_size, workers)
+        self.queue_bytes = queue_bytes
         self.request_timeout_s = request_timeout_s
         self.max_parked = PARKED_PER_WORKER * workers
         self.entered = 0  # past the door: uploading, queued or inferring (what draining waits for)
@@ -242,6 +246,11 @@ class Scheduler:
     def admitted(self) -> int:
         """Requests in the queue: body complete, waiting for a slot or inferring."""
         return sum(1 for job in self._jobs if not job.holds_own_place)
+
+    @property
+    def held_bytes(self) -> int:
+        """What the uploads of the requests in the queue hold."""
+        return sum(job.upload_bytes for job in self._jobs if not job.holds_own_place)
 
     @property
     def waiting(self) -> int:
@@ -346,6 +355,7 @@ class Scheduler:
         work: Callable[[threading.Event], T],
         *,
         audio_seconds: float = 0.0,
+        upload_bytes: int = 0,
         holds_own_place: bool = False,
     ) -> T:
         """Queue, then run `work(cancel)` on an inference thread once a slot is free.
@@ -355,7 +365,8 @@ class Scheduler:
         DeadlineExceededError instead of running when the client left or the deadline passed while
         queued. When either happens during the run, `cancel` is set (the engine stops within one
         segment and frees the slot) and the error is raised at once. `audio_seconds` is what the
-        predictions count. `work` may call `decoded` and `checkpoint` (from its thread). The queue
+        predictions count; `upload_bytes` what its upload holds meanwhile (against `queue_bytes`).
+        `work` may call `decoded` and `checkpoint` (from its thread). The queue
         wait is timed on `timer`. `holds_own_place`: the caller holds a place of its own (a realtime
         session, bounded separately), so neither a full upload queue nor the deadline prediction
         refuses it; it still waits for a slot and counts in the backlog.
@@ -370,8 +381,10 @@ class Scheduler:
             raise ShuttingDownError()
         if not holds_own_place and self.admitted >= self.queue_size:
             raise QueueFullError(self.retry_after_s(), self.queue_size)
+        if not holds_own_place:
+            self._refuse_what_memory_cannot_hold(upload_bytes)
         self._loop = asyncio.get_running_loop()
-        job = _Job(ticket, audio_seconds, holds_own_place=holds_own_place)
+        job = _Job(ticket, audio_seconds, holds_own_place=holds_own_place, upload_bytes=upload_bytes)
         if not holds_own_place:
             self._refuse_what_cannot_fit(job)
         self._jobs.add(job)
@@ -381,6 +394,16 @@ class Scheduler:
             return await self._infer(job, work)
         finally:
             self._jobs.discard(job)
+
+    def _refuse_what_memory_cannot_hold(self, upload_bytes: int) -> None:
+        held = self.held_bytes
+        if self.queue_bytes is None or self.admitted == 0 or held + upload_bytes <= self.queue_bytes:
+            return
+        raise QueueFullError(
+            self.retry_after_s(),
+            reason=f"The uploads queued here hold {held / 1e6:.1f} MB of the {self.queue_bytes / 1e6:.1f} MB "
+            f"this instance keeps for them, and this one brings {upload_bytes / 1e6:.1f} MB",
+        )
 
     def _refuse_what_cannot_fit(self, job: _Job) -> None:
         remaining = job.ticket.remaining()

@@ -60,11 +60,17 @@ class Settings(BaseSettings):
     )
     workers: int = Field(1, ge=1, description="Inferences run at once in this process.")
     queue_size: int = Field(
-        64,
+        256,
         ge=1,
-        description="Most requests admitted at once (running + waiting), each holding its upload: what "
-        "memory and disk allow; 429 beyond, and for any request whose predicted completion misses its "
-        "deadline. Cloud Run concurrency.",
+        description="Most requests admitted at once (running + waiting), whatever their size; 429 beyond. "
+        "Cloud Run concurrency.",
+    )
+    queue_bytes: int | None = Field(
+        None,
+        ge=1,
+        description="Bytes the uploads of admitted requests may hold at once (429 beyond; the first "
+        "request always fits); unset: a quarter of the memory limit, at most half the free space of "
+        "the temporary folder.",
     )
     request_timeout_s: float = Field(
         300, gt=0, description="Deadline for one request, from its arrival (upload, queue and inference)."

@@ -41,6 +41,14 @@ def client(server: Server, **options: object) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key="not-needed-locally", **options)  # type: ignore[arg-type]
 
 
+async def admitted(server: Server, count: int) -> None:
+    """Until the server holds `count` requests in its queue (its metric, not an event here)."""
+    deadline = time.monotonic() + 60
+    while server.metric("whisper_requests_admitted") < count:
+        assert time.monotonic() < deadline, f"{count} requests were never admitted"
+        await asyncio.sleep(0.05)
+
+
 def steps(server_timing: str) -> set[str]:
     return {part.split(";")[0].strip() for part in server_timing.split(",")}
 
@@ -76,10 +84,7 @@ async def test_a_short_request_finishes_before_three_long_files_queued_ahead_of_
             return result.text
 
         longs = [asyncio.create_task(transcribe(f"long-{i}.flac", constant_3h)) for i in range(3)]
-        deadline = time.monotonic() + 60
-        while server.metric("whisper_requests_admitted") < 3:
-            assert time.monotonic() < deadline, "the long files were never admitted"
-            await asyncio.sleep(0.05)
+        await admitted(server, 3)
         short = await transcribe("short.wav", (FIXTURES / "short.wav").read_bytes())
         assert "fox" in short.lower()
         assert finished == ["short.wav"]  # while all three long ones still go on
@@ -182,10 +187,7 @@ async def test_retry_after_from_a_full_instance_is_when_a_place_is_really_free(
             asyncio.create_task(sdk.audio.transcriptions.create(model="whisper-1", file=(f"{i}.wav", speech)))
             for i in range(2)
         ]
-        deadline = time.monotonic() + 60
-        while two_places.metric("whisper_requests_admitted") < 2:
-            assert time.monotonic() < deadline, "the speech requests were never admitted"
-            await asyncio.sleep(0.05)
+        await admitted(two_places, 2)
         with pytest.raises(openai.RateLimitError) as refused:
             await sdk.audio.transcriptions.create(model="whisper-1", file=("late.wav", speech))
         refused_at = time.monotonic()
@@ -235,3 +237,36 @@ async def test_audio_that_cannot_finish_by_the_deadline_is_refused_once_before_i
     assert isinstance(error, dict) and error["code"] == "audio_too_long_for_deadline"
     assert "stream=true" in error["message"] and "make batch" in error["message"]
     assert len(sent) == 1  # the SDK did not retry it (a 504 at the deadline it retried twice)
+
+
+@pytest.fixture
+def small_upload_budget(tmp_path: Path) -> Iterator[Server]:
+    """Room for the uploads of about two 2.7-minute WAVs (5.2 MB each), whatever their count."""
+    running = start_server(tmp_path, WHISPER_WORKERS="1", WHISPER_QUEUE_BYTES="12000000")
+    yield running
+    stop(running)
+
+
+@pytest.mark.anyio
+async def test_the_queue_holds_what_its_upload_budget_allows_not_a_count(
+    small_upload_budget: Server, tmp_path: Path
+) -> None:
+    """Two long uploads fill the bytes kept for uploads: a third long one is refused at once with
+    Retry-After, while short requests (a few kB each) are still admitted beside them."""
+    speech = long_recording(tmp_path, 4)
+    async with client(small_upload_budget, max_retries=0) as sdk:
+        busy = [
+            asyncio.create_task(sdk.audio.transcriptions.create(model="whisper-1", file=(f"{i}.wav", speech)))
+            for i in range(2)
+        ]
+        await admitted(small_upload_budget, 2)
+        with pytest.raises(openai.RateLimitError) as refused:
+            await sdk.audio.transcriptions.create(model="whisper-1", file=("third.wav", speech))
+        assert refused.value.code == "queue_full" and int(refused.value.response.headers["retry-after"]) >= 1
+        assert "MB of the 12.0 MB this instance keeps for them" in refused.value.message
+        short = (FIXTURES / "short.wav").read_bytes()
+        answers = await asyncio.gather(
+            *(sdk.audio.transcriptions.create(model="whisper-1", file=(f"s{i}.wav", short)) for i in range(4))
+        )
+        assert all("lazy dog" in answer.text.lower() for answer in answers)
+        await asyncio.gather(*busy)

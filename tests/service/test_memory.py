@@ -5,6 +5,7 @@ The real server (`python -m whisper_api`) runs in a subprocess on loopback; its 
 and page faults are read from /proc.
 """
 
+import os
 import statistics
 import threading
 import time
@@ -110,3 +111,27 @@ def test_an_operators_malloc_settings_are_left_alone(monkeypatch: pytest.MonkeyP
     name, _, value = variable.partition("=")
     monkeypatch.setenv(name, value)
     assert keep_large_blocks_in_heap() is False
+
+
+def test_the_memory_limit_is_the_cgroups_else_the_machines(tmp_path, monkeypatch) -> None:
+    from whisper_api import memory
+
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    limit = tmp_path / "memory.max"
+    monkeypatch.setattr(memory, "_CGROUP_LIMITS", (limit,))
+    assert memory.memory_limit_bytes() == physical  # no cgroup file
+    limit.write_text("max\n")  # v2 without a limit
+    assert memory.memory_limit_bytes() == physical
+    limit.write_text("1073741824\n")
+    assert memory.memory_limit_bytes() == 1 << 30
+    assert memory.upload_budget_bytes(str(tmp_path)) <= (1 << 30) // 4
+
+
+def test_the_upload_budget_is_at_most_half_the_free_space_where_uploads_are_spooled(tmp_path) -> None:
+    import shutil
+
+    from whisper_api.memory import memory_limit_bytes, upload_budget_bytes
+
+    budget = upload_budget_bytes(str(tmp_path))
+    assert 0 < budget <= shutil.disk_usage(tmp_path).free // 2 + 1
+    assert budget <= memory_limit_bytes() // 4

@@ -65,6 +65,34 @@ async def test_workers_bound_concurrent_inferences_and_time_the_queue() -> None:
 
 
 @pytest.mark.anyio
+async def test_the_queue_admits_uploads_while_their_bytes_fit_and_the_first_always() -> None:
+    scheduler = Scheduler(workers=1, queue_size=64, queue_bytes=10_000_000)
+    work = BlockingWork()
+    first = asyncio.create_task(scheduler.run(StepTimer(), work.job("a"), upload_bytes=12_000_000))
+    await wait_until(lambda: scheduler.admitted == 1)  # alone, larger than the budget: admitted
+    with pytest.raises(QueueFullError) as refused:
+        await scheduler.run(StepTimer(), work.job("b"), upload_bytes=1)
+    assert refused.value.status_code == 429 and refused.value.retry_after_s >= 1
+    assert "hold 12.0 MB of the 10.0 MB this instance keeps for them" in refused.value.message
+    work.release.set()
+    assert await first == "a" and scheduler.held_bytes == 0
+    work.release.clear()
+    small = [
+        asyncio.create_task(scheduler.run(StepTimer(), work.job(str(i)), upload_bytes=4_000_000))
+        for i in range(2)
+    ]
+    await wait_until(lambda: scheduler.admitted == 2)
+    assert scheduler.held_bytes == 8_000_000
+    with pytest.raises(QueueFullError):
+        await scheduler.run(StepTimer(), work.job("c"), upload_bytes=4_000_000)
+    tiny = asyncio.create_task(scheduler.run(StepTimer(), work.job("tiny"), upload_bytes=2_000_000))
+    await wait_until(lambda: scheduler.admitted == 3)  # 10 MB: it fits
+    work.release.set()
+    assert await asyncio.gather(*small, tiny) == ["0", "1", "tiny"]
+    scheduler.shutdown()
+
+
+@pytest.mark.anyio
 async def test_the_queue_refuses_beyond_queue_size_and_the_door_refuses_early() -> None:
     scheduler = Scheduler(workers=1, queue_size=2)
     work = BlockingWork()
