@@ -31,7 +31,7 @@ from whisper_api.errors import invalid_request
 from whisper_api.formats import render
 from whisper_api.memory import RELEASE_AFTER_AUDIO_S, release_freed_memory
 from whisper_api.scheduler import Scheduler
-from whisper_api.schemas import ResponseFormat, Segment, TranscribeOptions, Transcript
+from whisper_api.schemas import ResponseFormat, Segment, Speakers, TranscribeOptions, Transcript
 from whisper_api.timing import StepTimer
 
 # Without a declared duration, the queue guesses the audio's length from its size at 128 kbit/s.
@@ -71,6 +71,18 @@ def render_text(
     """The transcript in `response_format`, as the text an answer or a transcript file holds."""
     body, media_type = render(transcript, response_format, granularities)
     return Rendered(body if isinstance(body, str) else body.model_dump_json(), media_type)
+
+
+def without_speech(options: TranscribeOptions, duration: float, *, diarized: bool) -> Transcript:
+    """The transcript of audio the gate left no speech in, made without inference: no segments,
+    and no speakers (`diarized`: diarized_json needs them, empty)."""
+    return Transcript(
+        task=options.task,
+        language=options.language or "en",
+        duration=duration,
+        segments=[],
+        speakers=Speakers(segments=[], turns=[]) if diarized else None,
+    )
 
 
 def release_memory_after(audio_seconds: float | None) -> bool:
@@ -177,12 +189,7 @@ class Pipeline:
                     speech_s = silence_non_speech(audio)
                 scheduler.decoded(duration, speech_s, refuse_too_long=on_segment is None)
                 if speech_s == 0:
-                    return Transcript(
-                        task=request.options.task,
-                        language=request.options.language or "en",
-                        duration=duration,
-                        segments=[],
-                    )
+                    return without_speech(request.options, duration, diarized=request.diarization is not None)
                 with timer.step("inference"):
                     transcript = self.engine.transcribe(
                         audio, request.options, on_segment=each_segment, cancel=cancel

@@ -125,6 +125,21 @@ def test_a_call_recorded_one_party_per_channel_has_both_parties(client: openai.O
     assert "heaven" in result.segments[-1].text and result.segments[-1].speaker == "A"
 
 
+def test_audio_without_speech_has_no_speakers_and_no_error(client: openai.OpenAI) -> None:
+    """The gate leaves nothing to transcribe: diarized_json answers no segments, as does the stream."""
+    with (FIXTURES / "silence.flac").open("rb") as file:
+        result = client.audio.transcriptions.create(model=DIARIZE, file=file, response_format="diarized_json")
+    assert isinstance(result, TranscriptionDiarized)
+    assert (result.text, result.segments) == ("", []) and result.duration == pytest.approx(3.0)
+    with (FIXTURES / "silence.flac").open("rb") as file:
+        events = list(
+            client.audio.transcriptions.create(
+                model=DIARIZE, file=file, response_format="diarized_json", stream=True
+            )
+        )
+    assert [(event.type, event.text) for event in events] == [("transcript.text.done", "")]
+
+
 def test_server_timing_shows_the_diarization_step_after_inference(client: openai.OpenAI) -> None:
     with (FIXTURES / "short.wav").open("rb") as file:
         raw = client.audio.transcriptions.with_raw_response.create(

@@ -1,10 +1,11 @@
 """The batch worker: every recording under one location → transcripts under another.
 
-Each input goes through the path a request takes (`audio.decode_audio` → `Engine.transcribe` →
-`pipeline.render_text`, with the pipeline's memory release after long audio), so a file gets the
-same transcript, and a bad file the same message, as from the API. Transcripts mirror the input's
-relative path with the format's suffix appended (`calls/a.mp3` → `calls/a.mp3.verbose.json`,
-`calls/a.mp3.srt`), so that `a.mp3` and `a.wav` never collide. A name that is not UTF-8 is read by
+Each input goes through the path a request takes (`audio.decode_audio` → the gate,
+`audio.silence_non_speech` → `Engine.transcribe` → `pipeline.render_text`, with the pipeline's
+memory release after long audio), so a file gets the same transcript, and a bad file the same
+message, as from the API. Transcripts mirror the input's relative path with the format's suffix
+appended (`calls/a.mp3` → `calls/a.mp3.verbose.json`, `calls/a.mp3.srt`), so that `a.mp3` and
+`a.wav` never collide. A name that is not UTF-8 is read by
 its exact bytes and its outputs are named in text (`caf\\xe9.wav.srt`, see names); a recording
 whose outputs would take the names of another's (a file really named `caf\\xe9.wav` beside it)
 fails as `name_collision` without being read (see `plan`). The next file is decoded while the
@@ -26,7 +27,14 @@ from pathlib import PurePosixPath
 import numpy as np
 from pydantic import BaseModel, Field
 
-from whisper_api.audio import ACCEPTED_EXTENSIONS, SAMPLE_RATE, AudioError, decode_audio, probe_audio
+from whisper_api.audio import (
+    ACCEPTED_EXTENSIONS,
+    SAMPLE_RATE,
+    AudioError,
+    decode_audio,
+    probe_audio,
+    silence_non_speech,
+)
 from whisper_api.batch.manifest import (
     JSON_MEDIA_TYPE,
     MANIFEST_DIR,
@@ -46,7 +54,13 @@ from whisper_api.diarization.channels import ChannelDecoder
 from whisper_api.diarization.diarizer import Diarizer
 from whisper_api.diarization.speakers import rttm
 from whisper_api.engines.base import Engine, TranscriptionCancelled
-from whisper_api.pipeline import DiarizationRequest, release_memory_after, render_text, with_speakers
+from whisper_api.pipeline import (
+    DiarizationRequest,
+    release_memory_after,
+    render_text,
+    with_speakers,
+    without_speech,
+)
 from whisper_api.schemas import ResponseFormat, Segment, TranscribeOptions, Transcript
 from whisper_api.settings import Settings
 
@@ -257,7 +271,8 @@ class Decoded:
 
     samples: np.ndarray | None
     seconds: float
-    channels: int = 1
+    channels: int
+    speech_s: float  # what the gate left that may be speech (0: answered without inference)
 
     def take(self) -> np.ndarray:
         samples, self.samples = self.samples, None
@@ -379,10 +394,13 @@ class BatchRunner:
             duration = audio.shape[0] / SAMPLE_RATE
             started = time.perf_counter()
             try:
-                transcript = self.engine.transcribe(
-                    audio, self.options, on_segment=progress.on_segment(duration), cancel=self.cancel
-                )
-                if self.job.diarize:
+                if decoded.speech_s == 0:
+                    transcript = without_speech(self.options, duration, diarized=self.job.diarize)
+                else:
+                    transcript = self.engine.transcribe(
+                        audio, self.options, on_segment=progress.on_segment(duration), cancel=self.cancel
+                    )
+                if self.job.diarize and decoded.speech_s > 0:
                     channel = self._channel_decoder(item) if decoded.channels == 2 else None
                     transcript = with_speakers(
                         self.diarizer, audio, transcript, DiarizationRequest(), self.cancel, channel
@@ -436,6 +454,7 @@ class BatchRunner:
             with self.inputs.open(item) as stream:  # streamed: the file itself is never held whole
                 channels = probe_audio(stream, self.settings.max_audio_seconds).channels
                 audio = decode_audio(stream, self.settings.max_audio_seconds)
+            speech_s = silence_non_speech(audio)  # as the API: what cannot be speech is not decoded
         except AudioError as error:
             raise _Failure(str(error), error.code) from error
         except Exception as error:
@@ -443,14 +462,16 @@ class BatchRunner:
                 f"The recording could not be read from storage ({type(error).__name__}: {error}).",
                 "storage_error",
             ) from error
-        return Decoded(audio, time.perf_counter() - started, channels)
+        return Decoded(audio, time.perf_counter() - started, channels, speech_s)
 
     def _channel_decoder(self, item: StoredFile) -> ChannelDecoder:
         """A stereo recording's channels for diarization, each read and decoded again alone."""
 
         def decode(channel: int) -> np.ndarray:
             with self.inputs.open(item) as stream:
-                return decode_audio(stream, self.settings.max_audio_seconds, channel=channel)
+                samples = decode_audio(stream, self.settings.max_audio_seconds, channel=channel)
+            silence_non_speech(samples)
+            return samples
 
         return decode
 

@@ -71,9 +71,9 @@ def diarize_stereo(
         audio = channel(index)
         if index == 0 and is_mix(audio, mix):
             del audio
-            return diarizer.diarize(mix, vad=vad, cancel=cancel)
+            return diarizer.diarize(mix, vad=vad, cancel=cancel, merge_similarity=merge_similarity)
         levels.append(frame_power(audio))
-        found.append(diarizer.diarize(audio, vad=vad, cancel=cancel))
+        found.append(diarizer.diarize(audio, vad=vad, cancel=cancel, merge_similarity=merge_similarity))
         del audio  # freed before the next channel is decoded
     frames = max(len(level) for level in levels)
     stacked = np.stack([np.pad(level, (0, frames - len(level))) for level in levels])

@@ -7,10 +7,26 @@ from pathlib import Path
 import pytest
 from openai.types.audio import TranscriptionDiarized
 
-from tests.support.audio import call_recording
+from tests.support.audio import call_recording, flac_of_constant
 from tests.support.diarization import SAMPLE, diarization_model
 from tests.support.engines import FIXTURES, engine_settings
 from whisper_api.batch.cli import main
+from whisper_api.engines.base import Engine
+from whisper_api.schemas import Transcript
+
+
+class CountingEngine:
+    """The real engine, counting its transcriptions."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine, self.calls = engine, 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.engine, name)
+
+    def transcribe(self, *args: object, **kwargs: object) -> Transcript:
+        self.calls += 1
+        return self.engine.transcribe(*args, **kwargs)  # type: ignore[arg-type]
 
 
 def test_diarize_writes_diarized_json_and_rttm_and_resumes(
@@ -23,14 +39,17 @@ def test_diarize_writes_diarized_json_and_rttm_and_resumes(
     with open(os.fsencode(source) + b"/caf\xe9.wav", "wb") as latin1:  # a name that is not UTF-8
         latin1.write((FIXTURES / "short.wav").read_bytes())
     (source / "calls" / "call.wav").write_bytes(call_recording(delay_s=4.0))  # one party per channel
+    (source / "hum.flac").write_bytes(flac_of_constant(600))  # 10 minutes without speech
     settings = engine_settings("faster-whisper", diarization_model=diarization_model())
 
     def run(*extra: str) -> int:
         argv = [str(source), str(target), "--formats", "json", "--diarize", "--no-progress", *extra]
-        return main(argv, settings=settings, load_engine=lambda: engines["faster-whisper"])
+        return main(argv, settings=settings, load_engine=lambda: engine)
+
+    engine = CountingEngine(engines["faster-whisper"])
 
     assert run() == 0
-    assert "4 recording(s): 4 done" in capsys.readouterr().out
+    assert "5 recording(s): 5 done" in capsys.readouterr().out
     meeting = TranscriptionDiarized.model_validate_json(
         (target / "calls" / "meeting.flac.diarized.json").read_text()
     )
@@ -45,16 +64,20 @@ def test_diarize_writes_diarized_json_and_rttm_and_resumes(
     turns = {row[7]: (float(row[3]), float(row[3]) + float(row[4])) for row in call}
     assert sorted(turns) == ["A", "B"]
     assert turns["A"][0] < 0.5 and turns["A"][1] > 16 and 3.6 < turns["B"][0] < turns["B"][1] < 11.1
+    # The gate left nothing of the hum: no inference, no speakers, an empty RTTM.
+    assert engine.calls == 4
+    hum = TranscriptionDiarized.model_validate_json((target / "hum.flac.diarized.json").read_text())
+    assert (hum.text, hum.segments) == ("", []) and (target / "hum.flac.rttm").read_text() == ""
     solo = TranscriptionDiarized.model_validate_json((target / "solo.wav.diarized.json").read_text())
     assert {segment.speaker for segment in solo.segments} == {"A"}
     # Named in text, the file id of its RTTM too.
     assert (target / "caf\\xe9.wav.rttm").read_text().startswith("SPEAKER caf\\xe9.wav 1 ")
     # Resumable: a rerun finds every output (the RTTM included) and does nothing.
     assert run() == 0
-    assert "4 skipped" in capsys.readouterr().out
+    assert "5 skipped" in capsys.readouterr().out
     (target / "solo.wav.rttm").unlink()
     assert run() == 0
-    assert "1 done, 3 skipped" in capsys.readouterr().out
+    assert "1 done, 4 skipped" in capsys.readouterr().out
     assert (target / "solo.wav.rttm").read_text().startswith("SPEAKER solo.wav 1 ")
 
 
