@@ -7,6 +7,7 @@ the same transcript, and the process gives back the same memory, whichever way i
 
 import threading
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -15,7 +16,6 @@ from anyio import to_thread
 
 from whisper_api.audio import (
     AudioError,
-    AudioInfo,
     AudioSource,
     decode_audio,
     duration_seconds,
@@ -112,15 +112,20 @@ def with_speakers(
 
 
 def stereo_channels(
-    source: AudioSource, info: AudioInfo, max_seconds: float, progress: Callable[[], None] | None = None
+    open_source: Callable[[], AbstractContextManager[AudioSource]],
+    channels: int,
+    max_seconds: float,
+    progress: Callable[[], None] | None = None,
 ) -> ChannelDecoder | None:
-    """A two-channel upload's channels, each decoded alone and gated like the mix, for diarization
-    (a call's parties are usually recorded one per channel); None for any other layout."""
-    if info.channels != 2:
+    """A two-channel upload's channels, each opened (`open_source`), decoded alone and gated like
+    the mix, for diarization (a call's parties are usually recorded one per channel); None for any
+    other layout."""
+    if channels != 2:
         return None
 
     def decode(channel: int) -> np.ndarray:
-        samples = decode_audio(source, max_seconds, progress, channel=channel)
+        with open_source() as source:
+            samples = decode_audio(source, max_seconds, progress, channel=channel)
         silence_non_speech(samples)
         return samples
 
@@ -198,7 +203,9 @@ class Pipeline:
                     return transcript
                 if self.diarizer is None:
                     raise RuntimeError("diarization asked of a pipeline without a diarizer")
-                channels = stereo_channels(request.file, info, limit, lambda: pause(cancel))
+                channels = stereo_channels(
+                    lambda: nullcontext(request.file), info.channels, limit, lambda: pause(cancel)
+                )
                 with timer.step("diarization"):
                     return with_speakers(
                         self.diarizer, audio, transcript, request.diarization, cancel, channels

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 import tempfile
 import warnings
@@ -121,11 +122,8 @@ def is_safe_path(path: str) -> bool:
     they could land outside the output folder. Any other backslash is a plain character: the
     outputs of a name that is not UTF-8 have one in each `\\xNN` escape (`caf\\xe9.wav.srt`).
     """
-    parts = path.split("/")
-    pieces = (piece for part in parts for piece in part.split("\\"))
-    return all(part not in ("", ".", "..") for part in parts) and all(
-        piece not in (".", "..") for piece in pieces
-    )
+    parts, pieces = set(path.split("/")), set(re.split(r"[/\\]", path))
+    return not {"", ".", ".."} & parts and not {".", ".."} & pieces
 
 
 def relative_location(outer: Location, inner: Location) -> str | None:

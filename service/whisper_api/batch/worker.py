@@ -50,7 +50,6 @@ from whisper_api.batch.manifest import (
 from whisper_api.batch.names import fitting_name, raw_name, shown_name
 from whisper_api.batch.storage import Location, StorageError, StoredFile, is_safe_path, relative_location
 from whisper_api.diarization import load_diarizer
-from whisper_api.diarization.channels import ChannelDecoder
 from whisper_api.diarization.diarizer import Diarizer
 from whisper_api.diarization.speakers import rttm
 from whisper_api.engines.base import Engine, TranscriptionCancelled
@@ -58,6 +57,7 @@ from whisper_api.pipeline import (
     DiarizationRequest,
     release_memory_after,
     render_text,
+    stereo_channels,
     with_speakers,
     without_speech,
 )
@@ -401,7 +401,9 @@ class BatchRunner:
                         audio, self.options, on_segment=progress.on_segment(duration), cancel=self.cancel
                     )
                 if self.job.diarize and decoded.speech_s > 0:
-                    channel = self._channel_decoder(item) if decoded.channels == 2 else None
+                    channel = stereo_channels(
+                        lambda: self.inputs.open(item), decoded.channels, self.settings.max_audio_seconds
+                    )
                     transcript = with_speakers(
                         self.diarizer, audio, transcript, DiarizationRequest(), self.cancel, channel
                     )
@@ -452,7 +454,10 @@ class BatchRunner:
             )
         try:
             with self.inputs.open(item) as stream:  # streamed: the file itself is never held whole
-                channels = probe_audio(stream, self.settings.max_audio_seconds).channels
+                # Only diarization reads the channels apart (a stereo call's parties).
+                channels = (
+                    probe_audio(stream, self.settings.max_audio_seconds).channels if self.job.diarize else 1
+                )
                 audio = decode_audio(stream, self.settings.max_audio_seconds)
             speech_s = silence_non_speech(audio)  # as the API: what cannot be speech is not decoded
         except AudioError as error:
@@ -463,17 +468,6 @@ class BatchRunner:
                 "storage_error",
             ) from error
         return Decoded(audio, time.perf_counter() - started, channels, speech_s)
-
-    def _channel_decoder(self, item: StoredFile) -> ChannelDecoder:
-        """A stereo recording's channels for diarization, each read and decoded again alone."""
-
-        def decode(channel: int) -> np.ndarray:
-            with self.inputs.open(item) as stream:
-                samples = decode_audio(stream, self.settings.max_audio_seconds, channel=channel)
-            silence_non_speech(samples)
-            return samples
-
-        return decode
 
     def _write(self, item: StoredFile, transcript: Transcript, record: FileRecord) -> None:
         """Every transcript first, then the done marker (the record): the marker commits the input."""

@@ -32,9 +32,10 @@ def speaker_of(start: float, end: float, turns: list[Turn], levels: np.ndarray |
     overlaps = [min(end, turn.end) - max(start, turn.start) for turn in turns]
     best = int(np.argmax(overlaps))
     if overlaps[best] > 0:
-        heard = [turn for turn, overlap in zip(turns, overlaps, strict=True) if overlap > 0]
-        if levels is not None and len({turn.channel for turn in heard}) > 1:
-            return loudest(heard, levels, start, end).speaker
+        if levels is not None:  # channels diarized alone: of those heard at once, the loudest
+            heard = [turn for turn, overlap in zip(turns, overlaps, strict=True) if overlap > 0]
+            if len({turn.channel for turn in heard}) > 1:
+                return loudest(heard, levels, start, end).speaker
         return turns[best].speaker
     middle = (start + end) / 2
     distances = [max(turn.start - middle, middle - turn.end, 0.0) for turn in turns]
