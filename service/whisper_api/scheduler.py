@@ -320,11 +320,13 @@ class Scheduler:
     def enter(self) -> Ticket:
         """Let a request in (its body still to come) or raise QueueFullError/ShuttingDownError.
 
-        Cheap and never waits; it reserves no queue place: a full queue is re-checked by `run`."""
+        Cheap and never waits; it reserves no queue place: a full queue is re-checked by `run`. A
+        queue whose uploads already fill `queue_bytes` refuses here too, before an upload is read."""
         if self.draining:
             raise ShuttingDownError()
         if self.admitted >= self.queue_size:
             raise QueueFullError(self.retry_after_s(), self.queue_size)
+        self._refuse_what_memory_cannot_hold(None)
         self.entered += 1
         self._idle.clear()
         timeout = self.request_timeout_s
@@ -395,14 +397,20 @@ class Scheduler:
         finally:
             self._jobs.discard(job)
 
-    def _refuse_what_memory_cannot_hold(self, upload_bytes: int) -> None:
-        held = self.held_bytes
-        if self.queue_bytes is None or self.admitted == 0 or held + upload_bytes <= self.queue_bytes:
+    def _refuse_what_memory_cannot_hold(self, upload_bytes: int | None) -> None:
+        """Refuse an upload of `upload_bytes` that would overfill `queue_bytes`; at the door (None:
+        its size is not known yet), only once the queue's uploads fill it. A queue of none always
+        takes one."""
+        if self.queue_bytes is None or self.admitted == 0:
             return
+        held = self.held_bytes
+        if held + (1 if upload_bytes is None else upload_bytes) <= self.queue_bytes:
+            return
+        brings = "" if upload_bytes is None else f", and this one brings {upload_bytes / 1e6:.1f} MB"
         raise QueueFullError(
             self.retry_after_s(),
             reason=f"The uploads queued here hold {held / 1e6:.1f} MB of the {self.queue_bytes / 1e6:.1f} MB "
-            f"this instance keeps for them, and this one brings {upload_bytes / 1e6:.1f} MB",
+            f"this instance keeps for them{brings}",
         )
 
     def _refuse_what_cannot_fit(self, job: _Job) -> None:

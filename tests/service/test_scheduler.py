@@ -93,6 +93,25 @@ async def test_the_queue_admits_uploads_while_their_bytes_fit_and_the_first_alwa
 
 
 @pytest.mark.anyio
+async def test_the_door_refuses_once_the_queued_uploads_fill_their_budget() -> None:
+    scheduler = Scheduler(workers=1, queue_size=64, queue_bytes=10_000_000)
+    work = BlockingWork()
+    first = asyncio.create_task(scheduler.run(StepTimer(), work.job("a"), upload_bytes=9_000_000))
+    await wait_until(lambda: scheduler.admitted == 1)
+    scheduler.leave(scheduler.enter())  # 1 MB is left: a request may still come in
+    second = asyncio.create_task(scheduler.run(StepTimer(), work.job("b"), upload_bytes=1_000_000))
+    await wait_until(lambda: scheduler.admitted == 2)
+    with pytest.raises(QueueFullError) as refused:  # full: refused before its upload is read
+        scheduler.enter()
+    assert refused.value.status_code == 429 and refused.value.retry_after_s >= 1
+    assert refused.value.message.startswith("The uploads queued here hold 10.0 MB of the 10.0 MB")
+    work.release.set()
+    assert await asyncio.gather(first, second) == ["a", "b"]
+    scheduler.leave(scheduler.enter())
+    scheduler.shutdown()
+
+
+@pytest.mark.anyio
 async def test_the_queue_refuses_beyond_queue_size_and_the_door_refuses_early() -> None:
     scheduler = Scheduler(workers=1, queue_size=2)
     work = BlockingWork()
